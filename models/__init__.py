@@ -1,0 +1,7 @@
+"""PyTorch modules: VLM projectors, token compressors, attention blocks, and the checkpoint format."""
+
+from .checkpoint import FORMAT, load, save
+from .registry import ARCHS, build, register
+from . import projectors  # noqa: F401  (registers the projector family)
+
+__all__ = ["ARCHS", "FORMAT", "build", "load", "register", "save"]

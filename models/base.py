@@ -1,0 +1,45 @@
+"""Shared base for token models: input patch tokens [B, h*w, D] on a square grid, optional linear task head."""
+
+import torch
+import torch.nn as nn
+
+
+def square_grid(tokens: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor | int]:
+    """(h, w) of a square token grid from N = h*w; traced as graph ops so ONNX keeps the grid dynamic."""
+    n = tokens.shape[1]
+    if isinstance(n, int):
+        side = int(round(n ** 0.5))
+        return side, side
+    side = torch.sqrt(torch.as_tensor(n, dtype=torch.float32)).round().to(torch.int64)
+    return side, side
+
+
+class TokenModel(nn.Module):
+    """A model over visual tokens. Subclasses implement `core(tokens, h, w) -> [B, N', D_out]`.
+
+    With `num_classes > 0` a linear task head reads the mean output token, so downstream accuracy is measurable
+    through every exported artifact (second output `logits`).
+    """
+
+    input_dim: int
+    output_dim: int
+    grid_multiple: int = 1  # grids must be a multiple of this (after the model's own padding)
+    dynamic_grid: bool = True
+
+    def _init_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.output_dim, num_classes) if num_classes > 0 else None
+
+    def forward(self, tokens: torch.Tensor):
+        h, w = square_grid(tokens)
+        out = self.core(tokens, h, w)
+        if self.head is None:
+            return out
+        return out, self.head(out.mean(dim=1))
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["tokens_out"] + (["logits"] if self.head is not None else [])
+
+    def example_input(self, batch: int = 1, grid: int = 16) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(batch, grid * grid, self.input_dim, generator=g)

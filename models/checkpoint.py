@@ -1,0 +1,75 @@
+"""Checkpoint format "ntc-export/1": {format, arch, config, state_dict}, read with weights_only=True (never unpickled)."""
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..atomic import atomic_path
+from ..errors import NtcError
+from .registry import build
+
+FORMAT = "ntc-export/1"
+
+
+def save(module: nn.Module, path: str | os.PathLike) -> None:
+    """Write `module` (a registered architecture) atomically."""
+    if not hasattr(module, "arch") or not hasattr(module, "config"):
+        raise NtcError(f"{type(module).__name__} is not a registered ntc-export architecture")
+    payload = {
+        "format": FORMAT,
+        "arch": module.arch,
+        "config": dict(module.config),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise NtcError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "weights_only" in str(e) or "GLOBAL" in str(e) or "Unsupported" in str(e):
+            raise NtcError(f"{path}: refuses to unpickle arbitrary Python objects (a pickled module? save with "
+                           f"ntc_export.models.save): {first[:200]}") from None
+        raise NtcError(f"{path}: corrupt checkpoint ({first[:200]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NtcError(f"{path}: truncated or corrupt checkpoint ({msg[:200]})") from None
+
+
+def load(path: str | os.PathLike) -> nn.Module:
+    """Load a checkpoint into its architecture, in eval mode. Every problem is a one-line NtcError."""
+    path = Path(path)
+    ckpt = _read(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise NtcError(f"{path}: not an ntc-export checkpoint (format {got!r}, expected {FORMAT!r})")
+    for key in ("arch", "config", "state_dict"):
+        if key not in ckpt:
+            raise NtcError(f"{path}: checkpoint lacks {key!r}")
+    module = build(ckpt["arch"], ckpt["config"])
+    result = module.load_state_dict(ckpt["state_dict"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        parts = []
+        if result.missing_keys:
+            parts.append(f"missing keys {result.missing_keys[:5]}")
+        if result.unexpected_keys:
+            parts.append(f"unexpected keys {result.unexpected_keys[:5]}")
+        raise NtcError(f"{path}: state_dict does not match arch {ckpt['arch']!r}: {'; '.join(parts)}")
+    return module.eval()
+
+
+def file_bytes(path) -> bytes:
+    return Path(path).read_bytes()
+
+
+__all__ = ["save", "load", "FORMAT", "io"]

@@ -1,0 +1,24 @@
+"""Fidelity metrics of a run result against the golden (PyTorch) output."""
+
+import numpy as np
+
+
+def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """max_abs, rel_l2, cosine, snr_db of `got` against `ref` (computed in float64)."""
+    ref = np.asarray(ref, dtype=np.float64).ravel()
+    got = np.asarray(got, dtype=np.float64).ravel()
+    if ref.shape != got.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs result {got.shape}")
+    err = got - ref
+    ref_norm = float(np.linalg.norm(ref))
+    err_norm = float(np.linalg.norm(err))
+    got_norm = float(np.linalg.norm(got))
+    cosine = float(ref @ got / (ref_norm * got_norm)) if ref_norm > 0 and got_norm > 0 else float(ref_norm == got_norm)
+    rel_l2 = err_norm / ref_norm if ref_norm > 0 else err_norm
+    snr_db = float("inf") if err_norm == 0 else 20.0 * np.log10(max(ref_norm, 1e-300) / err_norm)
+    return {
+        "max_abs": float(np.abs(err).max()) if err.size else 0.0,
+        "rel_l2": float(rel_l2),
+        "cosine": cosine,
+        "snr_db": float(snr_db),
+    }

@@ -1,0 +1,86 @@
+"""Runners: execute one artifact with one interface, `run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]`.
+
+TorchRunner is the golden reference; OrtRunner runs ONNX with ONNX Runtime (CPU, CUDA EP where present).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import NtcError
+
+
+class TorchRunner:
+    """Golden outputs from the PyTorch module (fp32, eval mode, no grad)."""
+
+    backend = "pytorch"
+
+    def __init__(self, module: torch.nn.Module, input_names=("tokens",), output_names=None):
+        self.module = module.eval()
+        self.input_names = list(input_names)
+        self.output_names = list(output_names or getattr(module, "output_names", ["output"]))
+
+    @torch.inference_mode()
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names]
+        out = self.module(*args)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return {n: o.float().numpy() for n, o in zip(self.output_names, outs)}
+
+
+def ort_session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return so
+
+
+class OrtRunner:
+    """ONNX Runtime session over an ONNX file; the CUDA EP is used where onnxruntime-gpu and a GPU are present.
+
+    `custom_ops=True` registers the ntc:: custom-op implementations so graphs with plugin nodes run on the CPU.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path, providers=None, custom_ops: bool = True, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise NtcError(f"{self.path}: no such ONNX file")
+        so = ort_session_options(threads)
+        if custom_ops:
+            from .ort_ops import register_custom_ops
+
+            register_custom_ops(so)
+        available = ort.get_available_providers()
+        providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as e:  # ORT raises its own exception types; the message names the problem
+            raise NtcError(f"{self.path}: ONNX Runtime cannot load it: {str(e).strip().splitlines()[0][:300]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_types = {i.name: i.type for i in self.session.get_inputs()}
+        self.providers = self.session.get_providers()
+
+    @property
+    def target(self) -> str:
+        return "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cast = {}
+        for name in self.input_names:
+            x = feeds[name]
+            if self.input_types[name] == "tensor(float16)":
+                x = x.astype(np.float16)
+            elif self.input_types[name] == "tensor(float)":
+                x = x.astype(np.float32)
+            cast[name] = np.ascontiguousarray(x)
+        outs = self.session.run(None, cast)
+        return {n: np.asarray(o) for n, o in zip(self.output_names, outs)}
