@@ -1,0 +1,1 @@
+"""Calibration for INT8/FP8: activation statistics, calibrators, Q/DQ insertion, caches."""
