@@ -1,0 +1,25 @@
+"""`ntc-export demo`: the main job on every zoo model."""
+
+from pathlib import Path
+
+import click
+
+from ..errors import NtcError
+from ..paths import ZOO_DIR
+from .options import quiet_option
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out/demo"),
+              show_default=True, help="Output (and cache) directory.")
+@quiet_option
+def command(out_dir, quiet):
+    """Run the main job on every model of the built-in zoo (models/zoo/*.pt) with the built-in held-out tokens."""
+    from ..main_job import run_main_job
+
+    zoo = sorted(ZOO_DIR.glob("*.pt"))
+    if not zoo:
+        raise NtcError(f"no zoo checkpoints in {ZOO_DIR}; build them with scripts/build_zoo.py")
+    report = run_main_job(zoo, out_dir, quiet=quiet, command="ntc-export demo")
+    if not report["pass"]:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,16 @@
+"""Options shared by several subcommands."""
+
+import click
+
+from ..export import ATTENTION_MODES
+
+attention_option = click.option(
+    "--attention", type=click.Choice(ATTENTION_MODES), default="decomposed", show_default=True,
+    help="How window attention is lowered: ntc::WindowAttention plugin node, native ONNX Attention (opset 23), "
+         "or MatMul-Softmax-MatMul.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+
+
+def precision_option(default=("fp32", "fp16"), choices=("fp32", "fp16")):
+    return click.option("--precision", "precisions", multiple=True, type=click.Choice(choices),
+                        default=default, show_default=True, help="Precision(s) to produce; repeat the flag.")
