@@ -1,6 +1,5 @@
 """Checkpoint format "ntc-export/1": {format, arch, config, state_dict}, read with weights_only=True (never unpickled)."""
 
-import io
 import os
 import pickle
 import zipfile
@@ -37,7 +36,7 @@ def _read(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "weights_only" in str(e) or "GLOBAL" in str(e) or "Unsupported" in str(e):
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
             raise NtcError(f"{path}: refuses to unpickle arbitrary Python objects (a pickled module? save with "
                            f"ntc_export.models.save): {first[:200]}") from None
         raise NtcError(f"{path}: corrupt checkpoint ({first[:200]})") from None
@@ -57,7 +56,13 @@ def load(path: str | os.PathLike) -> nn.Module:
         if key not in ckpt:
             raise NtcError(f"{path}: checkpoint lacks {key!r}")
     module = build(ckpt["arch"], ckpt["config"])
-    result = module.load_state_dict(ckpt["state_dict"], strict=False)
+    if not isinstance(ckpt["state_dict"], dict):
+        raise NtcError(f"{path}: state_dict is not a mapping of tensors")
+    try:
+        result = module.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise NtcError(f"{path}: state_dict does not match arch {ckpt['arch']!r}: {detail[:300]}") from None
     if result.missing_keys or result.unexpected_keys:
         parts = []
         if result.missing_keys:
@@ -68,8 +73,4 @@ def load(path: str | os.PathLike) -> nn.Module:
     return module.eval()
 
 
-def file_bytes(path) -> bytes:
-    return Path(path).read_bytes()
-
-
-__all__ = ["save", "load", "FORMAT", "io"]
+__all__ = ["save", "load", "FORMAT"]
