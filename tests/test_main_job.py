@@ -1,0 +1,83 @@
+"""The main job: records, manifest, stage cache hits and invalidation, CLI exit codes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ntc_export.cli import main
+from ntc_export.models import build, save
+from ntc_export.tokens import TokenSet
+
+
+@pytest.fixture
+def setup(tmp_path):
+    torch.manual_seed(0)
+    model = build("pixel_shuffle", {"input_dim": 48, "output_dim": 32, "num_classes": 4})
+    save(model, tmp_path / "tiny.pt")
+    rng = np.random.default_rng(0)
+    data = TokenSet(rng.standard_normal((12, 1 + 64, 48)).astype(np.float32), (8, 8),
+                    rng.integers(0, 4, 12), {"source": "test"})
+    data.save(tmp_path / "data.npz")
+    return tmp_path
+
+
+def _run(tmp, *extra):
+    return main([str(tmp / "tiny.pt"), "--data", str(tmp / "data.npz"), "--out", str(tmp / "out"), "--quiet", *extra])
+
+
+def test_records_and_manifest(setup):
+    assert _run(setup) == 0
+    report = json.loads((setup / "out" / "report.json").read_text())
+    keys = {"model", "precision", "target", "backend", "output", "max_abs", "rel_l2", "cosine", "snr_db",
+            "task_metric"}
+    assert {(r["precision"], r["output"]) for r in report["records"]} == {
+        (p, o) for p in ("fp32", "fp16") for o in ("tokens_out", "logits")}
+    for r in report["records"]:
+        assert keys <= r.keys() and r["backend"] == "onnxruntime" and r["target"] == "cpu" and r["pass"]
+        assert 0.0 <= r["task_metric"] <= 1.0
+    fp32 = [r for r in report["records"] if r["precision"] == "fp32"]
+    assert all(r["rel_l2"] <= 1e-5 for r in fp32)
+    manifest = json.loads((setup / "out" / "manifest.json").read_text())
+    assert manifest["stages_run"] == ["tiny/export", "tiny/validate"] and manifest["stages_skipped"] == []
+    assert "torch" in manifest["versions"] and manifest["inputs"]["tiny"]
+    assert "| tiny | fp16 |" in (setup / "out" / "report.md").read_text()
+
+
+def test_rerun_skips_everything_then_invalidates(setup):
+    assert _run(setup) == 0
+    assert _run(setup) == 0
+    manifest = json.loads((setup / "out" / "manifest.json").read_text())
+    assert manifest["stages_run"] == [] and len(manifest["stages_skipped"]) == 2
+
+    # new data: export is reused, validation reruns
+    d = TokenSet(np.random.default_rng(1).standard_normal((12, 65, 48)).astype(np.float32), (8, 8))
+    d.save(setup / "data.npz")
+    assert _run(setup) == 0
+    manifest = json.loads((setup / "out" / "manifest.json").read_text())
+    assert manifest["stages_run"] == ["tiny/validate"] and manifest["stages_skipped"] == ["tiny/export"]
+
+    # a damaged artifact is rebuilt, never trusted
+    onnx_file = setup / "out" / "tiny" / "onnx" / "model.fp16.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:-10])
+    assert _run(setup) == 0
+    manifest = json.loads((setup / "out" / "manifest.json").read_text())
+    assert "tiny/export" in manifest["stages_run"]
+
+    # a different precision set changes the export key
+    assert _run(setup, "--precision", "fp32") == 0
+    report = json.loads((setup / "out" / "report.json").read_text())
+    assert {r["precision"] for r in report["records"]} == {"fp32"}
+
+
+def test_wrong_token_dim_is_a_clear_error(setup, capsys):
+    TokenSet(np.zeros((4, 65, 40), np.float32), (8, 8)).save(setup / "data.npz")
+    assert _run(setup) == 2
+    err = capsys.readouterr().err
+    assert "48-d tokens" in err and "40-d" in err
+
+
+def test_missing_model_file(setup, capsys):
+    assert main([str(setup / "nope.pt"), "--data", str(setup / "data.npz"), "--out", str(setup / "o")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
