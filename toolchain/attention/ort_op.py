@@ -1,0 +1,87 @@
+"""ONNX Runtime CPU support for ntc::WindowAttention v1 graphs.
+
+onnxruntime-extensions' Python custom ops always register in its own domain ("ai.onnx.contrib", not "ntc") and
+accept no fp16 (an fp16 input aborts the process). So `register(session_options)` loads the extensions library with
+a NumPy implementation of the contract, and `prepare(model)` makes an ORT copy of a plugin graph: fp32 plugin nodes
+move to the extensions domain (run by that implementation), other dtypes are swapped for the standard-op
+decomposition (`lowering.swap_plugins_for_validation`).
+"""
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from .lowering import PLUGIN_DOMAIN, PLUGIN_OP, _elem_types, plugin_nodes, swap_plugins_for_validation
+
+
+def window_attention(q, k, v, bias_table, mask, heads: int, window: int, scale: float) -> np.ndarray:
+    """The ntc::WindowAttention v1 contract in NumPy (fp64 accumulation): q/k/v [BW, heads, T, hd],
+    bias_table [(2w-1)^2, heads], mask [nW, T, T] -> [BW, T, heads*hd] in q's dtype."""
+    bw, nh, t, hd = q.shape
+    if nh != heads or t != window * window or bias_table.shape != ((2 * window - 1) ** 2, heads):
+        raise ValueError(f"WindowAttention: shapes q{q.shape} table{bias_table.shape} disagree with heads={heads} "
+                         f"window={window}")
+    if mask.ndim != 3 or mask.shape[1:] != (t, t) or bw % mask.shape[0]:
+        raise ValueError(f"WindowAttention: mask {mask.shape} does not fit {bw} windows of {t} tokens")
+    yx = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij"), -1).reshape(t, 2)
+    rel = yx[:, None, :] - yx[None, :, :] + window - 1
+    bias = bias_table.astype(np.float64)[rel[..., 0] * (2 * window - 1) + rel[..., 1]]  # [T, T, heads]
+    scores = scale * np.einsum("bhid,bhjd->bhij", q.astype(np.float64), k.astype(np.float64))
+    scores = scores + bias.transpose(2, 0, 1)[None] + np.tile(mask.astype(np.float64), (bw // mask.shape[0], 1, 1))[:, None]
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    probs = scores / scores.sum(-1, keepdims=True)
+    out = np.einsum("bhij,bhjd->bihd", probs, v.astype(np.float64))
+    return out.reshape(bw, t, nh * hd).astype(q.dtype)
+
+
+def _define_op():
+    from onnxruntime_extensions import PyCustomOpDef, onnx_op
+
+    attrs = {"heads": PyCustomOpDef.dt_int64, "window": PyCustomOpDef.dt_int64, "shift": PyCustomOpDef.dt_int64,
+             "scale": PyCustomOpDef.dt_float, "plugin_version": PyCustomOpDef.dt_string}
+
+    @onnx_op(op_type=PLUGIN_OP, inputs=[PyCustomOpDef.dt_float] * 5, outputs=[PyCustomOpDef.dt_float], attrs=attrs)
+    def _window_attention_op(q, k, v, bias_table, mask, heads, window, shift, scale, plugin_version):
+        return window_attention(q, k, v, bias_table, mask, heads, window, scale)
+
+
+_defined = False
+
+
+def register(session_options) -> None:
+    """Let sessions built with `session_options` run extensions-domain WindowAttention nodes (see `prepare`)."""
+    global _defined
+    from onnxruntime_extensions import get_library_path
+
+    if not _defined:
+        _define_op()
+        _defined = True
+    session_options.register_custom_ops_library(get_library_path())
+
+
+def ort_domain() -> str:
+    from onnxruntime_extensions import default_opset_domain
+
+    return default_opset_domain()
+
+
+def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ORT-runnable copy of a plugin graph: fp32 nodes to the extensions domain, others decomposed."""
+    nodes = plugin_nodes(model)
+    if not nodes:
+        return model
+    types = _elem_types(onnx.shape_inference.infer_shapes(model, strict_mode=False))
+    not_fp32 = {n.output[0] for n in nodes if any(types.get(i) != TensorProto.FLOAT for i in n.input)}
+    model = swap_plugins_for_validation(model, only=not_fp32) if not_fp32 else \
+        onnx.ModelProto.FromString(model.SerializeToString())
+    domain = ort_domain()
+    for node in model.graph.node:
+        if node.domain == PLUGIN_DOMAIN and node.op_type == PLUGIN_OP:
+            node.domain = domain
+    if not any(o.domain == domain for o in model.opset_import):
+        model.opset_import.add(domain=domain, version=1)
+    if not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
+        keep = [o for o in model.opset_import if o.domain != PLUGIN_DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(keep)
+    return model
