@@ -36,6 +36,8 @@ class TokenModel(nn.Module):
             return out
         return out, self.head(out.mean(dim=1))
 
+    input_names = ["tokens"]
+
     @property
     def output_names(self) -> list[str]:
         return ["tokens_out"] + (["logits"] if self.head is not None else [])
@@ -43,3 +45,19 @@ class TokenModel(nn.Module):
     def example_input(self, batch: int = 1, grid: int = 16) -> torch.Tensor:
         g = torch.Generator().manual_seed(0)
         return torch.randn(batch, grid * grid, self.input_dim, generator=g)
+
+    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+        """Tracing inputs for ONNX export, in `input_names` order."""
+        return (self.example_input(batch, grid),)
+
+    def dynamic_axes(self) -> dict:
+        """ONNX dynamic axes for inputs and outputs."""
+        axes = {"tokens": {0: "batch", 1: "tokens"} if self.dynamic_grid else {0: "batch"}}
+        for name in self.output_names:
+            axes[name] = {0: "batch", 1: "out_tokens"} if name == "tokens_out" else {0: "batch"}
+        return axes
+
+    def prepare_inputs(self, patch_tokens) -> dict:
+        """Feeds (numpy, keyed by input name) for held-out patch tokens [N, h*w, D]; models whose deployable
+        graph takes something else (e.g. BC blocks) override this."""
+        return {"tokens": patch_tokens}

@@ -51,24 +51,27 @@ def _save(model: onnx.ModelProto, dest: Path) -> None:
     onnx.checker.check_model(str(dest))
 
 
-def to_onnx_fp32(module: torch.nn.Module, example: torch.Tensor, attention: str = "decomposed") -> onnx.ModelProto:
-    """Trace `module` into an fp32 ONNX model with dynamic axes; shapes inferred, checker clean."""
+def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attention: str = "decomposed"
+                 ) -> onnx.ModelProto:
+    """Trace `module` into an fp32 ONNX model with its dynamic axes; shapes inferred, checker clean."""
     if attention not in ATTENTION_MODES:
         raise NtcError(f"unknown attention lowering {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
-    dynamic = {0: "batch", 1: "tokens"} if getattr(module, "dynamic_grid", True) else {0: "batch"}
+    example = example if example is not None else module.example_inputs()
+    example = example if isinstance(example, tuple) else (example,)
+    input_names = list(getattr(module, "input_names", [INPUT_NAME]))
     names = list(getattr(module, "output_names", ["output"]))
-    axes = {INPUT_NAME: dynamic}
-    for n in names:
-        axes[n] = {0: "batch", 1: "out_tokens"} if n == "tokens_out" else {0: "batch"}
+    axes = module.dynamic_axes() if hasattr(module, "dynamic_axes") else {n: {0: "batch"} for n in input_names}
     context, finalize = _attention_hooks(attention)
     tmpdir = Path(os.environ.get("TMPDIR", "/tmp"))
     tmp = tmpdir / f"ntc-export-trace-{os.getpid()}-{id(module)}.onnx"
     try:
         with warnings.catch_warnings(), context, torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), (example,), str(tmp), input_names=[INPUT_NAME], output_names=names,
+            torch.onnx.export(module.eval(), example, str(tmp), input_names=input_names, output_names=names,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         model = onnx.load(str(tmp))
+    except NtcError:
+        raise
     except Exception as e:
         raise NtcError(f"ONNX export of {type(module).__name__} failed: {str(e).strip().splitlines()[0][:300]}") from e
     finally:
@@ -130,13 +133,12 @@ def _cast_fp32_island_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export_model(module: torch.nn.Module, out_dir, precisions=PRECISIONS, attention: str = "decomposed",
-                 name: str = "model", example: torch.Tensor | None = None) -> dict[str, Path]:
+                 name: str = "model", example: tuple | None = None) -> dict[str, Path]:
     """Write `<out_dir>/<name>.<precision>.onnx` for each precision; returns precision -> path."""
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise NtcError(f"export writes {'/'.join(PRECISIONS)}; {', '.join(bad)} come from `ntc-export calibrate`")
     out_dir = Path(out_dir)
-    example = example if example is not None else module.example_input(batch=2, grid=16)
     fp32 = to_onnx_fp32(module, example, attention)
     paths = {}
     for precision in precisions:

@@ -34,11 +34,12 @@ def check_tokens_fit(module: torch.nn.Module, tokens: np.ndarray) -> None:
         raise NtcError(f"{tokens.shape[1]} patch tokens do not form a square grid")
 
 
-def run_batched(runner, tokens: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
-    """Run `runner` over tokens in batches and concatenate each output."""
+def run_batched(runner, feeds: dict[str, np.ndarray], batch: int = 32) -> dict[str, np.ndarray]:
+    """Run `runner` over feeds in batches (axis 0) and concatenate each output."""
     parts: dict[str, list] = {}
-    for start in range(0, len(tokens), batch):
-        out = runner.run({"tokens": tokens[start:start + batch]})
+    n = len(next(iter(feeds.values())))
+    for start in range(0, n, batch):
+        out = runner.run({k: v[start:start + batch] for k, v in feeds.items()})
         for name, value in out.items():
             parts.setdefault(name, []).append(np.asarray(value, dtype=np.float32))
     return {name: np.concatenate(v) for name, v in parts.items()}
@@ -74,19 +75,27 @@ def compare_outputs(golden: dict, got: dict, labels, **ids) -> list[dict]:
     return records
 
 
-def golden_outputs(module: torch.nn.Module, tokens: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+def golden_outputs(module: torch.nn.Module, feeds: dict[str, np.ndarray], batch: int = 32) -> dict[str, np.ndarray]:
+    names = getattr(module, "input_names", ["tokens"])
+    return run_batched(TorchRunner(module, input_names=names), feeds, batch)
+
+
+def model_feeds(module: torch.nn.Module, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's inputs for held-out patch tokens (after checking they fit)."""
     check_tokens_fit(module, tokens)
-    return run_batched(TorchRunner(module), tokens, batch)
+    prepare = getattr(module, "prepare_inputs", None)
+    return prepare(tokens) if prepare else {"tokens": tokens}
 
 
 def validate_onnx(model_name: str, module: torch.nn.Module, onnx_paths: dict[str, Path], tokens: np.ndarray,
                   labels: np.ndarray | None = None, golden: dict | None = None, batch: int = 32) -> list[dict]:
     """ONNX Runtime records for every precision's ONNX file against the PyTorch golden outputs."""
-    golden = golden if golden is not None else golden_outputs(module, tokens, batch)
+    feeds = model_feeds(module, tokens)
+    golden = golden if golden is not None else golden_outputs(module, feeds, batch)
     records = []
     for precision, path in onnx_paths.items():
         runner = OrtRunner(path)
-        got = run_batched(runner, tokens, batch)
+        got = run_batched(runner, feeds, batch)
         records += compare_outputs(golden, got, labels, model=model_name, precision=precision, target=runner.target,
                                    backend="onnxruntime", artifact=str(path))
     return records
