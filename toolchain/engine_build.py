@@ -101,23 +101,30 @@ def token_profile(dim: int, batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> dict[str,
     return {"tokens": [[int(b), int(g) * int(g), int(dim)] for b, g in zip(batch, grid)]}
 
 
-def _input_profiles(network, profiles: dict | None, batch, grid) -> dict[str, list[list[int]]]:
-    """A min/opt/max triple for each dynamic network input: given ones, the tokens default, else an error."""
+def input_profiles(inputs: list[tuple[str, list[int]]], profiles: dict | None, batch=DEFAULT_BATCH,
+                   grid=DEFAULT_GRID) -> dict[str, list[list[int]]]:
+    """A min/opt/max triple for each dynamic input (name, shape with -1 for dynamic axes): given ones, the tokens
+    default, else an error."""
     given = dict(profiles or {})
     chosen = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = list(tensor.shape)
-        if name_profile := given.pop(tensor.name, None):
-            chosen[tensor.name] = _check_profile(tensor.name, shape, name_profile)
+    for name, shape in inputs:
+        if name in given:
+            chosen[name] = _check_profile(name, shape, given.pop(name))
         elif any(d < 0 for d in shape):
-            if tensor.name == "tokens" and len(shape) == 3 and shape[2] > 0:
-                chosen[tensor.name] = token_profile(shape[2], batch, grid)["tokens"]
+            if name == "tokens" and len(shape) == 3 and shape[2] > 0:
+                chosen[name] = token_profile(shape[2], batch, grid)["tokens"]
             else:
-                raise NtcError(f"input {tensor.name!r} has dynamic shape {shape}: give its min/opt/max profile")
+                raise NtcError(f"input {name!r} has dynamic shape {shape}: give its min/opt/max profile")
     if given:
-        raise NtcError(f"profiles given for inputs the network lacks: {', '.join(given)}")
+        raise NtcError(f"profiles given for inputs the model lacks: {', '.join(given)}")
     return chosen
+
+
+def onnx_inputs(model: onnx.ModelProto) -> list[tuple[str, list[int]]]:
+    """(name, shape) of the graph inputs that are not initializers; -1 marks a dynamic axis."""
+    inits = {i.name for i in model.graph.initializer}
+    return [(v.name, [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim])
+            for v in model.graph.input if v.name not in inits]
 
 
 def _check_profile(name: str, shape: list[int], triple) -> list[list[int]]:
@@ -206,14 +213,8 @@ def _tensor_record(tensor) -> dict:
     return {"name": tensor.name, "shape": list(tensor.shape), "dtype": dtype}
 
 
-def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
-                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> dict:
-    """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
-    plus "cache" ("hit" or "miss") and "engine_path". `profiles`: input name -> [min, opt, max] shapes."""
-    target = check_precision(get_target(target), precision)
-    if target.backend != "tensorrt_rtx":
-        raise NtcError(f"{target.name} builds with TensorRT on the device ({target.trt_range}): "
-                       "write a deploy bundle instead (ntc_export.jetson_bundle.write_bundle)")
+def load_onnx_for(onnx_path, precision: str) -> onnx.ModelProto:
+    """The ONNX graph (weights not loaded), checked to be typed for `precision` (strongly typed builds)."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise NtcError(f"{onnx_path}: no such ONNX file")
@@ -223,10 +224,23 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
         raise NtcError(f"{onnx_path}: not a readable ONNX model ({str(e)[:200]})") from None
     typed = onnx_precision(model)
     if precision != "fp32" and typed != precision:
-        raise NtcError(f"{onnx_path.name} is {typed}-typed but precision {precision} was asked: TensorRT-RTX is "
+        raise NtcError(f"{onnx_path.name} is {typed}-typed but precision {precision} was asked: engines build "
                        f"strongly typed, so pass the {precision} ONNX (fp16/bf16: a converted model, int8/fp8: Q/DQ)")
     if precision == "fp32" and typed != "fp32":
         raise NtcError(f"{onnx_path.name} is {typed}-typed, not fp32: pass the fp32 ONNX or ask for {typed}")
+    return model
+
+
+def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
+                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> dict:
+    """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
+    plus "cache" ("hit" or "miss") and "engine_path". `profiles`: input name -> [min, opt, max] shapes."""
+    target = check_precision(get_target(target), precision)
+    if target.backend != "tensorrt_rtx":
+        raise NtcError(f"{target.name} builds with TensorRT on the device ({target.trt_range}): "
+                       "write a deploy bundle instead (ntc_export.jetson_bundle.write_bundle)")
+    onnx_path = Path(onnx_path)
+    model = load_onnx_for(onnx_path, precision)
     ops = custom_ops(model)
     plugin_lib = Path(plugin_lib) if plugin_lib else None
     if plugin_lib is not None and not plugin_lib.is_file():
@@ -263,7 +277,8 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
         raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {errors[0].splitlines()[0][:400] if errors else 'no detail'}")
-    chosen = _input_profiles(network, profiles, batch, grid)
+    chosen = input_profiles([(network.get_input(i).name, list(network.get_input(i).shape))
+                             for i in range(network.num_inputs)], profiles, batch, grid)
     if chosen:
         profile = builder.create_optimization_profile()
         for input_name, (lo, opt, hi) in chosen.items():

@@ -73,6 +73,8 @@ class TargetProfile:
 
     @property
     def trt_range(self) -> str:
+        if self.trt_max == self.trt_min:
+            return self.trt_min
         return f">={self.trt_min}" + (f",<={self.trt_max}" if self.trt_max else "")
 
     @property

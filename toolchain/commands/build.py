@@ -1,0 +1,125 @@
+"""`ntc-export build MODEL.pt|MODEL.onnx --target T --precision P --out DIR`: engines (TRT-RTX) and bundles (TensorRT)."""
+
+import json
+from pathlib import Path
+
+import click
+
+from ..targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise click.BadParameter(f"{text!r}: give min,opt,max as three integers")
+    return tuple(int(p) for p in parts)
+
+
+def _plan(targets, precisions, skip_unsupported):
+    """(target, precision) pairs to build and (target, precision, reason) pairs refused."""
+    from ..errors import NtcError
+    from ..targets import precision_problem
+
+    todo, refused = [], []
+    for t in targets:
+        for p in precisions:
+            problem = precision_problem(t.sm, t.backend, p)
+            if problem is None:
+                todo.append((t, p))
+            else:
+                refused.append((t, p, f"{problem}: {t.name} is {t.sm_name}"))
+    if refused and not skip_unsupported:
+        raise NtcError("; ".join(r for _, _, r in refused) + " (drop them or pass --skip-unsupported)")
+    return todo, refused
+
+
+def _onnx_sources(model: Path, todo, out_dir: Path) -> dict[tuple[str, str], Path]:
+    """(attention, precision) -> ONNX: exported from a checkpoint per attention lowering, or the given ONNX as is."""
+    from ..engine_build import load_onnx_for, onnx_precision
+    from ..errors import NtcError
+
+    if model.suffix == ".onnx":
+        import onnx
+
+        try:
+            typed = onnx_precision(onnx.load(str(model), load_external_data=False))
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise NtcError(f"{model}: not a readable ONNX model ({str(e)[:200]})") from None
+        for _, p in todo:
+            if p != typed:
+                raise NtcError(f"{model.name} is {typed}-typed, so it builds {typed} only; pass a {p} ONNX for {p}")
+        load_onnx_for(model, typed)
+        return {(t.attention, p): model for t, p in todo}
+    from ..export import PRECISIONS as EXPORTED, export_model
+    from ..models import load
+
+    not_exported = sorted({p for _, p in todo if p not in EXPORTED})
+    if not_exported:
+        raise NtcError(f"{', '.join(not_exported)} need a Q/DQ or converted ONNX (ntc-export calibrate); "
+                       f"a checkpoint exports {'/'.join(EXPORTED)} only")
+    module = load(model)
+    sources = {}
+    for attention in sorted({t.attention for t, _ in todo}):
+        wanted = sorted({p for t, p in todo if t.attention == attention})
+        paths = export_model(module, out_dir / "onnx" / attention, precisions=wanted, attention=attention,
+                             name=model.stem)
+        sources.update({(attention, p): Path(path) for p, path in paths.items()})
+    return sources
+
+
+@click.command("build")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target", "targets", multiple=True, type=click.Choice(list(TARGETS)), default=DEFAULT_TARGETS,
+              show_default=True, help="Target profile(s); repeat the flag. See `ntc-export targets`.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
+              help="Precision(s); repeat the flag. Default: fp16 for a checkpoint, the ONNX's own type for an ONNX.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory: engines/<target>/..., engines/manifest.json.")
+@click.option("--batch", default="1,1,8", show_default=True, help="min,opt,max batch of the tokens input profile.")
+@click.option("--grid", default="16,16,32", show_default=True, help="min,opt,max square grid side (N = grid^2).")
+@click.option("--plugin-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="libntc_trt_plugins.so to embed in TensorRT-RTX engines (default: Python plugin creators).")
+@click.option("--skip-unsupported", is_flag=True, help="Skip (and list) target/precision pairs a target cannot build.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_unsupported, as_json):
+    """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
+    from ..engine_build import build_engine, onnx_precision
+    from ..jetson_bundle import write_bundle
+    from ..targets import get_target
+
+    batch_t, grid_t = _triple(batch), _triple(grid)
+    profiles = [get_target(t) for t in dict.fromkeys(targets)]
+    if not precisions:
+        if model.suffix == ".onnx":
+            import onnx
+
+            precisions = (onnx_precision(onnx.load(str(model), load_external_data=False)),)
+        else:
+            precisions = ("fp16",)
+    todo, refused = _plan(profiles, list(dict.fromkeys(precisions)), skip_unsupported)
+    sources = _onnx_sources(model, todo, out_dir) if todo else {}
+    results = [{"target": t.name, "precision": p, "status": "refused", "reason": why} for t, p, why in refused]
+    for t, p in todo:
+        onnx_path = sources[(t.attention, p)]
+        if t.backend == "tensorrt_rtx":
+            r = build_engine(onnx_path, t, p, out_dir, plugin_lib=plugin_lib, batch=batch_t, grid=grid_t)
+            results.append({"target": t.name, "precision": p, "status": f"engine ({r['cache']})",
+                            "path": r["engine_path"], "bytes": r["engine_bytes"], "seconds": r["build_seconds"],
+                            "layers": r["layer_summary"]["layers"]})
+        else:
+            r = write_bundle(onnx_path, t, p, out_dir, batch=batch_t, grid=grid_t)
+            results.append({"target": t.name, "precision": p, "status": "bundle", "path": r["bundle_path"],
+                            "reason": r["reason"]})
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ntc-export build {model.name} -> {out_dir / 'engines' / 'manifest.json'}")
+    for column in ("target", "precision", "status", "artifact", "bytes", "build s", "layers"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r["target"], r["precision"], r["status"], r.get("path") or r.get("reason", ""),
+                      str(r.get("bytes", "")), str(r.get("seconds", "")), str(r.get("layers", "")))
+    Console().print(table)
