@@ -1,0 +1,35 @@
+"""Output error of a candidate Q/DQ model against the fp32 model, on fixed tokens (ONNX Runtime CPU)."""
+
+import numpy as np
+import onnx
+
+from ..compare import fidelity
+from .stats import batches, session_with_outputs
+
+
+def run_model(model: onnx.ModelProto, tokens: np.ndarray, input_name: str, batch: int = 16) -> dict[str, np.ndarray]:
+    names = [o.name for o in model.graph.output]
+    sess = session_with_outputs(model, [])
+    outs = [sess.run(names, {input_name: x}) for x in batches(tokens, batch)]
+    return {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
+
+
+class Evaluator:
+    """Holds the fp32 outputs on `tokens`; scores candidate models by cosine and relative error."""
+
+    def __init__(self, fp32_model: onnx.ModelProto, tokens: np.ndarray, input_name: str):
+        self.tokens, self.input_name = tokens, input_name
+        self.reference = run_model(fp32_model, tokens, input_name)
+
+    def fidelity(self, model: onnx.ModelProto) -> dict[str, dict[str, float]]:
+        got = run_model(model, self.tokens, self.input_name)
+        return {n: fidelity(ref, got[n]) for n, ref in self.reference.items()}
+
+    @staticmethod
+    def min_cosine(fid: dict[str, dict[str, float]]) -> float:
+        return min(f["cosine"] for f in fid.values())
+
+    @staticmethod
+    def error(fid: dict[str, dict[str, float]]) -> float:
+        """Sum over outputs of the relative squared error (each output weighs the same)."""
+        return float(sum(f["rel_l2"] ** 2 for f in fid.values()))
