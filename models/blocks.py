@@ -51,7 +51,8 @@ def window_reverse(x: torch.Tensor, b, hp, wp, window: int) -> torch.Tensor:
 
 
 def window_mask(h, w, window: int, shift: int) -> torch.Tensor:
-    """[nW, T, T] float32 additive mask: MASKED where keys are padding or in another Swin shift region."""
+    """[nW, T, T] float32 additive mask: MASKED where keys are padding or in another Swin shift region
+    (the diagonal always allowed)."""
     hp, wp = padded_size(h, window), padded_size(w, window)
     row_label, row_real = _axis_labels(h, hp, window, shift)
     col_label, col_real = _axis_labels(w, wp, window, shift)
@@ -60,6 +61,8 @@ def window_mask(h, w, window: int, shift: int) -> torch.Tensor:
     label = window_partition(label[None, :, :, None], hp, wp, window)[..., 0]  # [nW, T]
     real = window_partition(real[None, :, :, None], hp, wp, window)[..., 0]
     allowed = (label[:, :, None] == label[:, None, :]) & real[:, None, :]
+    # a padded query may see itself, so no row is fully masked (finite, well-conditioned rows in every kernel)
+    allowed = allowed | torch.eye(window * window, dtype=torch.bool)
     return torch.where(allowed, torch.zeros((), dtype=torch.float32), torch.full((), MASKED))
 
 
