@@ -18,7 +18,7 @@ _OUTPUTS = re.compile(r"Outputs: \[(?P<outs>.*?)\], TacticName: (?P<tactic>[^,]*
 _DTYPE = re.compile(r"Datatype: (\w+)")
 
 
-def make_capture_logger(trt, echo_min=None):
+def make_capture_logger(trt):
     """A trt.ILogger subclass instance keeping every message (min severity VERBOSE) in `.records`."""
 
     class CaptureLogger(trt.ILogger):

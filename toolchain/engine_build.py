@@ -9,7 +9,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -276,7 +275,8 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
-        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {errors[0].splitlines()[0][:400] if errors else 'no detail'}")
+        detail = errors[0].splitlines()[0][:400] if errors else "no detail"
+        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}")
     chosen = input_profiles([(network.get_input(i).name, list(network.get_input(i).shape))
                              for i in range(network.num_inputs)], profiles, batch, grid)
     if chosen:

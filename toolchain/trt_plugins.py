@@ -51,7 +51,8 @@ def validate_node(node) -> None:
                 raise NtcError(f"{where}: {key}={attrs[key]!r}; choose from {', '.join(allowed)}")
     else:
         if len(node.input) != len(ATTN_INPUTS):
-            raise NtcError(f"{where}: needs {len(ATTN_INPUTS)} inputs ({', '.join(ATTN_INPUTS)}), got {len(node.input)}")
+            raise NtcError(f"{where}: needs {len(ATTN_INPUTS)} inputs ({', '.join(ATTN_INPUTS)}), "
+                           f"got {len(node.input)}")
         if int(attrs["heads"]) < 1 or int(attrs["window"]) < 1:
             raise NtcError(f"{where}: heads and window must be >= 1 (got {attrs['heads']}, {attrs['window']})")
 
@@ -82,7 +83,7 @@ def _check_status(op: str, status: int) -> None:
 
 def make_plugin_classes(trt):
     """(BcDecodeCreator, WindowAttentionCreator) classes bound to one TensorRT module (tensorrt or tensorrt_rtx)."""
-    dim_prod, dim_floor_div = trt.DimensionOperation.PROD, trt.DimensionOperation.FLOOR_DIV
+    dim_prod = trt.DimensionOperation.PROD
     float_types = (trt.float32, trt.float16, trt.bfloat16)
     dtype_codes = {trt.float32: 0, trt.float16: 1, trt.bfloat16: 2}
 
@@ -126,7 +127,8 @@ def make_plugin_classes(trt):
 
         def check_fields(self):
             f = self.fields
-            if f.get("format") not in BC_FORMATS or f.get("layout") not in BC_LAYOUTS or f.get("dtype") not in BC_DTYPES:
+            known = (f.get("format") in BC_FORMATS, f.get("layout") in BC_LAYOUTS, f.get("dtype") in BC_DTYPES)
+            if not all(known):
                 raise ValueError(f"ntc::BcDecode: bad fields {f}")
             self.code, self.channels, self.words = BC_FORMATS[f["format"]]
 
@@ -158,9 +160,11 @@ def make_plugin_classes(trt):
             return desc.type == (trt.int32 if pos == 0 else self.get_output_data_types(None)[0])
 
         def get_fields_to_serialize(self):
-            return trt.PluginFieldCollection([
-                trt.PluginField(k, np.frombuffer(self.fields[k].encode(), dtype=np.int8), trt.PluginFieldType.CHAR)
-                for k in PLUGIN_OPS[self.op]])
+            # PluginField keeps a raw pointer: the arrays must outlive the collection, so they live on self.
+            self._serialized = [np.frombuffer(self.fields[k].encode() + b"\0", dtype=np.int8)
+                                for k in PLUGIN_OPS[self.op]]
+            return trt.PluginFieldCollection([trt.PluginField(k, a, trt.PluginFieldType.CHAR)
+                                              for k, a in zip(PLUGIN_OPS[self.op], self._serialized)])
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
             b, by, bx, _ = tuple(input_desc[0].dims)
@@ -197,11 +201,12 @@ def make_plugin_classes(trt):
 
         def get_fields_to_serialize(self):
             f = self.fields
-            ints = [trt.PluginField(k, np.array([int(f[k])], dtype=np.int32), trt.PluginFieldType.INT32)
-                    for k in ("heads", "window", "shift")]
-            scale = trt.PluginField("scale", np.array([float(f["scale"])], dtype=np.float32),
-                                    trt.PluginFieldType.FLOAT32)
-            return trt.PluginFieldCollection(ints + [scale])
+            # PluginField keeps a raw pointer: the arrays must outlive the collection, so they live on self.
+            self._serialized = [np.array([int(f[k])], dtype=np.int32) for k in ("heads", "window", "shift")]
+            self._serialized.append(np.array([float(f["scale"])], dtype=np.float32))
+            kinds = [trt.PluginFieldType.INT32] * 3 + [trt.PluginFieldType.FLOAT32]
+            return trt.PluginFieldCollection([trt.PluginField(k, a, kind) for k, a, kind in
+                                              zip(("heads", "window", "shift", "scale"), self._serialized, kinds)])
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
             bw, heads, _, head_dim = tuple(input_desc[0].dims)
@@ -217,8 +222,9 @@ def make_plugin_classes(trt):
             def __init__(self):
                 trt.IPluginCreatorV3One.__init__(self)
                 self.name, self.plugin_namespace, self.plugin_version = plugin_cls.op, NAMESPACE, VERSION
+                self._empty = np.array([])
                 self.field_names = trt.PluginFieldCollection(
-                    [trt.PluginField(name, np.array([]), kind) for name, kind in field_types])
+                    [trt.PluginField(name, self._empty, kind) for name, kind in field_types])
 
             def create_plugin(self, name, fc, phase):
                 return plugin_cls({f.name: _field_value(f) for f in fc}, phase)

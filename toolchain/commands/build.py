@@ -1,4 +1,7 @@
-"""`ntc-export build MODEL.pt|MODEL.onnx --target T --precision P --out DIR`: engines (TRT-RTX) and bundles (TensorRT)."""
+"""`ntc-export build MODEL.pt|MODEL.onnx --target T --precision P --out DIR`.
+
+TensorRT-RTX targets get engines built here; TensorRT targets (Jetson, datacenter) get deploy bundles.
+"""
 
 import json
 from pathlib import Path

@@ -19,10 +19,12 @@ def command(as_json):
                               indent=2))
         return
     table = Table(title="ntc-export targets (* = built by default)")
-    for column in ("target", "SM", "backend", "TensorRT", "precisions", "attention", "memory"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("description")
+    table.add_column("target", no_wrap=True)
+    for column in ("SM", "backend", "TensorRT", "precisions", "attention", "memory", "description"):
+        table.add_column(column)
     for t in TARGETS.values():
         table.add_row(t.name + (" *" if t.name in DEFAULT_TARGETS else ""), t.sm_name, t.backend, t.trt_range,
                       " ".join(t.precisions), t.attention, f"{t.memory_budget_gib:g} GiB", t.description)
-    Console().print(table)
+    console = Console()
+    # Piped output has no terminal width; keep the rows on one line there.
+    (console if console.is_terminal else Console(width=160)).print(table)
