@@ -223,3 +223,62 @@ def test_build_command_refuses_then_builds(built, tmp_path):
     assert entries == {("engine", "rtx-ada"), ("bundle", "jetson-orin")}
     manifest = json.loads((out / "engines" / "manifest.json").read_text())
     assert all(e["precision"] == "fp16" for e in manifest["engines"])
+
+
+def _qdq_model(path: Path, kind: str) -> Path:
+    """tokens -> Q/DQ -> MatMul with a Q/DQ weight: int8 (INT8 zero points) or fp8 (FLOAT8E4M3FN zero points)."""
+    zp_type = TensorProto.INT8 if kind == "int8" else TensorProto.FLOAT8E4M3FN
+    weight = np.random.default_rng(0).standard_normal((DIM, 16)).astype(np.float32)
+    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.05]), helper.make_tensor("zp", zp_type, [], [0]),
+             helper.make_tensor("w", TensorProto.FLOAT, [DIM, 16], weight.ravel()),
+             helper.make_tensor("ws", TensorProto.FLOAT, [], [0.02])]
+    nodes = [helper.make_node("QuantizeLinear", ["tokens", "s", "zp"], ["tq"], name="q_tokens"),
+             helper.make_node("DequantizeLinear", ["tq", "s", "zp"], ["td"], name="dq_tokens"),
+             helper.make_node("QuantizeLinear", ["w", "ws", "zp"], ["wq"], name="q_w"),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "zp"], ["wd"], name="dq_w"),
+             helper.make_node("MatMul", ["td", "wd"], ["out"], name="matmul")]
+    tokens = helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["B", "N", DIM])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", "N", 16])
+    graph = helper.make_graph(nodes, "qdq", [tokens], [out], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("target,kind", [("rtx-ampere", "int8"), ("rtx-ada", "fp8")])
+def test_qdq_onnx_builds_with_the_matmul_in_the_quantized_type(tmp_path, target, kind):
+    onnx_path = _qdq_model(tmp_path / f"q.{kind}.onnx", kind)
+    assert engine_build.onnx_precision(onnx.load(str(onnx_path))) == kind
+    with pytest.raises(NtcError, match=f"q.{kind}.onnx is {kind}-typed but precision fp16 was asked"):
+        build_engine(onnx_path, target, "fp16", tmp_path / "out")
+    entry = build_engine(onnx_path, target, kind, tmp_path / "out")
+    gemm = [layer for layer in entry["layers"] if "matmul" in layer["onnx_layers"]]
+    assert gemm and gemm[0]["precision"] == kind and kind in gemm[0]["input_dtypes"]
+
+
+def test_fp32_native_attention_is_marked_decomposable(tmp_path):
+    shape = [1, 2, 4, 8]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in "qkv"]
+    graph = helper.make_graph([helper.make_node("Attention", ["q", "k", "v"], ["y"], name="attn", scale=0.25)],
+                              "attn", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "attn.fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)]), str(path))
+    entry = build_engine(path, "rtx-ada", "fp32", tmp_path / "out")
+    assert entry["build_rewrites"] == ["TRT_decomposable=1 on 1 fp32 Attention node(s)"]
+    assert entry["outputs"][0]["shape"] == shape
+    # The file itself is left as exported (onnx.checker rejects the attribute).
+    assert not any(a.name == "TRT_decomposable" for a in onnx.load(str(path)).graph.node[0].attribute)
+
+
+def test_inspector_json_summary():
+    from ntc_export.build_log import layers_from_inspector, summarize
+
+    info = {"Layers": [
+        {"Name": "gemm_0", "LayerType": "gemm", "Inputs": [{"Name": "x", "Format/Datatype": "Row major linear FP8"}],
+         "Outputs": [{"Name": "y", "Format/Datatype": "Row major linear FP32 format"}],
+         "TacticName": "t", "Metadata": "[ONNX Layer: /mm][ONNX Layer: /dq]"},
+        {"Name": "cast_1", "LayerType": "Cast", "Inputs": [{"Name": "y", "Datatype": "Float"}],
+         "Outputs": [{"Name": "z", "Datatype": "Half"}], "Metadata": "[ONNX Layer: /cast]"}]}
+    layers = layers_from_inspector(json.dumps(info))
+    assert [(la["precision"], la["fused"], la["onnx_layers"]) for la in layers] == [
+        ("fp8", True, ["/mm", "/dq"]), ("fp16", False, ["/cast"])]
+    assert summarize(layers) == {"layers": 2, "fused": 1, "by_precision": {"fp8": 1, "fp16": 1}}

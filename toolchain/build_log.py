@@ -14,6 +14,7 @@ _DTYPE_NAMES = {
 }
 _ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]*)\]")
 _LINE = re.compile(r"^Name: (?P<name>.*?), LayerType: (?P<type>[^,]*), ")
+_INPUTS = re.compile(r"Inputs: \[(?P<ins>.*?)\], (?:Constants|Outputs): \[")
 _OUTPUTS = re.compile(r"Outputs: \[(?P<outs>.*?)\], TacticName: (?P<tactic>[^,]*),")
 _DTYPE = re.compile(r"Datatype: (\w+)")
 
@@ -51,13 +52,22 @@ def normalize_dtype(name: str | None) -> str | None:
     return low
 
 
-def _layer(name: str, layer_type: str, out_dtypes: list[str], metadata: str, tactic: str | None) -> dict:
+# Narrowest first: a layer's precision is the narrowest compute type it reads or writes (fp8 gemm -> fp32 out: fp8).
+_COMPUTE_ORDER = ("fp4", "int4", "fp8", "int8", "fp16", "bf16", "fp32")
+
+
+def _layer(name: str, layer_type: str, in_dtypes: list[str], out_dtypes: list[str], metadata: str,
+           tactic: str | None) -> dict:
     onnx_layers = _ONNX_LAYER.findall(metadata or "")
-    dtypes = sorted({d for d in (normalize_dtype(x) for x in out_dtypes) if d})
+    ins = [d for d in (normalize_dtype(x) for x in in_dtypes) if d]
+    outs = [d for d in (normalize_dtype(x) for x in out_dtypes) if d]
+    compute = [d for d in _COMPUTE_ORDER if d in ins or d in outs]
     return {
         "name": name,
         "type": layer_type,
-        "precision": dtypes[0] if len(dtypes) == 1 else ("/".join(dtypes) if dtypes else None),
+        "precision": compute[0] if compute else None,
+        "input_dtypes": sorted(set(ins)),
+        "output_dtypes": sorted(set(outs)),
         "fused": len(onnx_layers) > 1,
         "onnx_layers": onnx_layers,
         "tactic": tactic or None,
@@ -71,9 +81,11 @@ def layers_from_log(text: str) -> list[dict]:
         m = _LINE.match(line.strip())
         if not m:
             continue
+        ins = _INPUTS.search(line)
         outs = _OUTPUTS.search(line)
         meta = line.split("Metadata: ", 1)[1] if "Metadata: " in line else ""
-        layers.append(_layer(m["name"], m["type"].strip(), _DTYPE.findall(outs["outs"]) if outs else [], meta,
+        layers.append(_layer(m["name"], m["type"].strip(), _DTYPE.findall(ins["ins"]) if ins else [],
+                             _DTYPE.findall(outs["outs"]) if outs else [], meta,
                              outs["tactic"].strip() if outs else None))
     return layers
 
@@ -84,11 +96,12 @@ def layers_from_inspector(info_json: str) -> list[dict]:
     layers = []
     for entry in info.get("Layers", []):
         if isinstance(entry, str):  # kLAYER_NAMES_ONLY verbosity: names and nothing else
-            layers.append(_layer(entry, "unknown", [], "", None))
+            layers.append(_layer(entry, "unknown", [], [], "", None))
             continue
-        outs = [o.get("Datatype") or o.get("Format/Datatype") or "" for o in entry.get("Outputs", [])]
-        layers.append(_layer(entry.get("Name", ""), entry.get("LayerType", "unknown"), outs,
-                             str(entry.get("Metadata", "")), entry.get("TacticName")))
+        dtypes = {key: [t.get("Datatype") or t.get("Format/Datatype") or "" for t in entry.get(key, [])]
+                  for key in ("Inputs", "Outputs")}
+        layers.append(_layer(entry.get("Name", ""), entry.get("LayerType", "unknown"), dtypes["Inputs"],
+                             dtypes["Outputs"], str(entry.get("Metadata", "")), entry.get("TacticName")))
     return layers
 
 

@@ -93,6 +93,18 @@ def custom_ops(model: onnx.ModelProto) -> dict[str, int]:
     return found
 
 
+def mark_fp32_attention_decomposable(model: onnx.ModelProto) -> int:
+    """Add TRT_decomposable=1 to ONNX Attention nodes of an fp32 graph (TensorRT-RTX has no fused fp32 attention
+    kernel and refuses the build otherwise); returns how many nodes changed. Build-only: onnx.checker rejects it."""
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type == "Attention" and node.domain in STANDARD_DOMAINS and \
+                not any(a.name == "TRT_decomposable" for a in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute("TRT_decomposable", 1))
+            changed += 1
+    return changed
+
+
 def token_profile(dim: int, batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> dict[str, list[list[int]]]:
     """min/opt/max shapes of the "tokens" input [B, grid*grid, D]."""
     if len(batch) != 3 or len(grid) != 3 or list(batch) != sorted(batch) or list(grid) != sorted(grid):
@@ -241,6 +253,9 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     onnx_path = Path(onnx_path)
     model = load_onnx_for(onnx_path, precision)
     ops = custom_ops(model)
+    rewrites = []
+    if precision == "fp32" and (n_attention := mark_fp32_attention_decomposable(model)):
+        rewrites.append(f"TRT_decomposable=1 on {n_attention} fp32 Attention node(s)")
     plugin_lib = Path(plugin_lib) if plugin_lib else None
     if plugin_lib is not None and not plugin_lib.is_file():
         raise NtcError(f"plugin library {plugin_lib} not found (build it: cmake -S plugins -B plugins/build "
@@ -273,7 +288,10 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     elif ops:
         trt_plugins.register_creators(trt)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    # A rewritten graph is parsed from memory; the path still locates external weights beside the ONNX.
+    parsed = (parser.parse(model.SerializeToString(), str(onnx_path)) if rewrites
+              else parser.parse_from_file(str(onnx_path)))
+    if not parsed:
         errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
         detail = errors[0].splitlines()[0][:400] if errors else "no detail"
         raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}")
@@ -327,6 +345,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "inputs": [_tensor_record(network.get_input(i)) for i in range(network.num_inputs)],
         "outputs": [_tensor_record(network.get_output(i)) for i in range(network.num_outputs)],
         "plugins": [{"op": op, "version": trt_plugins.VERSION, "nodes": n, **how} for op, n in sorted(ops.items())],
+        "build_rewrites": rewrites,
         "layer_summary_source": source,
         "layer_summary": build_log.summarize(layers),
         "layers": layers,
