@@ -282,3 +282,13 @@ def test_inspector_json_summary():
     assert [(la["precision"], la["fused"], la["onnx_layers"]) for la in layers] == [
         ("fp8", True, ["/mm", "/dq"]), ("fp16", False, ["/cast"])]
     assert summarize(layers) == {"layers": 2, "fused": 1, "by_precision": {"fp8": 1, "fp16": 1}}
+
+
+def test_parser_symlink_fix(tmp_path):
+    (tmp_path / "libtensorrt_rtx.so.1").write_bytes(b"lib")
+    link = trt_env.fix_rtx_parser_symlink(tmp_path)
+    assert link == tmp_path / "libtensorrt_rtx.so" and link.is_symlink()
+    assert link.resolve() == (tmp_path / "libtensorrt_rtx.so.1").resolve()
+    assert trt_env.fix_rtx_parser_symlink(tmp_path) is None  # already complete: nothing to do
+    installed = trt_env.rtx_libs_dir()
+    assert installed is not None and (installed / "libtensorrt_rtx.so").exists()
