@@ -123,7 +123,8 @@ class WindowAttention(nn.Module):
         out = out[:, :h, :w, :].reshape(b, -1, c)
         return self.proj(out)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[BW, T, C] -> [BW, heads, T, head_dim]."""
         return x.reshape(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
@@ -135,7 +136,7 @@ class WindowAttention(nn.Module):
             if out is not None:
                 return out
         bias = self.relative_bias().to(q.dtype)
-        return attention_decomposed(self._split_heads(q), self._split_heads(k), self._split_heads(v), bias, mask,
+        return attention_decomposed(self.split_heads(q), self.split_heads(k), self.split_heads(v), bias, mask,
                                     self.scale)
 
 

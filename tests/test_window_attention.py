@@ -158,7 +158,7 @@ def test_contract_numpy_op_against_module():
     captured = {}
 
     def spy(q, k, v, mask):
-        captured.update(q=attn._split_heads(q), k=attn._split_heads(k), v=attn._split_heads(v), mask=mask)
+        captured.update(q=attn.split_heads(q), k=attn.split_heads(k), v=attn.split_heads(v), mask=mask)
         out = original(q, k, v, mask)
         captured["out"] = out
         return out

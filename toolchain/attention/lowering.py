@@ -52,7 +52,7 @@ def emit(module, q, k, v, mask):
         return None
     table = module.relative_position_bias_table.to(q.dtype)
     if mode == "plugin":
-        split = module._split_heads
+        split = module.split_heads
         return WindowAttentionPlugin.apply(split(q), split(k), split(v), table, mask, module.heads, module.window,
                                            module.shift, float(module.scale))
     bias = module.relative_bias().to(q.dtype)  # [heads, T, T]
@@ -155,7 +155,7 @@ def mark_trt_decomposable(model: onnx.ModelProto) -> onnx.ModelProto:
     (onnx.checker refuses the attribute, so checked artifacts keep it in metadata instead)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    types = _elem_types(inferred)
+    types = elem_types(inferred)
     for node in model.graph.node:
         if node.op_type == "Attention" and node.domain in ("", "ai.onnx") and types.get(node.input[0]) == TensorProto.FLOAT:
             if not any(a.name == "TRT_decomposable" for a in node.attribute):
@@ -171,7 +171,7 @@ def _set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
     model.metadata_props.add(key=key, value=value)
 
 
-def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+def elem_types(model: onnx.ModelProto) -> dict[str, int]:
     """Tensor name -> element type, from inputs, outputs, value_info and initializers."""
     types = {i.name: i.data_type for i in model.graph.initializer}
     for vi in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
@@ -201,7 +201,7 @@ def swap_plugins_for_validation(model: onnx.ModelProto, only=None) -> onnx.Model
             new_nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
-    if not plugin_nodes(model) and not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
+    if not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
         keep = [o for o in model.opset_import if o.domain != PLUGIN_DOMAIN]
         del model.opset_import[:]
         model.opset_import.extend(keep)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from .lowering import PLUGIN_DOMAIN, PLUGIN_OP, _elem_types, plugin_nodes, swap_plugins_for_validation
+from .lowering import PLUGIN_DOMAIN, PLUGIN_OP, elem_types, plugin_nodes, swap_plugins_for_validation
 
 
 def window_attention(q, k, v, bias_table, mask, heads: int, window: int, scale: float) -> np.ndarray:
@@ -70,7 +70,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = plugin_nodes(model)
     if not nodes:
         return model
-    types = _elem_types(onnx.shape_inference.infer_shapes(model, strict_mode=False))
+    types = elem_types(onnx.shape_inference.infer_shapes(model, strict_mode=False))
     not_fp32 = {n.output[0] for n in nodes if any(types.get(i) != TensorProto.FLOAT for i in n.input)}
     model = swap_plugins_for_validation(model, only=not_fp32) if not_fp32 else \
         onnx.ModelProto.FromString(model.SerializeToString())
