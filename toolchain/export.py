@@ -85,13 +85,32 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Strongly typed fp16 copy: fp16 I/O and weights, fp32 islands for FP16_KEEP_FP32 ops."""
     from onnxconverter_common import float16
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model = _initializer_identities_to_copies(onnx.ModelProto.FromString(model.SerializeToString()))
     del model.graph.value_info[:]  # stale fp32 value_info makes the converter type Cast outputs wrongly
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp16 = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=FP16_KEEP_FP32,
                                                 node_block_list=_shape_nodes(model), check_fp16_ready=False)
     return onnx.shape_inference.infer_shapes(_cast_fp32_island_inputs(fp16), strict_mode=False)
+
+
+def _initializer_identities_to_copies(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace `Identity(initializer)` (the exporter's dedup of equal weights) with a copy of the initializer, so
+    each copy takes the precision of the op that reads it (an fp32 island or an fp16 op)."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
 
 
 def _shape_nodes(model: onnx.ModelProto) -> list[str]:

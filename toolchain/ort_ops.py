@@ -1,19 +1,37 @@
-"""Registers the CPU implementations of our ntc:: custom ops with an ONNX Runtime session.
+"""CPU implementations of our ntc:: custom ops for ONNX Runtime.
 
-Each op module exposes `register(session_options)`; ops not yet available are skipped.
+ONNX Runtime's Python custom ops live in the onnxruntime-extensions domain, not "ntc", so a graph with plugin nodes
+is run through an in-memory copy made by each op module's `prepare(model)`; `register(session_options)` then
+provides the ops. The file on disk keeps its ntc:: nodes (what TensorRT reads).
 """
 
 import importlib
 
+import onnx
+
 _OP_MODULES = ("ntc_export.bc.ort_op", "ntc_export.attention.ort_op")
 
 
-def register_custom_ops(session_options) -> None:
+def _modules():
     for name in _OP_MODULES:
         try:
-            mod = importlib.import_module(name)
+            yield importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
+            if e.name != name:
+                raise
+
+
+def has_plugin_nodes(model: onnx.ModelProto) -> bool:
+    return any(n.domain == "ntc" for n in model.graph.node)
+
+
+def prepare_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
+    """An ONNX Runtime-runnable copy of a graph with ntc:: plugin nodes."""
+    for mod in _modules():
+        model = mod.prepare(model)
+    return model
+
+
+def register_custom_ops(session_options) -> None:
+    for mod in _modules():
         mod.register(session_options)

@@ -54,14 +54,21 @@ class OrtRunner:
         if not self.path.exists():
             raise NtcError(f"{self.path}: no such ONNX file")
         so = ort_session_options(threads)
+        source = str(self.path)
         if custom_ops:
-            from .ort_ops import register_custom_ops
+            import onnx
 
-            register_custom_ops(so)
+            from .ort_ops import has_plugin_nodes, prepare_for_ort, register_custom_ops
+
+            model = onnx.load(source, load_external_data=False)
+            if has_plugin_nodes(model):
+                onnx.load_external_data_for_model(model, str(self.path.parent))
+                source = prepare_for_ort(model).SerializeToString()
+                register_custom_ops(so)
         available = ort.get_available_providers()
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self.session = ort.InferenceSession(source, so, providers=providers)
         except Exception as e:  # ORT raises its own exception types; the message names the problem
             raise NtcError(f"{self.path}: ONNX Runtime cannot load it: {str(e).strip().splitlines()[0][:300]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
