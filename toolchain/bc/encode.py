@@ -10,6 +10,7 @@ from ..errors import NtcError
 from . import BLOCK_BYTES, FORMATS
 
 QUALITIES = ("thorough", "fast")
+BC6H_METRICS = ("linear", "relative")  # what the thorough BC6H search minimises: value error or half-bit error
 _HALF_MAX = 65504.0
 
 
@@ -118,11 +119,14 @@ def encode(image, fmt: str, quality: str = "thorough", *, bc6h_metric: str = "li
 
     bc4: [H, W] uint8 or float in [0, 1]; bc5: [H, W, 2]; bc1/bc7: uint8 [H, W, 3|4];
     bc6h_uf16 / bc6h_sf16: float16/float32 [H, W, 3] (UF16 non-negative). Edges are padded by replication.
+    bc6h_metric: "linear" (squared value error; token latents) or "relative" (half-bit error; HDR images).
     """
     if fmt not in FORMATS:
         raise NtcError(f"unknown BC format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if quality not in QUALITIES:
         raise NtcError(f"unknown quality {quality!r}; expected one of {', '.join(QUALITIES)}")
+    if bc6h_metric not in BC6H_METRICS:
+        raise NtcError(f"unknown BC6H error metric {bc6h_metric!r}; expected one of {', '.join(BC6H_METRICS)}")
     h, w = np.shape(image)[:2] if np.ndim(image) >= 2 else (0, 0)
     if fmt in ("bc4", "bc5"):
         from .encode_bc45 import encode_bc4_blocks
