@@ -1,4 +1,4 @@
-"""Real ViT tokens: source check, token/head models vs the stock graph, 448 px consistency, TokenSet files, cache, CLI."""
+"""Real ViT tokens: source check, token/head models vs the stock graph, 448 px, TokenSet files, cache, CLI."""
 
 import shutil
 
@@ -35,7 +35,8 @@ def stock_outputs(two_images):
     model = onnx.load(str(vit.verified_source()))
     model.graph.output.append(onnx.helper.make_tensor_value_info(vit.LAYERNORM_OUT, onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    importance, layernorm = sess.run([vit.HEAD_OUT, vit.LAYERNORM_OUT], {vit.IMAGE_INPUT: T.preprocess(two_images, 224)})
+    feeds = {vit.IMAGE_INPUT: T.preprocess(two_images, 224)}
+    importance, layernorm = sess.run([vit.HEAD_OUT, vit.LAYERNORM_OUT], feeds)
     return importance, layernorm
 
 
@@ -132,7 +133,8 @@ def test_tokens_448_follow_input_size(two_images, tokens224):
 
 def test_tokenset_round_trip_and_subset(tmp_path, tokens224):
     labels = np.array([3, 7])
-    ts = T.TokenSet(tokens224, (16, 16), labels, {"names": ["a", "b"], "model_sha256": vit.SOURCE_SHA256, "image_size": 224})
+    meta = {"names": ["a", "b"], "model_sha256": vit.SOURCE_SHA256, "image_size": 224}
+    ts = T.TokenSet(tokens224, (16, 16), labels, meta)
     path = ts.save(tmp_path / "t.npz")
     back = T.load_tokens(path)
     np.testing.assert_array_equal(back.tokens, tokens224)

@@ -54,7 +54,10 @@ def _skimage_images():
 
     images, names = [], []
     for name in SKIMAGE_NAMES:
-        img = getattr(skimage.data, name)()
+        try:
+            img = getattr(skimage.data, name)()
+        except Exception as e:  # a missing or renamed picture in another scikit-image release
+            raise NtcError(f"scikit-image picture {name!r} cannot be loaded offline ({type(e).__name__})") from None
         if name == "stereo_motorcycle":
             img = img[0]  # (left, right, disparity): the left view
         images.append(to_rgb_uint8(img, f"skimage.data.{name}"))

@@ -156,7 +156,8 @@ def build_head_model(src: onnx.ModelProto) -> onnx.ModelProto:
             node = helper.make_node("Identity", [image_shape], list(node.output), name=node.name)
         rewired.append(node)
     prologue = [
-        helper.make_node("Constant", [], ["ntc_patch_size"], value=helper.make_tensor("p", TensorProto.INT64, [2], [PATCH, PATCH])),
+        helper.make_node("Constant", [], ["ntc_patch_size"],
+                         value=helper.make_tensor("p", TensorProto.INT64, [2], [PATCH, PATCH])),
         helper.make_node("Constant", [], ["ntc_channels"], value=helper.make_tensor("c", TensorProto.INT64, [1], [3])),
         helper.make_node("Constant", [], ["ntc_zero"], value=helper.make_tensor("z", TensorProto.INT64, [1], [0])),
         helper.make_node("Constant", [], ["ntc_one"], value=helper.make_tensor("o", TensorProto.INT64, [1], [1])),
