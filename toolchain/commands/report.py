@@ -1,0 +1,29 @@
+"""`ntc-export report BUILD_DIR`: regenerate OUT/report/{index.html, report.md, report.json} from a main-job output."""
+
+import json
+from pathlib import Path
+
+import click
+
+from .options import quiet_option
+
+
+@click.command("report")
+@click.argument("build_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--measure/--no-measure", default=None,
+              help="Measure ONNX Runtime latency, per-layer drift and engine latency on this machine "
+                   "[default: only when report.json has no latency yet].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report JSON to stdout.")
+@quiet_option
+def command(build_dir, measure, as_json, quiet):
+    """Write BUILD_DIR/report/ (HTML, Markdown, JSON) from BUILD_DIR/report.json and engines/manifest.json."""
+    from ..report import load_build, measure_build, write_report
+
+    report = load_build(build_dir)
+    if measure or (measure is None and "latency" not in report):
+        report = measure_build(build_dir, report)
+    files = write_report(build_dir, report)
+    if as_json:
+        click.echo(files["json"].read_text(), nl=False)
+    elif not quiet:
+        click.echo(f"report: {files['html']}  ({files['markdown'].name}, {files['json'].name})", err=True)

@@ -1,0 +1,240 @@
+"""Assemble the report view (what report.json holds and the HTML/Markdown render) from the main job's report dict.
+
+Input keys beyond the main job's (command, data, models, records, pass, stages, versions), all optional:
+  "latency":     {model: {precision: measure_latency(...) result}}         ONNX Runtime, measured here
+  "drift":       {model: {precision: layer_drift(...) rows}}
+  "engines":     [engines/manifest.json entries, each optionally with "latency": engine_latency(...) result]
+  "calibration": {model: {precision: {"data_sha256": ..., "method": ..., ...}}}
+"""
+
+import datetime as _dt
+from pathlib import Path
+
+from ..hashing import sha256_file
+from .latency import no_faster_than_fp16
+
+SCHEMA_ID = "ntc-export/report/1"
+NO_GPU = "not executed: no GPU"
+
+
+def _verdict(record: dict) -> str:
+    if not record.get("executed", True):
+        return "not executed"
+    return "pass" if record.get("pass", False) else "FAIL"
+
+
+def accuracy_rows(records: list[dict]) -> list[dict]:
+    keys = ("model", "precision", "target", "backend", "output", "max_abs", "rel_l2", "cosine", "snr_db",
+            "task_metric", "task_metric_golden", "threshold", "samples", "bytes_per_image")
+    rows = []
+    for r in records:
+        row = {k: r.get(k) for k in keys}
+        row["executed"] = bool(r.get("executed", True))
+        row["verdict"] = _verdict(r)
+        row["reason"] = r.get("reason") if not row["executed"] else None
+        rows.append(row)
+    return rows
+
+
+def drift_sections(drift: dict) -> list[dict]:
+    out = []
+    for model, per_precision in sorted(drift.items()):
+        for precision, layers in per_precision.items():
+            first = next((row["layer"] for row in layers if row.get("first_below")), None)
+            threshold = layers[0].get("threshold") if layers else None
+            out.append({"model": model, "precision": precision, "threshold": threshold, "first_below": first,
+                        "layers": layers})
+    return out
+
+
+def latency_rows(latency: dict) -> list[dict]:
+    rows = []
+    for model, per_precision in sorted(latency.items()):
+        flags = no_faster_than_fp16(per_precision)
+        for precision, lat in per_precision.items():
+            flag = flags.get(precision)
+            rows.append({"model": model, "precision": precision, **lat,
+                         "executed": bool(lat.get("executed", True)),
+                         "no_faster_than_fp16": flag["flag"] if flag else None,
+                         "p50_ratio_vs_fp16": flag["p50_ratio_vs_fp16"] if flag else None})
+    return rows
+
+
+def engine_rows(engines: list[dict]) -> list[dict]:
+    rows = []
+    for e in engines:
+        lat = e.get("latency") or {}
+        executed = bool(lat.get("executed", False))
+        reason = lat.get("reason") or e.get("reason") or ("" if executed else "no GPU")
+        rows.append({
+            "model": e.get("model"), "target": e.get("target"), "precision": e.get("precision"),
+            "kind": e.get("kind", "engine"), "backend": e.get("backend"), "backend_version": e.get("backend_version"),
+            "sm": e.get("sm"), "engine": e.get("engine"), "engine_bytes": e.get("engine_bytes"),
+            "build_seconds": e.get("build_seconds"), "sha256": e.get("sha256"),
+            "layer_precisions": (e.get("layer_summary") or {}).get("by_precision"),
+            "layers": (e.get("layer_summary") or {}).get("layers"),
+            "plugins": [f"{p.get('op')} v{p.get('version', '?')} ({p.get('provider', '?')})"
+                        for p in e.get("plugins", [])],
+            "executed": executed,
+            "reason": None if executed else (reason if reason.startswith("not executed") else f"not executed: {reason}"),
+            "latency": {k: v for k, v in lat.items() if k.startswith("b")} if executed else None,
+            "device": lat.get("device") if executed else None,
+        })
+    return rows
+
+
+def _primary(rows: list[dict]) -> dict[tuple, dict]:
+    """(model, precision, backend, target) -> the row of the first output (the tokens, before any task head)."""
+    out = {}
+    for r in rows:
+        if r["executed"]:
+            out.setdefault((r["model"], r["precision"], r["backend"], r["target"]), r)
+    return out
+
+
+def pareto_points(acc: list[dict], lat: list[dict], engines: list[dict]) -> list[dict]:
+    """Accuracy (cosine of the primary output) vs measured p50 latency; unmeasured pairs are left out."""
+    primary = _primary(acc)
+    points = []
+    for row in lat:
+        if not row["executed"]:
+            continue
+        match = [r for (m, p, b, _), r in primary.items() if (m, p, b) == (row["model"], row["precision"],
+                                                                          row.get("backend", "onnxruntime"))]
+        if match:
+            points.append(_point(row["model"], row["precision"], "onnxruntime cpu", match[0], row))
+    for e in engines:
+        if e["executed"] and e["latency"]:
+            r = next((r for (m, p, b, t), r in primary.items() if (m, p, t) == (e["model"], e["precision"],
+                                                                                 e["target"])), None)
+            if r:
+                points.append(_point(e["model"], e["precision"], f"{e['backend']} {e['target']}", r, e["latency"]))
+    for model in {p["model"] for p in points}:
+        best = float("-inf")  # highest cosine among faster points: a point is on the frontier when it beats it
+        for p in sorted((p for p in points if p["model"] == model), key=lambda p: (p["latency_ms"], -p["cosine"])):
+            p["pareto"] = p["cosine"] > best
+            best = max(best, p["cosine"])
+    return points
+
+
+def _point(model, precision, where, acc_row, lat) -> dict:
+    key = "b1" if "b1" in lat else sorted(k for k in lat if k.startswith("b"))[0]
+    return {"model": model, "precision": precision, "where": where, "output": acc_row["output"],
+            "cosine": acc_row["cosine"], "task_metric": acc_row["task_metric"], "batch": int(key[1:]),
+            "latency_ms": lat[key]["p50_ms"], "pareto": False}
+
+
+def rate_points(acc: list[dict]) -> list[dict]:
+    return [{"model": r["model"], "precision": r["precision"], "target": r["target"], "output": r["output"],
+             "bytes_per_image": r["bytes_per_image"], "cosine": r["cosine"], "task_metric": r["task_metric"]}
+            for r in acc if r["executed"] and r.get("bytes_per_image") is not None]
+
+
+def _file_entry(path: Path, what: str) -> dict | None:
+    return {"what": what, "path": str(path), "sha256": sha256_file(path)} if path.is_file() else None
+
+
+def plugin_libraries(engines: list[dict], artifacts: list[str]) -> list[dict]:
+    """The plugin libraries this report's artifacts depend on, with their hashes."""
+    from ..kernels import kernels_library_path
+    from ..paths import PLUGINS_DIR
+
+    libs, seen = [], set()
+    for e in engines:
+        for p in e.get("plugins", []):
+            if p.get("library") and (p["library"], p.get("library_sha256")) not in seen:
+                seen.add((p["library"], p.get("library_sha256")))
+                libs.append({"what": f"TensorRT plugins of {e.get('model')}", "path": p["library"],
+                             "sha256": p.get("library_sha256")})
+    candidates = [(PLUGINS_DIR / "build" / "libntc_trt_plugins.so", "TensorRT plugin library")]
+    try:
+        candidates.append((kernels_library_path(), "CUDA kernels"))
+    except Exception:  # not built on this machine: nothing to hash
+        pass
+    if any(_has_ntc_nodes(a) for a in artifacts):
+        from ..native import host_library_path
+
+        candidates.append((host_library_path(), "host (CPU) plugin library for ONNX Runtime custom ops"))
+    for path, what in candidates:
+        entry = _file_entry(Path(path), what)
+        if entry and str(path) not in seen:
+            seen.add(str(path))
+            libs.append(entry)
+    return libs
+
+
+def _has_ntc_nodes(artifact) -> bool:
+    if not artifact or not str(artifact).endswith(".onnx") or not Path(artifact).is_file():
+        return False
+    from .latency import _has_custom_ops
+
+    return _has_custom_ops(Path(artifact))
+
+
+def reproducibility(out_dir: Path, report: dict, engines: list[dict]) -> dict:
+    records = report.get("records", [])
+    from .measure import resolve_artifact
+
+    artifacts = sorted({str(resolve_artifact(out_dir, r["artifact"])) for r in records if r.get("artifact")})
+    calib_files = sorted(Path(out_dir).glob("**/calibration/*.json"))
+    return {
+        "command": report.get("command"),
+        "versions": report.get("versions", {}),
+        "models": {n: {"path": m.get("path"), "sha256": m.get("sha256"), "arch": m.get("arch")}
+                   for n, m in report.get("models", {}).items()},
+        "data": report.get("data", {}),
+        "calibration": report.get("calibration", {}),
+        "calibration_files": [_file_entry(p, "calibration cache") for p in calib_files],
+        "artifacts": [{"path": a, "sha256": sha256_file(a) if Path(a).is_file() else None} for a in artifacts],
+        "plugin_libraries": plugin_libraries(engines, artifacts),
+    }
+
+
+def not_run(acc: list[dict], lat: list[dict], eng: list[dict], latency: dict, drift: dict) -> list[str]:
+    """Plain statements of everything that was not executed or not measured."""
+    lines = []
+    for r in acc:
+        if not r["executed"]:
+            lines.append(f"{r['model']} {r['precision']} on {r['target']} ({r['backend']}): not executed: "
+                         f"{r.get('reason') or 'no reason given'}")
+    for e in eng:
+        if not e["executed"]:
+            lines.append(f"{e['kind']} {e['model']} {e['precision']} for {e['target']}: latency {e['reason']}")
+    pairs = {(r["model"], r["precision"]) for r in acc if r["executed"] and r["backend"] == "onnxruntime"}
+    for model, precision in sorted(pairs):
+        if precision not in latency.get(model, {}):
+            lines.append(f"{model} {precision}: ONNX Runtime latency not measured")
+        if precision not in drift.get(model, {}):
+            lines.append(f"{model} {precision}: per-layer drift not measured")
+    return lines
+
+
+def build_view(out_dir, report: dict) -> dict:
+    """The full report view: every section the HTML, Markdown and JSON outputs show."""
+    out_dir = Path(out_dir)
+    latency, drift = report.get("latency") or {}, report.get("drift") or {}
+    engines = report.get("engines") or []
+    acc = accuracy_rows(report.get("records", []))
+    lat = latency_rows(latency)
+    eng = engine_rows(engines)
+    devices = sorted({r["device"] for r in lat if r["executed"] and r.get("device")} |
+                     {e["device"] for e in eng if e["executed"] and e.get("device")})
+    return {
+        "schema": SCHEMA_ID,
+        "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_dir": str(out_dir),
+        "verdict": "PASS" if report.get("pass", all(r["verdict"] != "FAIL" for r in acc)) else "FAIL",
+        "data": report.get("data", {}),
+        "devices": {"measured_on": devices,
+                    "tensorrt": (sorted({e["device"] for e in eng if e["executed"]}) or
+                                 ([NO_GPU] if eng else ["no engines in this build"]))},
+        "accuracy": acc,
+        "drift": drift_sections(drift),
+        "latency": lat,
+        "engines": eng,
+        "pareto": pareto_points(acc, lat, eng),
+        "rate_distortion": rate_points(acc),
+        "not_run": not_run(acc, lat, eng, latency, drift),
+        "reproducibility": reproducibility(out_dir, report, engines),
+        "stages": report.get("stages", []),
+    }
