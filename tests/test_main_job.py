@@ -23,8 +23,9 @@ def setup(tmp_path):
     return tmp_path
 
 
-def _run(tmp, *extra):
-    return main([str(tmp / "tiny.pt"), "--data", str(tmp / "data.npz"), "--out", str(tmp / "out"), "--quiet", *extra])
+def _run(tmp, *extra, build=False):
+    args = [str(tmp / "tiny.pt"), "--data", str(tmp / "data.npz"), "--out", str(tmp / "out"), "--quiet", *extra]
+    return main(args if build else [*args, "--no-build"])
 
 
 def test_records_and_manifest(setup):
@@ -40,7 +41,8 @@ def test_records_and_manifest(setup):
     fp32 = [r for r in report["records"] if r["precision"] == "fp32"]
     assert all(r["rel_l2"] <= 1e-5 for r in fp32)
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert manifest["stages_run"] == ["tiny/export", "tiny/validate"] and manifest["stages_skipped"] == []
+    assert manifest["stages_run"] == ["tiny/export/decomposed", "tiny/validate/decomposed"]
+    assert manifest["stages_skipped"] == []
     assert "torch" in manifest["versions"] and manifest["inputs"]["tiny"]
     assert "| tiny | fp16 |" in (setup / "out" / "report.md").read_text()
 
@@ -56,14 +58,15 @@ def test_rerun_skips_everything_then_invalidates(setup):
     d.save(setup / "data.npz")
     assert _run(setup) == 0
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert manifest["stages_run"] == ["tiny/validate"] and manifest["stages_skipped"] == ["tiny/export"]
+    assert manifest["stages_run"] == ["tiny/validate/decomposed"]
+    assert manifest["stages_skipped"] == ["tiny/export/decomposed"]
 
     # a damaged artifact is rebuilt, never trusted
-    onnx_file = setup / "out" / "tiny" / "onnx" / "model.fp16.onnx"
+    onnx_file = setup / "out" / "tiny" / "onnx" / "decomposed" / "model.fp16.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes()[:-10])
     assert _run(setup) == 0
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert "tiny/export" in manifest["stages_run"]
+    assert "tiny/export/decomposed" in manifest["stages_run"]
 
     # a different precision set changes the export key
     assert _run(setup, "--precision", "fp32") == 0
@@ -81,3 +84,26 @@ def test_wrong_token_dim_is_a_clear_error(setup, capsys):
 def test_missing_model_file(setup, capsys):
     assert main([str(setup / "nope.pt"), "--data", str(setup / "data.npz"), "--out", str(setup / "o")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_engines_for_targets_and_refusals(setup):
+    assert _run(setup, "--target", "rtx-ada", "--target", "jetson-orin", build=True) == 0
+    report = json.loads((setup / "out" / "report.json").read_text())
+    engine_rows = [r for r in report["records"] if r["backend"] != "onnxruntime"]
+    assert {(r["target"], r["backend"]) for r in engine_rows} == {("rtx-ada", "tensorrt_rtx"),
+                                                                  ("jetson-orin", "tensorrt")}
+    for r in engine_rows:  # no GPU here: the record says so instead of carrying numbers
+        if not r["executed"]:
+            assert r["reason"] and r["cosine"] is None
+    assert (setup / "out" / "engines" / "rtx-ada" / "tiny.fp16.engine").stat().st_size > 1000
+    manifest = json.loads((setup / "out" / "engines" / "manifest.json").read_text())
+    assert {e["kind"] for e in manifest["engines"]} == {"engine", "bundle"}
+    # a rerun takes the engine from the cache
+    assert _run(setup, "--target", "rtx-ada", build=True) == 0
+    stages = json.loads((setup / "out" / "manifest.json").read_text())["stages_skipped"]
+    assert "tiny/build/rtx-ada/fp16" in stages
+
+
+def test_unsupported_pair_is_refused_before_work(setup, capsys):
+    assert _run(setup, "--target", "rtx-ampere", "--precision", "fp8", build=True) == 2
+    assert "fp8" in capsys.readouterr().err and not (setup / "out").exists()

@@ -1,5 +1,7 @@
-"""The main job: tokens -> export -> validate -> report, as cached stages under one output directory."""
+"""The main job: tokens -> export (per attention lowering) -> calibrate -> validate -> build engines -> report,
+as cached stages under one output directory."""
 
+import hashlib
 import shlex
 import sys
 import time
@@ -7,98 +9,241 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import models as _models  # noqa: F401  (registers architectures)
 from .atomic import write_json
 from .errors import NtcError
+from .export import PRECISIONS as EXPORT_PRECISIONS
 from .export import export_model
 from .hashing import sha256_file, sha256_json, tool_versions
 from .models import load
 from .pipeline import Pipeline
 from .report_files import write_reports
-from .validate import failures, validate_onnx
+from .validate import compare_outputs, failures, golden_outputs, model_feeds, run_batched, validate_onnx
 
 DEFAULT_PRECISIONS = ("fp32", "fp16")
-EXPORT_PRECISIONS = ("fp32", "fp16")
-
-
-def load_data(data: Path | None):
-    """Held-out tokens: the given file, or the built-in digits validation split (disjoint from training)."""
-    from .tokens import builtin_tokens, load_tokens
-
-    if data is not None:
-        tokens = load_tokens(data)
-        return tokens, str(data)
-    return builtin_tokens("digits", 224, split="val"), "builtin:digits/val@224"
+QUANTIZED = ("int8", "fp8")
+ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
 
 
 def token_hash(tokens) -> str:
-    import hashlib
-
     h = hashlib.sha256(tokens.tokens.tobytes())
     if tokens.labels is not None:
         h.update(tokens.labels.tobytes())
     return h.hexdigest()
 
 
-def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, precisions=DEFAULT_PRECISIONS,
-                 attention: str = "decomposed", quiet: bool = False, command: str | None = None) -> dict:
+def load_data(data: Path | None, split: str = "val"):
+    """Tokens from a file, or a built-in digits split (val = held-out for validation, calib = for calibration)."""
+    from .tokens import builtin_tokens, load_tokens
+
+    if data is not None:
+        return load_tokens(data), str(data)
+    return builtin_tokens("digits", 224, split=split), f"builtin:digits/{split}@224"
+
+
+def has_window_attention(module) -> bool:
+    from .models.blocks import WindowAttention
+
+    return any(isinstance(m, WindowAttention) for m in module.modules())
+
+
+def plan_targets(targets, precisions, explicit: bool):
+    """(target, precision) pairs to build and the refused ones with reasons. Pairs the user asked for explicitly
+    that a target cannot build are an error before any work; with the default target set they are reported."""
+    from .targets import get_target, precision_problem
+
+    todo, refused = [], []
+    for name in targets:
+        t = get_target(name)
+        for p in precisions:
+            if p not in ENGINE_PRECISIONS:
+                continue
+            problem = precision_problem(t.sm, t.backend, p)
+            if problem is None:
+                todo.append((t, p))
+            else:
+                refused.append({"target": t.name, "precision": p, "reason": f"{problem}: {t.name} is {t.sm_name}"})
+    if refused and explicit:
+        raise NtcError("; ".join(r["reason"] for r in refused) + " — drop those targets or precisions")
+    return todo, refused
+
+
+def _engine_records(name, entry, precision, target) -> list[dict]:
+    """Engine validation: executed where a GPU and a matching TensorRT exist, else `executed: false` + why."""
+    from .runners_trt import TrtRunner
+
+    runner = TrtRunner(entry.get("engine_path") or "", entry)
+    ok, reason = runner.can_run() if entry.get("kind", "engine") == "engine" else (False, entry.get("reason", ""))
+    return [{"model": name, "precision": precision, "target": target.name, "backend": target.backend,
+             "output": None, "executed": ok, "reason": reason, "artifact": entry.get("engine") or entry.get("bundle"),
+             "max_abs": None, "rel_l2": None, "cosine": None, "snr_db": None, "task_metric": None}]
+
+
+class MainJob:
+    """One run of the main job over several models (see `run_main_job`)."""
+
+    def __init__(self, out_dir: Path, precisions, targets, explicit_targets: bool, attention: str | None,
+                 calib_method: str, quiet: bool):
+        self.out_dir = Path(out_dir)
+        self.console = Console(stderr=True, quiet=quiet)
+        self.pipe = Pipeline(self.out_dir, console=self.console, quiet=quiet)
+        self.precisions = list(precisions)
+        self.attention = attention
+        self.calib_method = calib_method
+        self.versions = tool_versions()
+        self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
+
+    def lowerings(self, module) -> list[str]:
+        """Attention lowerings to export: the validation one plus each target's (one graph without attention)."""
+        if not has_window_attention(module):
+            return ["decomposed"]
+        wanted = {self.attention or "decomposed"} | {t.attention for t, _ in self.todo}
+        if self.attention:
+            wanted = {self.attention}
+        return sorted(wanted)
+
+    def export(self, name, path, module, model_hash) -> dict[str, dict[str, Path]]:
+        """lowering -> precision -> ONNX path."""
+        precisions = [p for p in self.precisions if p in EXPORT_PRECISIONS] or ["fp32"]
+        if "fp32" not in precisions and any(p in QUANTIZED for p in self.precisions):
+            precisions = ["fp32", *precisions]
+        out = {}
+        for lowering in self.lowerings(module):
+            onnx_dir = self.out_dir / name / "onnx" / lowering
+            result = self.pipe.stage(
+                f"{name}/export/{lowering}",
+                {"model": model_hash, "precisions": precisions, "attention": lowering, "versions": self.versions},
+                lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
+                         export_model(module, onnx_dir, precisions, attention=lowering).items()},
+                outputs=lambda r: list(r.values()))
+            out[lowering] = {p: self.out_dir / f for p, f in result.items()}
+        return out
+
+    def calibrate(self, name, module, onnx_paths, calib, calib_hash) -> None:
+        """Add Q/DQ models (int8/fp8) to each lowering's ONNX set."""
+        from .calibration.api import calibrate
+
+        for precision in (p for p in self.precisions if p in QUANTIZED):
+            if list(getattr(module, "input_names", ["tokens"])) != ["tokens"]:
+                raise NtcError(f"{name}: {precision} calibration needs a token-input model; this one takes "
+                               f"{module.input_names}")
+            for lowering, paths in onnx_paths.items():
+                out_dir = self.out_dir / name / "onnx" / lowering
+                fp32 = paths["fp32"]
+                self.pipe.stage(
+                    f"{name}/calibrate/{lowering}/{precision}",
+                    {"onnx": sha256_file(fp32), "data": calib_hash, "method": self.calib_method,
+                     "versions": self.versions},
+                    lambda: calibrate(fp32, model_feeds(module, calib.patch_tokens)["tokens"], precision,
+                                      self.calib_method, out_dir, log=lambda text: None).to_json()["model_path"],
+                    outputs=[out_dir / f"model.{precision}.onnx"])
+                paths[precision] = out_dir / f"model.{precision}.onnx"
+
+    def validate(self, name, module, onnx_paths, tokens, data_hash) -> list[dict]:
+        records = []
+        for lowering, paths in onnx_paths.items():
+            rows = self.pipe.stage(
+                f"{name}/validate/{lowering}",
+                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash, "versions": self.versions},
+                lambda: validate_onnx(name, module, paths, tokens.patch_tokens, tokens.labels))
+            records += [{**r, "lowering": lowering} for r in rows]
+        return records
+
+    def build(self, name, module, onnx_paths) -> tuple[list[dict], list[dict]]:
+        """Engines for RTX targets, deploy bundles for TensorRT targets; engine records say whether they ran."""
+        from .engine_build import build_engine
+        from .jetson_bundle import write_bundle
+
+        entries, records = [], []
+        for target, precision in self.todo:
+            lowering = target.attention if target.attention in onnx_paths else next(iter(onnx_paths))
+            onnx_path = onnx_paths[lowering].get(precision)
+            if onnx_path is None:
+                continue
+            staged = self.out_dir / name / "engines-src" / target.name / f"{name}.{precision}.onnx"
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            if not staged.exists() or sha256_file(staged) != sha256_file(onnx_path):
+                staged.write_bytes(onnx_path.read_bytes())  # engines are named after the model, not "model"
+            start = time.perf_counter()
+            stage = f"{name}/build/{target.name}/{precision}"
+            if target.backend == "tensorrt_rtx":
+                with self.console.status(f"{stage} ..."):
+                    entry = build_engine(staged, target, precision, self.out_dir)
+                self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
+            else:
+                entry = write_bundle(staged, target, precision, self.out_dir)
+                self.pipe.note(stage, False, time.perf_counter() - start, "deploy bundle")
+            entries.append(entry)
+            records += _engine_records(name, entry, precision, target)
+        return entries, records
+
+
+def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
+                 precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
+                 calib_method: str = "auto", quiet: bool = False, command: str | None = None) -> dict:
     """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
-    console = Console(stderr=True, quiet=quiet)
-    out_dir = Path(out_dir)
+    from .targets import DEFAULT_TARGETS
+
     started = time.perf_counter()
+    explicit = targets is not None
+    job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
+                  calib_method, quiet)
     modules = {}
     for path in model_paths:
         modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
     if len(modules) != len(model_paths):
         raise NtcError("two models share a file name; their outputs would collide")
-    unknown = [p for p in precisions if p not in EXPORT_PRECISIONS]
-    if unknown:
-        raise NtcError(f"precision(s) {', '.join(unknown)} are not available in this pipeline yet")
 
-    pipe = Pipeline(out_dir, console=console, quiet=quiet)
-    tokens, source = load_data(data)
-    held_out = tokens.patch_tokens
+    tokens, source = load_data(data, "val")
     data_hash = token_hash(tokens)
-    versions = tool_versions()
-    records = []
+    calib = calib_source = calib_hash = None
+    if any(p in QUANTIZED for p in job.precisions):
+        calib, calib_source = load_data(calib_data, "calib")
+        calib_hash = token_hash(calib)
+        if calib_hash == data_hash:
+            raise NtcError("calibration data and validation data are the same tokens: give disjoint sets")
+
+    records, engines = [], []
     for name, (path, module) in modules.items():
         model_hash = sha256_file(path)
-        onnx_dir = out_dir / name / "onnx"
-        exported = pipe.stage(
-            f"{name}/export",
-            {"model": model_hash, "precisions": list(precisions), "attention": attention, "versions": versions},
-            lambda: {p: str(f.relative_to(out_dir)) for p, f in
-                     export_model(module, onnx_dir, precisions, attention=attention).items()},
-            outputs=lambda r: list(r.values()))
-        onnx_paths = {p: out_dir / f for p, f in exported.items()}
-        records += pipe.stage(
-            f"{name}/validate",
-            {"onnx": {p: sha256_file(f) for p, f in onnx_paths.items()}, "model": model_hash, "data": data_hash,
-             "versions": versions},
-            lambda: validate_onnx(name, module, onnx_paths, held_out, tokens.labels))
+        onnx_paths = job.export(name, path, module, model_hash)
+        if calib is not None:
+            job.calibrate(name, module, onnx_paths, calib, calib_hash)
+        records += job.validate(name, module, onnx_paths, tokens, data_hash)
+        built, engine_records = job.build(name, module, onnx_paths)
+        engines += built
+        records += engine_records
 
     report = {
         "command": command or " ".join(map(shlex.quote, ["ntc-export", *sys.argv[1:]])),
-        "data": {"source": source, "sha256": data_hash, "samples": int(len(held_out)), "grid": list(tokens.grid)},
+        "data": {"source": source, "sha256": data_hash, "samples": int(len(tokens)), "grid": list(tokens.grid)},
+        "calibration_data": None if calib is None else {"source": calib_source, "sha256": calib_hash,
+                                                        "samples": int(len(calib))},
         "models": {n: {"path": str(p), "sha256": sha256_file(p), "arch": m.arch, "config": m.config}
                    for n, (p, m) in modules.items()},
         "records": records,
+        "engines": engines,
+        "refused": job.refused,
         "pass": not failures(records),
-        "stages": pipe.summary(),
-        "versions": versions,
+        "stages": job.pipe.summary(),
+        "versions": job.versions,
     }
-    write_reports(out_dir, report)
+    write_reports(job.out_dir, report)
     manifest = {
-        "inputs": {**{n: r["sha256"] for n, r in report["models"].items()}, "data": data_hash},
-        "versions": versions,
+        "inputs": {**{n: r["sha256"] for n, r in report["models"].items()}, "data": data_hash,
+                   "calibration_data": calib_hash},
+        "versions": job.versions,
         "stages": report["stages"],
         "stages_run": [s["name"] for s in report["stages"] if s["status"] == "ran"],
         "stages_skipped": [s["name"] for s in report["stages"] if s["status"] == "skipped"],
         "seconds": time.perf_counter() - started,
         "command": report["command"],
-        "config_hash": sha256_json({"precisions": list(precisions), "attention": attention}),
+        "config_hash": sha256_json({"precisions": job.precisions, "attention": attention,
+                                    "targets": [t.name for t, _ in job.todo]}),
     }
-    write_json(out_dir / "manifest.json", manifest)
-    console.print(f"report: {out_dir / 'report.md'}  ({'PASS' if report['pass'] else 'FAIL'}, "
-                  f"{len(manifest['stages_run'])} stages run, {len(manifest['stages_skipped'])} skipped)")
+    write_json(job.out_dir / "manifest.json", manifest)
+    job.console.print(f"report: {job.out_dir / 'report.md'}  ({'PASS' if report['pass'] else 'FAIL'}, "
+                      f"{len(manifest['stages_run'])} stages run, {len(manifest['stages_skipped'])} skipped)")
     return report
+
+
+__all__ = ["run_main_job", "compare_outputs", "golden_outputs", "run_batched"]

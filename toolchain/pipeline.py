@@ -84,5 +84,14 @@ class Pipeline:
         self.console.print(f"[green]done[/green] {name} [dim]({seconds:.1f} s)[/dim]")
         return result
 
+    def note(self, name: str, cached: bool, seconds: float, detail: str = "") -> None:
+        """Record a step that keeps its own cache (engine builds): "skipped" on a cache hit."""
+        status = "skipped" if cached else "ran"
+        self.records.append(StageRecord(name, status, seconds, "", {}, detail))
+        if cached:
+            self.console.print(f"[dim]skip[/dim] {name} [dim](cached: {detail})[/dim]")
+        else:
+            self.console.print(f"[green]done[/green] {name} [dim]({seconds:.1f} s)[/dim]")
+
     def summary(self) -> list[dict]:
         return [asdict(r) for r in self.records]

@@ -4,25 +4,44 @@ from pathlib import Path
 
 import click
 
-from .options import attention_option, precision_option, quiet_option
+from ..targets import PRECISIONS, TARGETS
+from .options import quiet_option
+
+ATTENTION = ("plugin", "native", "decomposed")
 
 
 @click.command("run")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Held-out tokens (.npz from `ntc-export tokens`); default: built-in digits validation split.")
-@precision_option()
-@attention_option
+@click.option("--calib-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Calibration tokens for int8/fp8; default: built-in digits calibration split (disjoint from "
+                   "the validation split).")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS), default=("fp32", "fp16"),
+              show_default=True, help="Precision(s) to produce and validate; repeat the flag. int8/fp8 add a "
+                                      "calibration stage.")
+@click.option("--target", "targets", multiple=True, type=click.Choice(list(TARGETS)),
+              help="Target profile(s) to build engines (RTX) or deploy bundles (Jetson) for; repeat the flag. "
+                   "Default: rtx-ampere, rtx-ada, rtx-blackwell, jetson-orin, skipping pairs a target cannot "
+                   "build (listed in the report).")
+@click.option("--no-build", is_flag=True, help="Stop after validation: no engines or bundles.")
+@click.option("--attention", type=click.Choice(ATTENTION), default=None,
+              help="Force one window-attention lowering for every graph (default: per target profile; "
+                   "`decomposed` for validation).")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
+              default="auto", show_default=True, help="INT8/FP8 calibration method.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out"),
               show_default=True, help="Output (and cache) directory.")
 @quiet_option
-def command(models, data, precisions, attention, out_dir, quiet):
-    """Run the whole job for MODEL(s): tokens -> export -> validate -> report.
+def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, out_dir, quiet):
+    """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
-    Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed.
+    Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed, 2 on bad input.
     """
     from ..main_job import run_main_job
 
-    report = run_main_job(list(models), out_dir, data=data, precisions=precisions, attention=attention, quiet=quiet)
+    chosen = () if no_build else (tuple(targets) or None)
+    report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions,
+                          targets=chosen, attention=attention, calib_method=calib_method, quiet=quiet)
     if not report["pass"]:
         raise click.exceptions.Exit(1)
