@@ -30,7 +30,8 @@ python3 -m pytest -q tests/gpu -p no:cacheprovider --junitxml="$OUT/gpu_tests.xm
 
 step "compute-sanitizer memcheck on the GPU tests"
 if command -v compute-sanitizer > /dev/null; then
-  compute-sanitizer --tool memcheck --error-exitcode 3 python3 -m pytest -q -x tests/gpu -p no:cacheprovider \
+  compute-sanitizer --tool memcheck --target-processes all --error-exitcode 3 \
+    python3 -m pytest -q -x tests/gpu -p no:cacheprovider -k "bc7 or bc6h or gather or window" \
     > "$OUT/memcheck.log" 2>&1; rc=$?
   tail -5 "$OUT/memcheck.log"; [ "$rc" = 0 ] || status=1
   python3 -c "import json,sys; json.dump({'memcheck_exit': $rc}, open('$OUT/memcheck.json','w'))"
@@ -39,7 +40,8 @@ else
 fi
 
 step "benchmarks"
-python3 scripts/bench_bc_decode.py --out "$OUT/bench_bc_decode.json" || status=1
+python3 scripts/bench_bc_decode.py --out "$OUT/bench_bc_decode.json" --dtype float16 --layout tokens || status=1
+python3 scripts/bench_bc_decode.py --out "$OUT/bench_bc_decode_fp32_nchw.json" --dtype float32 --layout nchw || status=1
 python3 scripts/bench_window_attention.py --out "$OUT/bench_window_attention.json" || status=1
 
 echo "gpu_check status: $status"
