@@ -14,7 +14,6 @@ from ..hashing import sha256_file
 from .latency import no_faster_than_fp16
 
 SCHEMA_ID = "ntc-export/report/1"
-NO_GPU = "not executed: no GPU"
 
 
 def _verdict(record: dict) -> str:
@@ -183,6 +182,7 @@ def reproducibility(out_dir: Path, report: dict, engines: list[dict]) -> dict:
         "models": {n: {"path": m.get("path"), "sha256": m.get("sha256"), "arch": m.get("arch")}
                    for n, m in report.get("models", {}).items()},
         "data": report.get("data", {}),
+        "calibration_data": report.get("calibration_data"),
         "calibration": report.get("calibration", {}),
         "calibration_files": [_file_entry(p, "calibration cache") for p in calib_files],
         "artifacts": [{"path": a, "sha256": sha256_file(a) if Path(a).is_file() else None} for a in artifacts],
@@ -190,16 +190,21 @@ def reproducibility(out_dir: Path, report: dict, engines: list[dict]) -> dict:
     }
 
 
-def not_run(acc: list[dict], lat: list[dict], eng: list[dict], latency: dict, drift: dict) -> list[str]:
+def not_run(acc: list[dict], eng: list[dict], latency: dict, drift: dict, refused: list[dict]) -> list[str]:
     """Plain statements of everything that was not executed or not measured."""
     lines = []
+    engine_keys = {(e["model"], e["precision"], e["target"]) for e in eng if not e["executed"]}
     for r in acc:
         if not r["executed"]:
-            lines.append(f"{r['model']} {r['precision']} on {r['target']} ({r['backend']}): not executed: "
+            what = "accuracy and latency" if (r["model"], r["precision"], r["target"]) in engine_keys else "accuracy"
+            lines.append(f"{r['model']} {r['precision']} on {r['target']} ({r['backend']}), {what}: not executed: "
                          f"{r.get('reason') or 'no reason given'}")
+    covered = {(r["model"], r["precision"], r["target"]) for r in acc if not r["executed"]}
     for e in eng:
-        if not e["executed"]:
-            lines.append(f"{e['kind']} {e['model']} {e['precision']} for {e['target']}: latency {e['reason']}")
+        if not e["executed"] and (e["model"], e["precision"], e["target"]) not in covered:
+            lines.append(f"{e['kind']} {e['model']} {e['precision']} for {e['target']}, latency: {e['reason']}")
+    for r in refused:
+        lines.append(f"{r.get('precision')} for {r.get('target')}: not built: {r.get('reason')}")
     pairs = {(r["model"], r["precision"]) for r in acc if r["executed"] and r["backend"] == "onnxruntime"}
     for model, precision in sorted(pairs):
         if precision not in latency.get(model, {}):
@@ -207,6 +212,14 @@ def not_run(acc: list[dict], lat: list[dict], eng: list[dict], latency: dict, dr
         if precision not in drift.get(model, {}):
             lines.append(f"{model} {precision}: per-layer drift not measured")
     return lines
+
+
+def engine_devices(eng: list[dict]) -> list[str]:
+    """Where engine numbers come from: the GPUs they ran on, else each distinct reason they did not run."""
+    ran = sorted({e["device"] for e in eng if e["executed"] and e.get("device")})
+    if ran:
+        return ran
+    return sorted({e["reason"] for e in eng if e["reason"]}) or ["no engines in this build"]
 
 
 def build_view(out_dir, report: dict) -> dict:
@@ -225,16 +238,14 @@ def build_view(out_dir, report: dict) -> dict:
         "build_dir": str(out_dir),
         "verdict": "PASS" if report.get("pass", all(r["verdict"] != "FAIL" for r in acc)) else "FAIL",
         "data": report.get("data", {}),
-        "devices": {"measured_on": devices,
-                    "tensorrt": (sorted({e["device"] for e in eng if e["executed"]}) or
-                                 ([NO_GPU] if eng else ["no engines in this build"]))},
+        "devices": {"measured_on": devices, "tensorrt": engine_devices(eng)},
         "accuracy": acc,
         "drift": drift_sections(drift),
         "latency": lat,
         "engines": eng,
         "pareto": pareto_points(acc, lat, eng),
         "rate_distortion": rate_points(acc),
-        "not_run": not_run(acc, lat, eng, latency, drift),
+        "not_run": not_run(acc, eng, latency, drift, report.get("refused") or []),
         "reproducibility": reproducibility(out_dir, report, engines),
         "stages": report.get("stages", []),
     }

@@ -12,13 +12,21 @@ def _table(head, rows) -> list[str]:
 
 
 def render(view: dict, image_files: dict[str, str]) -> str:
-    acc, lines = view["accuracy"], ["# ntc-export report", ""]
+    acc, lines = view["accuracy"], ["# ntc-export report", "", "## Summary", ""]
     lines += [f"- verdict: **{view['verdict']}** ({len(acc)} accuracy rows, "
               f"{sum(r['verdict'] == 'FAIL' for r in acc)} failing, "
               f"{sum(r['verdict'] == 'not executed' for r in acc)} not executed)",
-              f"- data: `{view['data'].get('source')}` ({view['data'].get('samples')} held-out samples)",
+              f"- data: `{view['data'].get('source')}` ({view['data'].get('samples')} held-out samples)"]
+    flagged = [f"{r['model']} {r['precision']}" for r in view["latency"] if r.get("no_faster_than_fp16")]
+    if flagged:
+        lines.append(f"- **no faster than fp16**: {', '.join(flagged)}")
+    lines += [f"- first layer below the drift threshold: {d['model']} {d['precision']}: **{d['first_below']}**"
+              for d in view["drift"] if d["first_below"]]
+    lines += ["", "## Where each number was measured", "",
+              "- accuracy rows: the device named by each row's backend/target (onnxruntime `cpu` = this machine's CPU)",
               f"- latency measured on: {', '.join(view['devices']['measured_on']) or 'nothing'}",
-              f"- TensorRT engines: {', '.join(view['devices']['tensorrt'])}", ""]
+              f"- TensorRT engines: {', '.join(view['devices']['tensorrt'])} (engine latency only where the engine "
+              "ran; nothing is estimated)", ""]
 
     lines += ["## Accuracy against the PyTorch golden", ""]
     rows = []
@@ -101,6 +109,8 @@ def render(view: dict, image_files: dict[str, str]) -> str:
               "Tool versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v), ""]
     files = ([(f"model {n}", m.get("path"), m.get("sha256")) for n, m in r["models"].items()]
              + [("held-out data", r["data"].get("source"), r["data"].get("sha256"))]
+             + ([("calibration data", r["calibration_data"].get("source"), r["calibration_data"].get("sha256"))]
+                if r.get("calibration_data") else [])
              + [(f["what"], f["path"], f["sha256"]) for f in r["calibration_files"] if f]
              + [("artifact", a["path"], a["sha256"]) for a in r["artifacts"]]
              + [(p["what"], p["path"], p.get("sha256")) for p in r["plugin_libraries"]])

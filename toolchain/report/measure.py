@@ -36,10 +36,11 @@ def resolve_artifact(out_dir, artifact) -> Path:
     if path.is_absolute() or path.exists():
         return path
     parts = path.parts
-    for k in range(len(parts)):
-        candidate = Path(out_dir).joinpath(*parts[k:])
-        if candidate.exists():
-            return candidate
+    for root in (Path(out_dir), Path(out_dir) / "engines"):  # engine manifests record paths under OUT/engines
+        for k in range(len(parts)):
+            candidate = root.joinpath(*parts[k:])
+            if candidate.exists():
+                return candidate
     return path
 
 
@@ -49,7 +50,8 @@ def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
     for r in report.get("records", []):
         art = r.get("artifact")
         if r.get("backend") == "onnxruntime" and art and str(art).endswith(".onnx"):
-            found.setdefault(r["model"], {})[r["precision"]] = resolve_artifact(out_dir, art)
+            # one lowering per precision (the first validated): latency and drift compare precisions, not lowerings
+            found.setdefault(r["model"], {}).setdefault(r["precision"], resolve_artifact(out_dir, art))
     return found
 
 
@@ -81,7 +83,8 @@ def measure_build(out_dir, report: dict, feeds_by_model: dict | None = None, bat
         if feeds is None:
             feeds = feeds_by_model[model_name] = model_feeds_for(report, model_name, module)
         for precision, path in per_precision.items():
-            latency.setdefault(model_name, {})[precision] = measure_latency(path, feeds, batches=batches)
+            lat = measure_latency(path, feeds, batches=batches)
+            latency.setdefault(model_name, {})[precision] = {**lat, "artifact": str(path)}
             drift.setdefault(model_name, {})[precision] = layer_drift(
                 module, path, feeds, threshold=drift_threshold(precision), samples=drift_samples)
     engines = []
