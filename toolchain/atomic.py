@@ -7,6 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = ""):
     """Yield a temp path beside `dest`; on success rename it over `dest`, on error delete it."""
@@ -14,6 +18,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = ""):
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix, dir=dest.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, dest)
