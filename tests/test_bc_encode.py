@@ -95,6 +95,21 @@ def test_bc45_psnr_at_least_reference_encoders(fmt):
     assert ours >= ref, (ours, ref)
 
 
+def test_bc4_close_to_exhaustive_optimum_on_latents():
+    """Independent reference: the best of all 65,536 endpoint pairs per block (optimal BC4) on sampled latent blocks."""
+    from ntc_export.bc.encode_bc45 import encode_bc4_blocks, palette
+
+    x = to_blocks(latents("bc4")[..., None].astype(np.float32))[..., 0]
+    xs = x[np.random.default_rng(0).choice(len(x), 24, replace=False)]
+    e0, e1 = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    pal = palette(e0.ravel(), e1.ravel()).astype(np.float32)  # [65536, 8]
+    optimum = sum(((b[None, :, None] - pal[:, None, :]) ** 2).min(-1).sum(-1).min() for b in xs)
+    ours = ((decode_bc4_blocks(encode_bc4_blocks(xs)).astype(np.float64) - xs) ** 2).sum()
+    fast = ((decode_bc4_blocks(encode_bc4_blocks(xs, "fast")).astype(np.float64) - xs) ** 2).sum()
+    assert optimum <= ours <= 1.02 * optimum, (ours, optimum)
+    assert fast > 1.2 * optimum
+
+
 # ---- BC6H ---------------------------------------------------------------------------------------------------------
 
 def _random_hdr_blocks(n, signed, rng):

@@ -11,7 +11,7 @@ _T8 = np.array([0, 7, 1, 2, 3, 4, 5, 6], np.int64)  # e0 > e1: value = ((7 - t) 
 _T6 = np.array([0, 5, 1, 2, 3, 4], np.int64)  # e0 <= e1: value = ((5 - t) * e0 + t * e1) // 5, then 0, 255
 
 _REFINE_ITERS = 3
-_SEARCH_RADIUS = 2
+_SEARCH = ((16, 4, 2), (2, 1, 4))  # (radius, step, rounds) of the endpoint searches
 
 
 def palette(e0: np.ndarray, e1: np.ndarray) -> np.ndarray:
@@ -85,8 +85,18 @@ def _encode_mode(x: np.ndarray, six_mode: bool, thorough: bool):
         better = nsse < sse
         e0, e1 = np.where(better, n0, e0), np.where(better, n1, e1)
         idx, sse = np.where(better[:, None], nidx, idx), np.where(better, nsse, sse)
-    # Small neighbourhood search around the refined endpoints.
-    r = np.arange(-_SEARCH_RADIUS, _SEARCH_RADIUS + 1)
+    # Local search: a coarse grid first (escapes the nearest local minimum), then unit steps while they help.
+    for radius, step, rounds in _SEARCH:
+        for _ in range(rounds):
+            e0, e1, idx, sse, moved = _neighbourhood_step(x, e0, e1, idx, sse, six_mode, radius, step)
+            if not moved:
+                break
+    return e0, e1, idx, sse
+
+
+def _neighbourhood_step(x, e0, e1, idx, sse, six_mode: bool, radius: int, step: int):
+    """Best endpoint pair on the grid of `step` within `radius` of (e0, e1) per block, if better than the current."""
+    r = np.arange(-radius, radius + 1, step)
     d0, d1 = np.meshgrid(r, r, indexing="ij")
     c0 = np.clip(e0[:, None] + d0.ravel()[None], 0, 255)
     c1 = np.clip(e1[:, None] + d1.ravel()[None], 0, 255)
@@ -100,7 +110,7 @@ def _encode_mode(x: np.ndarray, six_mode: bool, thorough: bool):
     e0 = np.where(better, c0[rows, best], e0)
     e1 = np.where(better, c1[rows, best], e1)
     idx = np.where(better[:, None], cidx[rows, best], idx)
-    return e0, e1, idx, np.where(better, bsse, sse)
+    return e0, e1, idx, np.where(better, bsse, sse), bool(better.any())
 
 
 def encode_bc4_blocks(x: np.ndarray, quality: str = "thorough") -> np.ndarray:

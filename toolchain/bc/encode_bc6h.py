@@ -222,8 +222,11 @@ def _assign(target: np.ndarray, pal: np.ndarray, region: np.ndarray, anchors: np
     target [M, 16, 3] and pal [M, R, K, 3] are in the metric's domain (half bits, or decoded values).
     """
     m = np.arange(len(target))
-    pal_px = pal[m[:, None], region]  # [M, 16, K, 3]
-    d = ((target[:, :, None, :] - pal_px) ** 2).sum(-1)
+    pal = pal.astype(np.float64)
+    # |t - p|^2 = |t|^2 - 2 t.p + |p|^2 for every region's palette, then each pixel's own region.
+    cross = np.einsum("mpc,mrkc->mprk", target, pal)
+    d_all = (target * target).sum(-1)[:, :, None, None] - 2 * cross + (pal * pal).sum(-1)[:, None]
+    d = np.maximum(d_all[m[:, None], np.arange(16)[None], region], 0.0)  # [M, 16, K]
     k = pal.shape[2]
     for r in range(anchors.shape[1]):
         d[m, anchors[:, r], k // 2:] = np.inf
