@@ -133,8 +133,8 @@ def test_drift_qdq_graph_skips_quantize_nodes(build_dir, feeds, tmp_path):
     model = node_names(onnx.load(str(_onnx(build_dir, "fp32"))))
     layers = find_layers(model)
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    qdq = insert_qdq(model, layers, {layer.activation: 0.05 for layer in layers},
-                     {layer.weight: weight_scales(consts[layer.weight], layer.axis, "int8") for layer in layers}, "int8")
+    weight_scale = {layer.weight: weight_scales(consts[layer.weight], layer.axis, "int8") for layer in layers}
+    qdq = insert_qdq(model, layers, {layer.activation: 0.05 for layer in layers}, weight_scale, "int8")
     assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
     onnx.save(qdq, str(tmp_path / "model.int8.onnx"))
     rows = {r["layer"]: r for r in layer_drift(load(build_dir / "tiny.pt"), tmp_path / "model.int8.onnx", feeds,
@@ -265,8 +265,9 @@ def test_engines_that_did_not_run_say_so(written):
 def test_flag_and_rate_distortion_render(build_dir, tmp_path):
     report = json.loads((build_dir / "out" / "report.json").read_text())
     base = report["records"][0]
+    points = (("fp16", 4096, 0.9999, 0.9), ("int8", 2048, 0.999, 0.85))
     report["records"] = [{**base, "precision": p, "output": "tokens_out", "bytes_per_image": b, "cosine": c,
-                          "task_metric": a} for p, b, c, a in (("fp16", 4096, 0.9999, 0.9), ("int8", 2048, 0.999, 0.85))]
+                          "task_metric": a} for p, b, c, a in points]
     report["latency"] = {"tiny": _lat(fp16=2.0, int8=2.5)}
     files = write_report(tmp_path, report)
     html = files["html"].read_text()

@@ -1,6 +1,5 @@
 """`ntc-export report BUILD_DIR`: regenerate OUT/report/{index.html, report.md, report.json} from a main-job output."""
 
-import json
 from pathlib import Path
 
 import click

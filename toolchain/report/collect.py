@@ -75,7 +75,7 @@ def engine_rows(engines: list[dict]) -> list[dict]:
             "plugins": [f"{p.get('op')} v{p.get('version', '?')} ({p.get('provider', '?')})"
                         for p in e.get("plugins", [])],
             "executed": executed,
-            "reason": None if executed else (reason if reason.startswith("not executed") else f"not executed: {reason}"),
+            "reason": None if executed else reason if reason.startswith("not executed") else f"not executed: {reason}",
             "latency": {k: v for k, v in lat.items() if k.startswith("b")} if executed else None,
             "device": lat.get("device") if executed else None,
         })

@@ -84,7 +84,7 @@ def measure_latency(onnx_path, feeds: dict[str, np.ndarray], batches=(1, 8), rep
     result = {}
     for b in batches:
         fb = batch_feeds({n: feeds[n] for n in runner.input_names}, int(b))
-        result[f"b{int(b)}"] = percentiles(time_calls(lambda: runner.run(fb), repeats, budget_s))
+        result[f"b{int(b)}"] = percentiles(time_calls(lambda fb=fb: runner.run(fb), repeats, budget_s))
     provider = runner.providers[0]
     result.update({"device": cpu_model() if provider == "CPUExecutionProvider" else _gpu_name(),
                    "backend": "onnxruntime", "provider": provider, "executed": True})
@@ -115,7 +115,7 @@ def engine_latency(out_dir, entry: dict, feeds: dict[str, np.ndarray], batches=(
     result = {}
     for b in batches:
         fb = batch_feeds(feeds, int(b))
-        result[f"b{int(b)}"] = percentiles(time_calls(lambda: runner.run(fb), repeats, budget_s))
+        result[f"b{int(b)}"] = percentiles(time_calls(lambda fb=fb: runner.run(fb), repeats, budget_s))
     result.update({"device": _gpu_name(), "backend": entry.get("backend", "tensorrt_rtx"),
                    "provider": f"{entry.get('backend')} {entry.get('backend_version')}", "executed": True})
     return result

@@ -1,0 +1,114 @@
+"""The HTML report renders in headless Chromium: every section present, plots decoded, a non-blank screenshot."""
+
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ntc_export.report import write_report
+from ntc_export.report.html import SECTIONS
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
+                                reason="headless rendering needs /usr/bin/chromium (apt-get install -y chromium)")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Appended to a copy of the page only: reports each <img>'s decoded size into the DOM once the page has loaded.
+PROBE = ('<script>window.addEventListener("load",function(){var r=[];document.querySelectorAll("img").forEach('
+         'function(i){r.push(i.id+":"+i.naturalWidth+"x"+i.naturalHeight)});var p=document.createElement("pre");'
+         'p.id="image-probe";p.textContent=r.join(";");document.body.appendChild(p);});</script>')
+
+
+def _record(model, precision, cosine, target="cpu", backend="onnxruntime", **extra):
+    return {"model": model, "precision": precision, "target": target, "backend": backend, "output": "tokens_out",
+            "max_abs": 1e-3, "rel_l2": 1e-3, "cosine": cosine, "snr_db": 60.0, "task_metric": 0.9,
+            "task_metric_golden": 0.9, "threshold": "cosine >= 0.999", "executed": True,
+            "pass": cosine is not None and cosine >= 0.999, **extra}
+
+
+def _latency(p50):
+    return {"b1": {"p50_ms": p50, "p90_ms": p50 * 1.2, "runs": 10}, "b8": {"p50_ms": 5 * p50, "p90_ms": 6 * p50,
+            "runs": 10}, "device": "test CPU (2 logical cores)", "backend": "onnxruntime",
+            "provider": "CPUExecutionProvider", "executed": True}
+
+
+def _drift(first_bad: int | None):
+    rows = []
+    for i, name in enumerate(["ln", "mlp.0", "mlp.1", "mlp.2"]):
+        cosine = 0.99 if first_bad is not None and i >= first_bad else 0.99999
+        rows.append({"layer": name, "module_type": "Linear", "onnx_tensor": f"/{name}/Add_output_0",
+                     "cosine": cosine, "rel_l2": 1 - cosine, "max_abs": 0.01, "below": cosine < 0.999,
+                     "first_below": i == first_bad, "threshold": 0.999})
+    return rows
+
+
+@pytest.fixture
+def report_dir(tmp_path):
+    sha = hashlib.sha256(b"model").hexdigest()
+    records = [_record("proj", "fp32", 1.0), _record("proj", "fp16", 0.99995), _record("proj", "int8", 0.9991),
+               _record("bcae", "fp16", 0.9992, bytes_per_image=4096),
+               _record("bcae", "int8", 0.998, bytes_per_image=2048),
+               {**_record("proj", "fp16", None, target="rtx-ada", backend="tensorrt_rtx"), "executed": False,
+                "reason": "no CUDA device", "output": None}]
+    report = {
+        "command": "ntc-export proj.pt bcae.pt --out out", "pass": False,
+        "data": {"source": "builtin:digits/val@224", "sha256": sha, "samples": 400, "grid": [16, 16]},
+        "models": {"proj": {"path": "proj.pt", "sha256": sha, "arch": "mlp2x_gelu"},
+                   "bcae": {"path": "bcae.pt", "sha256": sha, "arch": "bc_autoencoder"}},
+        "records": records, "versions": {"torch": "2.13.0", "onnxruntime": "1.32.0"},
+        "latency": {"proj": {"fp32": _latency(0.5), "fp16": _latency(0.8), "int8": _latency(0.9)},
+                    "bcae": {"fp16": _latency(1.0), "int8": _latency(0.6)}},
+        "drift": {"proj": {"fp16": _drift(None), "int8": _drift(2)}},
+        "engines": [{"kind": "engine", "model": "proj", "target": "rtx-ada", "precision": "fp16", "sm": 89,
+                     "backend": "tensorrt_rtx", "backend_version": "1.7.1", "engine": "rtx-ada/proj.fp16.engine",
+                     "engine_bytes": 663628, "build_seconds": 0.31, "plugins": [],
+                     "layer_summary": {"layers": 8, "fused": 3, "by_precision": {"fp16": 7, "none": 1}},
+                     "latency": {"executed": False, "reason": "no CUDA device"}}],
+    }
+    write_report(tmp_path, report)
+    return tmp_path / "report"
+
+
+def _chromium(tmp_path, *args) -> subprocess.CompletedProcess:
+    profile = tmp_path / "profile"
+    cmd = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=True)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_dom_has_every_section_and_decoded_plots(report_dir, tmp_path):
+    from PIL import Image
+
+    html = (report_dir / "index.html").read_text()
+    (report_dir / "probe.html").write_text(html.replace("</body>", PROBE + "</body>"))
+    dom = _chromium(tmp_path, "--virtual-time-budget=2000", "--dump-dom",
+                    (report_dir / "probe.html").as_uri()).stdout
+    for ident, title in SECTIONS:
+        assert f'id="{ident}"' in dom and title.replace("&", "&amp;") in dom
+    probe = re.search(r'<pre id="image-probe">([^<]*)</pre>', dom)
+    assert probe, "the probe script did not run"
+    sizes = dict(item.split(":") for item in probe.group(1).split(";"))
+    for ident, png in (("pareto-plot", "pareto.png"), ("rate-distortion-plot", "rate-distortion.png")):
+        with Image.open(report_dir / png) as img:  # decoded size in the browser = the PNG's own pixel size
+            assert sizes[ident] == f"{img.width}x{img.height}" and img.width > 100
+    assert "◀ first below" in dom and "no faster than fp16" in dom and "not executed: no CUDA device" in dom
+
+
+def test_screenshot_is_not_blank(report_dir, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", (report_dir / "index.html").as_uri())
+    with Image.open(shot) as img:
+        assert img.size == (1280, 2000)
+        pixels = np.asarray(img.convert("RGB"), dtype=np.float64)
+    assert pixels.std() > 20  # text, tables and a plot, not an empty page
+    rows_with_ink = (pixels.min(axis=(1, 2)) < 128).mean()
+    assert rows_with_ink > 0.3  # dark text spread down the page
+    assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 50  # colours of the badge, flags and plot
