@@ -16,6 +16,7 @@ from ntc_export.bc.decode import CHANNELS, decode, int32_to_blocks
 from ntc_export.bc.decompose import decompose_bc_decode
 from ntc_export.bc.onnx_op import WORDS, bc_decode_op, bc_decode_reference
 from ntc_export.errors import NtcError
+from ntc_export.ort_ops import register_custom_ops
 
 FORMATS = ("bc1", "bc4", "bc5", "bc6h_uf16", "bc6h_sf16", "bc7")
 LAYOUTS = ("nchw", "tokens")
@@ -76,7 +77,7 @@ def test_torch_bc4_bc5_many_blocks():
 def test_ort_op_bit_exact(fmt):
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    ort_op.register(so)
+    register_custom_ops(so)
     blocks = random_blocks(fmt, (2, 50, 100), seed=100 + FORMATS.index(fmt))  # 10^4 blocks
     for layout in LAYOUTS:
         for dtype in DTYPES:
@@ -134,7 +135,7 @@ def test_export_emits_contract_node_and_ort_matches_torch():
     blocks = random_blocks("bc5", (3, 4, 5), seed=4)  # another shape: the grid stays dynamic
     want = module(torch.from_numpy(blocks)).numpy()
     so = ort.SessionOptions()
-    ort_op.register(so)
+    register_custom_ops(so)
     for m in (ort_op.prepare(model), decompose_bc_decode(model)):
         got = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
             None, {"blocks": blocks})[0]

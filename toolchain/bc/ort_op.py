@@ -47,17 +47,33 @@ def _define_op():
 
 
 _defined = False
+# Registering the extensions library twice on one SessionOptions fails (duplicate kernels), and
+# ntc_export.attention.ort_op.register registers it unconditionally; ntc_export.ort_ops calls that module after this
+# one, so here the library is registered only when that module is absent. ONNX Runtime reads the Python op table
+# when the session is created, so an op defined here is served by whichever registration happens.
+_OTHER_REGISTRAR = "ntc_export.attention.ort_op"
 
 
-def register(session_options) -> None:
-    """Let sessions built with `session_options` run extensions-domain BcDecode nodes (made by `prepare`)."""
+def define_ops() -> None:
+    """Add the fp32 BcDecode implementation to the extensions library's Python op table (once per process)."""
     global _defined
-    from onnxruntime_extensions import get_library_path
-
     if not _defined:
         _define_op()
         _defined = True
-    session_options.register_custom_ops_library(get_library_path())
+
+
+def register(session_options) -> None:
+    """Let sessions built with `session_options` run extensions-domain BcDecode nodes (made by `prepare`).
+
+    Use it through `ntc_export.ort_ops.register_custom_ops`, which registers every ntc op on one SessionOptions.
+    """
+    import importlib.util
+
+    from onnxruntime_extensions import get_library_path
+
+    define_ops()
+    if importlib.util.find_spec(_OTHER_REGISTRAR) is None:
+        session_options.register_custom_ops_library(get_library_path())
 
 
 def ort_domain() -> str:
