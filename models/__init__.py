@@ -3,5 +3,6 @@
 from .checkpoint import FORMAT, load, save
 from .registry import ARCHS, build, register
 from . import projectors  # noqa: F401  (registers the projector family)
+from . import bc_autoencoder  # noqa: F401  (registers the BC-texture token compressor)
 
 __all__ = ["ARCHS", "FORMAT", "build", "load", "register", "save"]

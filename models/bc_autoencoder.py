@@ -1,0 +1,199 @@
+"""`bc_autoencoder`: visual tokens stored as BC4/BC5 textures, decoded by ntc::BcDecode + a small Swin decoder.
+
+compress:   tokens [B, h*w, D] -> (k x k merge) -> MLP -> L latent channels -> per-channel affine to [0, 1] (clamped)
+            -> BC encoder on the host (planes of 1 (BC4) or 2 (BC5) channels) -> blocks INT32 [B, P, h/4k, w/4k, W]
+deployable: blocks -> BcDecode (tokens layout) -> inverse affine -> Linear up -> SwinBlocks -> LayerNorm -> Linear
+            -> (undo the merge) -> tokens_out [B, h*w, D]          (the graph `export` writes; input "blocks")
+training:   the BC encoder + decoder are replaced by `bc_sim.bc4_simulate` (straight-through gradients).
+
+Latent channel l lives in plane l // C, channel l % C (C = 1 for BC4, 2 for BC5). Bytes per image at a 16x16 token
+grid: (16/k)^2 * L / 2 (4 bits per latent value), against 256 * D * 2 for fp16 tokens.
+"""
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..bc.onnx_op import bc_decode_op
+from ..errors import NtcError
+from .base import TokenModel
+from .bc_sim import bc4_simulate
+from .blocks import SwinBlock
+from .registry import register
+
+PLANE_CHANNELS = {"bc4": 1, "bc5": 2}
+WORDS = {"bc4": 2, "bc5": 4}
+FP16_TOKEN_BYTES = 2
+
+
+def latent_for_rate(rate: float, input_dim: int = 384, merge: int = 1) -> int:
+    """Latent channels L giving `rate`x fewer bytes than fp16 tokens (4 bits per latent value), rounded to even."""
+    latent = input_dim * FP16_TOKEN_BYTES * 8 * merge * merge / (4 * rate)
+    return max(2, int(round(latent / 2)) * 2)
+
+
+def _merge(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
+    """[B, h*w, C] -> [B, (h/k)*(w/k), k*k*C] (row, col, C order inside each k x k cell)."""
+    if k == 1:
+        return x
+    b, _, c = x.shape
+    x = x.reshape(b, h // k, k, w // k, k, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, -1, k * k * c)
+
+
+def _unmerge(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
+    """Inverse of _merge: [B, h*w, k*k*C] on the latent grid (h, w) -> [B, (k h)*(k w), C]."""
+    if k == 1:
+        return x
+    b = x.shape[0]
+    c = x.shape[-1] // (k * k)
+    x = x.reshape(b, h, w, k, k, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, -1, c)
+
+
+@register("bc_autoencoder")
+class BcAutoencoder(TokenModel):
+    """Token compressor storing latents as BC4/BC5 blocks (see module docstring)."""
+
+    input_names = ["blocks"]
+
+    def __init__(self, input_dim=384, latent=96, merge=1, bc_format="bc5", dim=192, depth=2, heads=6, window=8,
+                 mlp_ratio=2.0, num_classes=0):
+        super().__init__()
+        if bc_format not in PLANE_CHANNELS:
+            raise NtcError(f"bc_autoencoder: bc_format must be bc4 or bc5, got {bc_format!r}")
+        if latent % PLANE_CHANNELS[bc_format]:
+            raise NtcError(f"bc_autoencoder: {bc_format} needs an even latent channel count, got {latent}")
+        if merge < 1 or dim % heads:
+            raise NtcError(f"bc_autoencoder: need merge >= 1 and dim divisible by heads (got {merge}, {dim}, {heads})")
+        self.config = dict(input_dim=input_dim, latent=latent, merge=merge, bc_format=bc_format, dim=dim, depth=depth,
+                           heads=heads, window=window, mlp_ratio=mlp_ratio, num_classes=num_classes)
+        self.input_dim = self.output_dim = input_dim
+        self.latent, self.merge, self.bc_format = latent, merge, bc_format
+        self.planes = latent // PLANE_CHANNELS[bc_format]
+        self.grid_multiple = 4 * merge  # latent textures are whole 4x4 blocks
+        merged = input_dim * merge * merge
+        self.encoder = nn.Sequential(nn.LayerNorm(merged), nn.Linear(merged, dim), nn.GELU(), nn.Linear(dim, latent))
+        # Affine from latent values to the texture's [0, 1] range (and back, in the deployable graph).
+        self.to_unit_scale = nn.Parameter(torch.full((latent,), 0.15))
+        self.to_unit_offset = nn.Parameter(torch.full((latent,), 0.5))
+        self.up = nn.Linear(latent, dim)
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, heads, window, shift=0 if i % 2 == 0 else window // 2, mlp_ratio=mlp_ratio)
+            for i in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, merged)
+        self._init_head(num_classes)
+
+    # ---- pieces -------------------------------------------------------------------------------------------------
+
+    def _check_tokens(self, tokens: torch.Tensor):
+        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
+            raise NtcError(f"bc_autoencoder takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
+        side = int(round(tokens.shape[1] ** 0.5))
+        if side * side != tokens.shape[1] or side % self.grid_multiple:
+            raise NtcError(f"bc_autoencoder needs a square token grid with a side divisible by {self.grid_multiple}, "
+                           f"got {tokens.shape[1]} tokens")
+        return side, side
+
+    def encode_unit(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """tokens -> latent planes in [0, 1] as [B, L, h/k, w/k] and the latent grid."""
+        h, w = self._check_tokens(tokens)
+        k = self.merge
+        z = self.encoder(_merge(tokens, h, w, k))
+        u = (z * self.to_unit_scale + self.to_unit_offset).clamp(0.0, 1.0)
+        b = tokens.shape[0]
+        return u.transpose(1, 2).reshape(b, self.latent, h // k, w // k), h // k, w // k
+
+    def decode_latent(self, unit: torch.Tensor, h, w) -> torch.Tensor:
+        """Latent values in [0, 1] [B, h*w, L] on the latent grid -> tokens [B, (k h)*(k w), D]."""
+        z = (unit - self.to_unit_offset) / self.to_unit_scale
+        x = self.up(z)
+        for block in self.blocks:
+            x = block(x, h, w)
+        return _unmerge(self.out(self.norm(x)), h, w, self.merge)
+
+    def _with_head(self, tokens: torch.Tensor):
+        return tokens if self.head is None else (tokens, self.head(tokens.mean(dim=1)))
+
+    # ---- the deployable graph -----------------------------------------------------------------------------------
+
+    def forward(self, blocks: torch.Tensor):
+        """blocks INT32 [B, P, by, bx, W] -> tokens [B, (4k by)*(4k bx), D] (+ logits)."""
+        if not torch.onnx.is_in_onnx_export():
+            self._check_blocks(blocks)
+        b, p, by, bx, words = blocks.shape
+        c = PLANE_CHANNELS[self.bc_format]
+        texels = bc_decode_op(blocks.reshape(-1, by, bx, words), self.bc_format, "tokens", "float32")
+        n = texels.shape[1]
+        unit = texels.reshape(b, p, n, c).permute(0, 2, 1, 3).reshape(b, n, p * c)
+        return self._with_head(self.decode_latent(unit, by * 4, bx * 4))
+
+    def _check_blocks(self, blocks: torch.Tensor) -> None:
+        w = WORDS[self.bc_format]
+        if not isinstance(blocks, torch.Tensor) or blocks.dtype != torch.int32:
+            raise NtcError(f"bc_autoencoder blocks must be an int32 tensor, got {getattr(blocks, 'dtype', blocks)}")
+        if blocks.dim() != 5 or blocks.shape[1] != self.planes or blocks.shape[-1] != w:
+            raise NtcError(f"bc_autoencoder blocks must be INT32 [B, {self.planes}, by, bx, {w}] "
+                           f"({self.bc_format}), got shape {list(blocks.shape)}")
+
+    # ---- training path ------------------------------------------------------------------------------------------
+
+    def reconstruct(self, tokens: torch.Tensor):
+        """Training/eval path without the host encoder: tokens -> simulated BC -> tokens (+ logits)."""
+        unit, h, w = self.encode_unit(tokens)
+        q = bc4_simulate(unit)
+        b = tokens.shape[0]
+        return self._with_head(self.decode_latent(q.reshape(b, self.latent, -1).transpose(1, 2), h, w))
+
+    # ---- host compress / decompress -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def compress(self, tokens, quality: str = "thorough", chunk_blocks: int = 8192) -> np.ndarray:
+        """tokens [N, h*w, D] (numpy or torch) -> INT32 blocks [N, P, h/4k, w/4k, W] from the real BC encoder."""
+        from ..bc.decode import blocks_to_int32
+        from ..bc.encode import encode
+
+        t = torch.as_tensor(np.asarray(tokens, dtype=np.float32)) if not isinstance(tokens, torch.Tensor) else \
+            tokens.float()
+        unit, gh, gw = self.encode_unit(t)
+        n, c = t.shape[0], PLANE_CHANNELS[self.bc_format]
+        # [N, P, gh, gw, C]: each plane one texture; stacked vertically, blocks of one plane stay contiguous.
+        planes = unit.reshape(n, self.planes, c, gh, gw).permute(0, 1, 3, 4, 2).numpy()
+        by, bx = gh // 4, gw // 4
+        per_plane = by * bx * c
+        step = max(1, chunk_blocks // per_plane)
+        flat = planes.reshape(n * self.planes, gh, gw, c)
+        out = []
+        for start in range(0, len(flat), step):
+            tall = flat[start:start + step].reshape(-1, gw, c)
+            out.append(encode(tall[..., 0] if c == 1 else tall, self.bc_format, quality=quality))
+        blocks = np.concatenate(out).reshape(n, self.planes, by, bx, -1)
+        return blocks_to_int32(blocks)
+
+    @torch.no_grad()
+    def decompress(self, blocks) -> np.ndarray:
+        """INT32 blocks [N, P, by, bx, W] -> tokens float32 [N, h*w, D]."""
+        out = self.eval()(torch.as_tensor(np.asarray(blocks)))
+        return (out[0] if isinstance(out, tuple) else out).numpy()
+
+    def bytes_per_image(self, grid: int = 16) -> int:
+        return (grid // self.merge) ** 2 * self.latent // 2
+
+    # ---- export interface ---------------------------------------------------------------------------------------
+
+    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+        g = torch.Generator().manual_seed(0)
+        side = grid // (4 * self.merge)
+        shape = (batch, self.planes, side, side, WORDS[self.bc_format])
+        return (torch.randint(-(2**31), 2**31 - 1, shape, generator=g, dtype=torch.int64).to(torch.int32),)
+
+    def dynamic_axes(self) -> dict:
+        axes = {"blocks": {0: "batch", 2: "blocks_y", 3: "blocks_x"}, "tokens_out": {0: "batch", 1: "out_tokens"}}
+        if self.head is not None:
+            axes["logits"] = {0: "batch"}
+        return axes
+
+    def prepare_inputs(self, patch_tokens) -> dict:
+        """Held-out tokens -> the deployable graph's feed: the encoder + host BC encoder make the blocks."""
+        return {"blocks": self.compress(patch_tokens)}

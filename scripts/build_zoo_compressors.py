@@ -1,0 +1,61 @@
+"""Build the compressor zoo: bc_autoencoder checkpoints models/zoo/bcae_x{rate}.pt trained on real digits tokens.
+
+Reproducible (seeded) and small on purpose (a few minutes per rate on 2 CPU cores):
+    python scripts/build_zoo_compressors.py --rates 16 64 --epochs 3 --max-images 480
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "models" / "zoo"
+MAX_BYTES = 5 * 1024 * 1024
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from ntc_export.atomic import write_json
+    from ntc_export.models import save
+    from ntc_export.train import bc_autoencoder_config, load_patch_tokens, train_compressor
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", type=float, nargs="+", default=[4, 8, 16, 32, 64])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-images", type=int, default=480)
+    ap.add_argument("--dim", type=int, default=96)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out-dir", type=Path, default=ZOO)
+    ap.add_argument("--log", type=Path, default=None, help="Write the training log (JSON) here.")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    tokens, _ = load_patch_tokens("builtin:digits", "train")
+    tokens = tokens[: args.max_images]
+    log = []
+    for rate in args.rates:
+        start = time.time()
+        config = bc_autoencoder_config(rate, tokens.shape[-1], dim=args.dim)
+        result = train_compressor("bc_autoencoder", config, tokens, epochs=args.epochs, seed=args.seed,
+                                  progress=not args.no_progress)
+        path = args.out_dir / f"bcae_x{rate:g}.pt"
+        save(result.module, path)
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            print(f"{path}: {size} bytes exceeds the 5 MB zoo limit", file=sys.stderr)
+            return 1
+        entry = {"file": path.name, "rate": rate, "config": config, "images": len(tokens), "epochs": args.epochs,
+                 "seed": args.seed, "history": result.history, "bytes": size, "seconds": round(time.time() - start, 1)}
+        log.append(entry)
+        print(f"{path.name}: latent {config['latent']}, train cosine {result.history[-1]['cosine']:.4f}, "
+              f"{size / 1e6:.2f} MB, {entry['seconds']} s", flush=True)
+    if args.log:
+        write_json(args.log, log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""`ntc-export train`: fit a token compressor on real visual tokens and save an ntc-export checkpoint."""
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--arch", type=click.Choice(["bc_autoencoder"]), default="bc_autoencoder", show_default=True,
+              help="Compressor architecture.")
+@click.option("--rate", type=float, default=16.0, show_default=True,
+              help="Compression rate against fp16 tokens (bytes per image = 256*384*2 / rate at 224 px).")
+@click.option("--data", default="builtin:digits", show_default=True,
+              help="Training tokens: builtin:digits (train split), builtin:skimage, or a TokenSet .npz.")
+@click.option("--epochs", type=int, default=8, show_default=True)
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--merge", type=int, default=1, show_default=True, help="k x k token merge before the latent.")
+@click.option("--dim", type=int, default=None, help="Decoder width (default 128).")
+@click.option("--depth", type=int, default=None, help="Decoder Swin blocks (default 2).")
+@click.option("--bc-format", type=click.Choice(["bc4", "bc5"]), default=None, help="Texture format (default bc5).")
+@click.option("--max-images", type=int, default=None, help="Use only the first N training images.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output checkpoint (.pt).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(arch, rate, data, epochs, batch, lr, seed, merge, dim, depth, bc_format, max_images, out, no_progress):
+    """Train a BC-texture token compressor with simulated BC4/BC5 quantisation in the loop.
+
+    \b
+    ntc-export train --arch bc_autoencoder --rate 16 --data builtin:digits --epochs 8 --out bcae_x16.pt
+    """
+    from ..errors import NtcError
+    from ..models import save
+    from ..train import bc_autoencoder_config, load_patch_tokens, train_compressor
+
+    tokens, _ = load_patch_tokens(data, "train")
+    if max_images is not None:
+        if max_images < 1:
+            raise NtcError(f"--max-images must be >= 1, got {max_images}")
+        tokens = tokens[:max_images]
+    config = bc_autoencoder_config(rate, tokens.shape[-1], merge, dim=dim, depth=depth, bc_format=bc_format)
+    result = train_compressor(arch, config, tokens, epochs=epochs, batch=batch, lr=lr, seed=seed,
+                              progress=not no_progress)
+    save(result.module, out)
+    last = result.history[-1]
+    click.echo(f"{arch} rate {rate:g}x ({result.module.bytes_per_image()} B/image at 16x16 tokens, latent "
+               f"{config['latent']}): {len(tokens)} images, {epochs} epochs, final loss {last['loss']:.4f}, "
+               f"train cosine {last['cosine']:.4f} -> {out}")
+
+
+command = train
