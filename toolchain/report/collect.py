@@ -11,7 +11,7 @@ import datetime as _dt
 from pathlib import Path
 
 from ..hashing import sha256_file
-from .latency import no_faster_than_fp16
+from .latency import is_batch_key, no_faster_than_fp16
 
 SCHEMA_ID = "ntc-export/report/1"
 
@@ -76,7 +76,7 @@ def engine_rows(engines: list[dict]) -> list[dict]:
                         for p in e.get("plugins", [])],
             "executed": executed,
             "reason": None if executed else reason if reason.startswith("not executed") else f"not executed: {reason}",
-            "latency": {k: v for k, v in lat.items() if k.startswith("b")} if executed else None,
+            "latency": {k: v for k, v in lat.items() if is_batch_key(k)} if executed else None,
             "device": lat.get("device") if executed else None,
         })
     return rows
@@ -117,7 +117,7 @@ def pareto_points(acc: list[dict], lat: list[dict], engines: list[dict]) -> list
 
 
 def _point(model, precision, where, acc_row, lat) -> dict:
-    key = "b1" if "b1" in lat else sorted(k for k in lat if k.startswith("b"))[0]
+    key = "b1" if "b1" in lat else sorted((k for k in lat if is_batch_key(k)), key=lambda k: int(k[1:]))[0]
     return {"model": model, "precision": precision, "where": where, "output": acc_row["output"],
             "cosine": acc_row["cosine"], "task_metric": acc_row["task_metric"], "batch": int(key[1:]),
             "latency_ms": lat[key]["p50_ms"], "pareto": False}

@@ -14,6 +14,11 @@ FASTER_MARGIN = 0.05
 NARROW_PRECISIONS = ("int8", "fp8", "int4", "fp4", "nvfp4")
 
 
+def is_batch_key(key) -> bool:
+    """Latency results key their percentiles "b1", "b8", ... beside "backend", "device", ..."""
+    return isinstance(key, str) and key[:1] == "b" and key[1:].isdigit()
+
+
 def cpu_model() -> str:
     """The CPU's model string (from /proc/cpuinfo where present) and its logical core count."""
     import os
@@ -132,7 +137,7 @@ def no_faster_than_fp16(latency: dict[str, dict]) -> dict[str, dict]:
         if precision not in NARROW_PRECISIONS or not lat.get("executed", True):
             continue
         ratios = {k: lat[k]["p50_ms"] / base[k]["p50_ms"] for k in lat
-                  if k.startswith("b") and k in base and isinstance(lat[k], dict) and base[k]["p50_ms"] > 0}
+                  if is_batch_key(k) and k in base and base[k]["p50_ms"] > 0}
         if ratios:
             flags[precision] = {"flag": all(r >= 1.0 - FASTER_MARGIN for r in ratios.values()),
                                 "p50_ratio_vs_fp16": ratios}
