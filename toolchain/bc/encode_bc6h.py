@@ -5,8 +5,9 @@ two lines fit the block); endpoints start on each region's principal axis and ar
 index assignment, re-quantized to the mode's precision each round; the lowest error wins.
 "fast": mode 11 (one region, 10-bit endpoints, no transform) with per-channel min/max endpoints.
 
-Errors are measured on the half-float bit patterns (the decoder's output domain, roughly logarithmic in value);
-every block's decoded value is predicted exactly (bcdec semantics) and can be returned with the blocks.
+The thorough search minimises either the squared value error ("linear", for token latents) or the squared error of
+the half-float bit patterns ("relative": roughly logarithmic, for HDR images); the fast encoder always works on bit
+patterns. Every block's decoded value is predicted exactly (bcdec semantics) and can be returned with the blocks.
 """
 
 import numpy as np
