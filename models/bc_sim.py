@@ -39,4 +39,4 @@ def bc4_simulate(planes: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"bc4_simulate needs H, W multiples of 4, got {list(planes.shape)}")
     x = planes.float().clamp(0, 1)
     q = _from_blocks(bc4_quantize_blocks(_to_blocks(x) * 255.0)) / 255.0
-    return planes + (q.to(planes.dtype) - planes).detach()
+    return q.to(planes.dtype) + (planes - planes.detach())  # forward exactly q, gradient identity

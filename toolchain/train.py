@@ -87,8 +87,8 @@ def train_compressor(arch: str, config: dict, tokens: np.ndarray, epochs: int = 
                 torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                total += float(loss) * len(idx)
-                cos_sum += float(cos) * len(idx)
+                total += loss.item() * len(idx)
+                cos_sum += cos.item() * len(idx)
                 count += len(idx)
                 if bar:
                     bar.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs} loss {total / count:.4f}")

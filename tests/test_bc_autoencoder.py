@@ -1,0 +1,143 @@
+"""bc_autoencoder: BC simulation vs a real min/max BC4 encoder + host decode, export -> ONNX Runtime fidelity,
+compress/decompress, train command, bad block inputs."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ntc_export.bc.decode import decode
+from ntc_export.bc.encode_bc45 import pack_bc4
+from ntc_export.errors import NtcError
+from ntc_export.models import build, load
+from ntc_export.models.bc_autoencoder import latent_for_rate
+from ntc_export.models.bc_sim import bc4_simulate
+
+TINY = dict(latent=8, dim=32, depth=2, heads=2, window=8, mlp_ratio=2.0)
+
+
+def minmax_bc4_encode(x255: np.ndarray) -> np.ndarray:
+    """A simple BC4 encoder on float32 values [N, 16] in [0, 255]: e0 = round(max), e1 = round(min), nearest index
+    in the palette the decoder will use (first on ties)."""
+    e0 = np.rint(x255.max(-1)).astype(np.int64)
+    e1 = np.rint(x255.min(-1)).astype(np.int64)
+    k = np.arange(8)
+    w = np.array([0, 7, 1, 2, 3, 4, 5, 6])
+    pal8 = ((7 - w) * e0[:, None] + w * e1[:, None]) // 7
+    # e0 == e1 selects the 6-value mode; its entries 0..5 are all e0 then, 6 and 7 are 0 and 255.
+    pal6 = np.where(k < 6, e0[:, None], np.where(k == 6, 0, 255))
+    pal = np.where((e0 > e1)[:, None], pal8, pal6).astype(np.float32)
+    idx = np.abs(x255[:, :, None] - pal[:, None, :]).argmin(-1)
+    return pack_bc4(e0, e1, idx)
+
+
+def test_bc_sim_equals_minmax_encoder_then_host_decode():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 8, 12), dtype=np.float32)
+    x[0, 0, :4, :4] = 0.25  # a flat block
+    x[1, 2, 4:, 4:8] = rng.random((4, 4), dtype=np.float32) * 0.01  # a nearly flat block
+    sim = bc4_simulate(torch.from_numpy(x)).numpy()
+    for b in range(2):
+        for c in range(3):
+            plane = x[b, c] * np.float32(255)
+            blocks = plane.reshape(2, 4, 3, 4).transpose(0, 2, 1, 3).reshape(-1, 16)
+            decoded = decode(minmax_bc4_encode(blocks), "bc4", 8, 12)
+            np.testing.assert_array_equal(sim[b, c], decoded.astype(np.float32) / np.float32(255))
+
+
+def test_bc_sim_straight_through_gradient():
+    x = torch.rand(1, 2, 4, 4, requires_grad=True)
+    weights = torch.randn(1, 2, 4, 4)
+    (bc4_simulate(x) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, weights)
+
+
+def test_rate_bookkeeping():
+    assert latent_for_rate(16) == 96 and latent_for_rate(64) == 24 and latent_for_rate(4) == 384
+    model = build("bc_autoencoder", dict(TINY, latent=96))
+    assert model.bytes_per_image() * 16 == 256 * 384 * 2
+
+
+def _trained_like(seed=0):
+    """A tiny model with non-trivial weights (distinct biases, as after training)."""
+    torch.manual_seed(seed)
+    model = build("bc_autoencoder", TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_compress_decompress_and_forward_agree():
+    model = _trained_like()
+    tokens = torch.randn(2, 256, 384)
+    blocks = model.compress(tokens)
+    assert blocks.dtype == np.int32 and blocks.shape == (2, 4, 4, 4, 4)  # 8 latents = 4 BC5 planes of 16x16
+    out = model.decompress(blocks)
+    assert out.shape == (2, 256, 384)
+    torch.testing.assert_close(torch.from_numpy(out), model(torch.from_numpy(blocks)))
+    # The host encoder is at least as good as the simulated min/max encoder the decoder was trained through.
+    sim = model.reconstruct(tokens).detach()
+    cos = torch.nn.functional.cosine_similarity(torch.from_numpy(out), sim, dim=-1).mean()
+    assert cos > 0.99
+
+
+def _export_and_validate(tmp_path, precisions):
+    import onnx
+
+    from ntc_export.export import export_model
+    from ntc_export.validate import validate_onnx
+
+    model = _trained_like(1)
+    paths = export_model(model, tmp_path, precisions=precisions, name="bcae")
+    graph = onnx.load(str(paths[precisions[0]])).graph
+    assert [i.name for i in graph.input] == ["blocks"]
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    assert sum(n.op_type == "BcDecode" and n.domain == "ntc" for n in graph.node) == 1
+    tokens = np.random.default_rng(0).standard_normal((3, 256, 384)).astype(np.float32)
+    return {r["precision"]: r for r in validate_onnx("bcae", model, paths, tokens)}
+
+
+def test_export_fp32_validates_in_onnx_runtime(tmp_path):
+    record = _export_and_validate(tmp_path, ("fp32",))["fp32"]
+    assert record["rel_l2"] <= 1e-5 and record["pass"]
+
+
+@pytest.mark.xfail(strict=True, raises=NtcError,
+                   reason="export.to_fp16 drops the value_info of custom-op outputs, so no Cast follows the fp32 "
+                          "BcDecode island; remove this mark once it keeps them")
+def test_export_fp16_validates_in_onnx_runtime(tmp_path):
+    record = _export_and_validate(tmp_path, ("fp16",))["fp16"]
+    assert record["cosine"] >= 0.9995 and record["pass"]
+
+
+def test_bad_blocks_raise():
+    model = _trained_like()
+    good = model.compress(torch.randn(1, 256, 384))
+    with pytest.raises(NtcError, match=r"\[B, 4, by, bx, 4\]"):
+        model(torch.from_numpy(good[..., :2].copy()))  # wrong last dim (BC4-sized words for a BC5 model)
+    with pytest.raises(NtcError, match=r"\[B, 4, by, bx, 4\]"):
+        model(torch.from_numpy(good[:, :3].copy()))  # truncated: a plane missing
+    with pytest.raises(NtcError, match="int32"):
+        model(torch.from_numpy(good.astype(np.int64)))
+    with pytest.raises(NtcError, match="square token grid"):
+        model.compress(torch.randn(1, 250, 384))
+
+
+def test_train_command_smoke(tmp_path):
+    from ntc_export.cli import cli as main
+    from ntc_export.tokens import TokenSet
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tokens.npz"
+    TokenSet(rng.standard_normal((4, 257, 384)).astype(np.float32), (16, 16)).save(data)
+    out = tmp_path / "bcae.pt"
+    args = ["train", "--arch", "bc_autoencoder", "--rate", "64", "--data", str(data), "--epochs", "1", "--batch", "2",
+            "--dim", "32", "--depth", "1", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    model = load(out)
+    assert model.arch == "bc_autoencoder" and model.config["latent"] == 24 and model.config["dim"] == 32
+    assert "final loss" in result.output
+    bad = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "missing.npz"), "--out", str(out)])
+    assert isinstance(bad.exception, NtcError) and "no such token file" in str(bad.exception)
