@@ -33,5 +33,9 @@ def prepare_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def register_custom_ops(session_options) -> None:
+    """Define every op, then load the extensions library once (a second load re-registers its operators)."""
+    from onnxruntime_extensions import get_library_path
+
     for mod in _modules():
-        mod.register(session_options)
+        mod.define()
+    session_options.register_custom_ops_library(get_library_path())

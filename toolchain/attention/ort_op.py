@@ -48,14 +48,19 @@ def _define_op():
 _defined = False
 
 
-def register(session_options) -> None:
-    """Let sessions built with `session_options` run extensions-domain WindowAttention nodes (see `prepare`)."""
+def define() -> None:
+    """Define the Python custom op once per process (onnxruntime-extensions keeps a global table)."""
     global _defined
-    from onnxruntime_extensions import get_library_path
-
     if not _defined:
         _define_op()
         _defined = True
+
+
+def register(session_options) -> None:
+    """Let sessions built with `session_options` run extensions-domain WindowAttention nodes (see `prepare`)."""
+    from onnxruntime_extensions import get_library_path
+
+    define()
     session_options.register_custom_ops_library(get_library_path())
 
 

@@ -62,18 +62,23 @@ def define_ops() -> None:
         _defined = True
 
 
+def define() -> None:
+    """Define the Python custom op once per process (onnxruntime-extensions keeps a global table)."""
+    global _defined
+    if not _defined:
+        _define_op()
+        _defined = True
+
+
 def register(session_options) -> None:
     """Let sessions built with `session_options` run extensions-domain BcDecode nodes (made by `prepare`).
 
     Use it through `ntc_export.ort_ops.register_custom_ops`, which registers every ntc op on one SessionOptions.
     """
-    import importlib.util
-
     from onnxruntime_extensions import get_library_path
 
-    define_ops()
-    if importlib.util.find_spec(_OTHER_REGISTRAR) is None:
-        session_options.register_custom_ops_library(get_library_path())
+    define()
+    session_options.register_custom_ops_library(get_library_path())
 
 
 def ort_domain() -> str:
