@@ -41,24 +41,29 @@ def test_records_and_manifest(setup):
     fp32 = [r for r in report["records"] if r["precision"] == "fp32"]
     assert all(r["rel_l2"] <= 1e-5 for r in fp32)
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert manifest["stages_run"] == ["tiny/export/decomposed", "tiny/validate/decomposed"]
+    assert manifest["stages_run"] == ["tiny/export/decomposed", "tiny/validate/decomposed",
+                                      "tiny/measure/decomposed"]
     assert manifest["stages_skipped"] == []
     assert "torch" in manifest["versions"] and manifest["inputs"]["tiny"]
     assert "| tiny | fp16 |" in (setup / "out" / "report.md").read_text()
+    html = (setup / "out" / "report" / "index.html").read_text()
+    assert "tiny" in html and "http://" not in html and "https://" not in html
+    full = json.loads((setup / "out" / "report" / "report.json").read_text())
+    assert {(r["model"], r["precision"]) for r in full["latency"]} == {("tiny", "fp32"), ("tiny", "fp16")}
 
 
 def test_rerun_skips_everything_then_invalidates(setup):
     assert _run(setup) == 0
     assert _run(setup) == 0
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert manifest["stages_run"] == [] and len(manifest["stages_skipped"]) == 2
+    assert manifest["stages_run"] == [] and len(manifest["stages_skipped"]) == 3
 
     # new data: export is reused, validation reruns
     d = TokenSet(np.random.default_rng(1).standard_normal((12, 65, 48)).astype(np.float32), (8, 8))
     d.save(setup / "data.npz")
     assert _run(setup) == 0
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert manifest["stages_run"] == ["tiny/validate/decomposed"]
+    assert manifest["stages_run"] == ["tiny/validate/decomposed", "tiny/measure/decomposed"]
     assert manifest["stages_skipped"] == ["tiny/export/decomposed"]
 
     # a damaged artifact is rebuilt, never trusted

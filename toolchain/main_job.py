@@ -148,6 +148,24 @@ class MainJob:
             records += [{**r, "lowering": lowering} for r in rows]
         return records
 
+    def measure(self, name, module, onnx_paths, feeds, data_hash) -> dict:
+        """ORT CPU latency and per-layer drift of each precision's ONNX (first lowering): cached like any stage."""
+        from .report import drift_threshold, layer_drift, measure_latency
+
+        lowering = next(iter(onnx_paths))
+        paths = onnx_paths[lowering]
+
+        def run():
+            result = {"latency": {}, "drift": {}}
+            for precision, path in paths.items():
+                result["latency"][precision] = {**measure_latency(path, feeds), "artifact": str(path)}
+                result["drift"][precision] = layer_drift(module, path, feeds, threshold=drift_threshold(precision))
+            return result
+
+        return self.pipe.stage(f"{name}/measure/{lowering}",
+                               {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
+                                "versions": self.versions}, run)
+
     def build(self, name, module, onnx_paths) -> tuple[list[dict], list[dict]]:
         """Engines for RTX targets, deploy bundles for TensorRT targets; engine records say whether they ran."""
         from .engine_build import build_engine
@@ -202,15 +220,20 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         if calib_hash == data_hash:
             raise NtcError("calibration data and validation data are the same tokens: give disjoint sets")
 
-    records, engines = [], []
+    from .report import engine_latency, write_report
+
+    records, engines, latency, drift = [], [], {}, {}
     for name, (path, module) in modules.items():
         model_hash = sha256_file(path)
         onnx_paths = job.export(name, path, module, model_hash)
         if calib is not None:
             job.calibrate(name, module, onnx_paths, calib, calib_hash)
         records += job.validate(name, module, onnx_paths, tokens, data_hash)
+        feeds = model_feeds(module, tokens.patch_tokens)
+        measured = job.measure(name, module, onnx_paths, feeds, data_hash)
+        latency[name], drift[name] = measured["latency"], measured["drift"]
         built, engine_records = job.build(name, module, onnx_paths)
-        engines += built
+        engines += [{**e, "latency": engine_latency(job.out_dir, e, feeds)} for e in built]
         records += engine_records
 
     report = {
@@ -222,12 +245,16 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                    for n, (p, m) in modules.items()},
         "records": records,
         "engines": engines,
+        "latency": latency,
+        "drift": drift,
         "refused": job.refused,
         "pass": not failures(records),
         "stages": job.pipe.summary(),
         "versions": job.versions,
     }
     write_reports(job.out_dir, report)
+    with job.console.status("report ..."):
+        write_report(job.out_dir, report)
     manifest = {
         "inputs": {**{n: r["sha256"] for n, r in report["models"].items()}, "data": data_hash,
                    "calibration_data": calib_hash},
@@ -241,7 +268,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                                     "targets": [t.name for t, _ in job.todo]}),
     }
     write_json(job.out_dir / "manifest.json", manifest)
-    job.console.print(f"report: {job.out_dir / 'report.md'}  ({'PASS' if report['pass'] else 'FAIL'}, "
+    job.console.print(f"report: {job.out_dir / 'report' / 'index.html'}  ({'PASS' if report['pass'] else 'FAIL'}, "
                       f"{len(manifest['stages_run'])} stages run, {len(manifest['stages_skipped'])} skipped)")
     return report
 
