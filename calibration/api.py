@@ -83,7 +83,9 @@ def _compute(model, layers, tokens, holdout, input_name, precision, method, targ
                    for t in candidates}
     act_scales = {t: a["scale"] for t, a in activations.items()}
     evaluator = Evaluator(model, holdout if holdout is not None else tokens, input_name)
-    sensitivity = layer_sensitivity(model, layers, act_scales, w_scales, precision, evaluator)
+    # Per-layer sensitivity costs one evaluation per layer: measured when it is used or held-out data is given.
+    wanted = target_cosine is not None or holdout is not None
+    sensitivity = layer_sensitivity(model, layers, act_scales, w_scales, precision, evaluator) if wanted else {}
     active, kept, fid = keep_until_target(model, layers, act_scales, w_scales, precision, evaluator, sensitivity,
                                           target_cosine)
     by_name = {l.node: l for l in layers}

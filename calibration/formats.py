@@ -1,4 +1,4 @@
-"""Quantized number formats: INT8 (symmetric, narrow range) and FP8 E4M3FN (saturating), as numpy fake-quant."""
+"""Quantized number formats: INT8 (symmetric scale, amax -> 127) and FP8 E4M3FN (saturating), as numpy fake-quant."""
 
 import ml_dtypes
 import numpy as np
@@ -30,7 +30,7 @@ def to_codes(x: np.ndarray, scale, precision: str) -> np.ndarray:
     """x / scale rounded to the format (round-half-even, saturating): int8 or float8_e4m3fn array."""
     y = np.asarray(x, np.float64) / np.asarray(scale, np.float64)
     if precision == "int8":
-        return np.clip(np.rint(y), -INT8_MAX, INT8_MAX).astype(np.int8)
+        return np.clip(np.rint(y), -INT8_MAX - 1, INT8_MAX).astype(np.int8)  # QuantizeLinear saturates at -128
     return np.clip(y, -FP8_E4M3_MAX, FP8_E4M3_MAX).astype(np.float32).astype(ml_dtypes.float8_e4m3fn)
 
 

@@ -1,7 +1,7 @@
-"""Real patch tokens for calibration tests and benchmarks: sklearn digits through the stock DINOv2-S ViT.
+"""Small real-token sets for calibration tests: a few dozen sklearn digits through the stock DINOv2-S ViT.
 
-Used only when `ntc_export.tokens` (the project's token pipeline) is not importable. Tokens are cached per
-(split, count) under the user cache so repeated runs skip the ViT.
+The project's full digits splits (`ntc_export.tokens.builtin_tokens`) run the ViT over hundreds of images; tests
+need only dozens, computed once and cached per split under the user cache.
 """
 
 from pathlib import Path
@@ -16,6 +16,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # Disjoint index ranges of the 1,797 digits per split, so held-out tokens never overlap calibration ones.
 _SPLIT_START = {"calib": 0, "val": 600, "train": 1200}
+_MIN_CACHED = 32
 
 
 def _vit_path() -> Path:
@@ -55,19 +56,16 @@ def _digit_images(start: int, count: int, size: int) -> tuple[np.ndarray, np.nda
 
 def digits_tokens(split: str = "calib", count: int = 32, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
     """(patch tokens [count, (size/14)^2, 384] float32 without CLS, labels [count])."""
-    try:
-        from ..tokens import builtin_tokens
-    except ImportError:
-        builtin_tokens = None
-    if builtin_tokens is not None:
-        ts = builtin_tokens("digits", size, split=split)
-        return np.asarray(ts.patch_tokens[:count], np.float32), np.asarray(ts.labels[:count])
+    requested = count
     if split not in _SPLIT_START:
         raise NtcError(f"unknown split {split!r}; choose from {', '.join(_SPLIT_START)}")
-    cached = cache_dir("reference-tokens") / f"digits-{split}-{size}-{count}.npz"
+    # One cached file per split and size, grown (never shrunk) to the largest count asked for.
+    cached = cache_dir("reference-tokens") / f"digits-{split}-{size}.npz"
     if cached.exists():
         with np.load(cached) as z:
-            return z["patch_tokens"], z["labels"]
+            if len(z["labels"]) >= count:
+                return z["patch_tokens"][:count], z["labels"][:count]
+    count = max(count, _MIN_CACHED)
     images, labels = _digit_images(_SPLIT_START[split], count, size)
     sess = _vit_session()
     out = []
@@ -78,4 +76,4 @@ def digits_tokens(split: str = "calib", count: int = 32, size: int = 224) -> tup
 
     with atomic_path(cached, suffix=".npz") as tmp:
         np.savez(tmp, patch_tokens=tokens, labels=labels)
-    return tokens, labels
+    return tokens[:requested], labels[:requested]
