@@ -45,9 +45,8 @@ cmake --build "$build" -j "$(nproc)"
 lib="$build/libntc_trt_plugins.so"
 exported="$(nm -D --defined-only "$lib" | awk '{print $3}' | sort | tr '\n' ' ')"
 echo "exported: $exported"
-for sym in getCreators setLoggerFinder; do
-  [[ " $exported " == *" $sym "* ]] || { echo "compile_check_trt.sh: $lib does not export $sym" >&2; exit 1; }
-done
+[[ "$exported" == "getCreators setLoggerFinder " ]] \
+  || { echo "compile_check_trt.sh: $lib must export exactly getCreators and setLoggerFinder" >&2; exit 1; }
 if nm -D --undefined-only "$lib" | grep -q nvinfer; then
   echo "compile_check_trt.sh: $lib refers to TensorRT library symbols (it must not link libnvinfer)" >&2
   exit 1

@@ -65,6 +65,32 @@ def test_kernels_built_and_trt_library_skipped(kernels_build):
     assert not (build / "libntc_trt_plugins.so").exists()
 
 
+# sm_86 comes from the CMake build above; these are the other CI architectures (nvcc -c only, no link).
+OTHER_ARCHS = (87, 89, 90, 120)
+
+
+@needs_toolchain
+def test_kernels_compile_for_every_ci_architecture(tmp_path):
+    # Measured on the 2-core CI-class machine: all five architectures, three .cu files, ~50 s of CPU time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in OTHER_ARCHS]
+    sources = sorted((PLUGINS_DIR / "kernels").glob("*.cu"))
+    assert sources
+
+    def compile_one(src: Path) -> str:
+        # ptxas -v names the architecture of every entry function it compiles.
+        return _run(["nvcc", "-c", "-std=c++17", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-Xptxas", "-v",
+                     f"-I{PLUGINS_DIR / 'include'}", *gencode, src, "-o", tmp_path / f"{src.stem}.o"]).stderr
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        logs = dict(zip(sources, pool.map(compile_one, sources)))
+    for src, log in logs.items():
+        assert (tmp_path / f"{src.stem}.o").stat().st_size > 0
+        for arch in OTHER_ARCHS:
+            assert f"for 'sm_{arch}'" in log, (src.name, arch)
+
+
 # ---- TensorRT-RTX engines with the C++ plugin library ------------------------------------------------------------
 
 def _trt_headers() -> Path | None:
@@ -99,8 +125,13 @@ _BUILD_SCRIPT = textwrap.dedent("""
     import json, sys
     import onnx
     from onnx import TensorProto, helper
+    from ntc_export import build_log
     from ntc_export.engine_build import build_engine
     from ntc_export.errors import NtcError
+
+    # Keep the build's TensorRT logger: plugin errors reach it when the library logs through setLoggerFinder.
+    loggers, make_logger = [], build_log.make_capture_logger
+    build_log.make_capture_logger = lambda trt: loggers.append(make_logger(trt)) or loggers[-1]
 
     spec = json.loads(sys.argv[1])
     elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int32": TensorProto.INT32}
@@ -116,14 +147,17 @@ _BUILD_SCRIPT = textwrap.dedent("""
         print(json.dumps({"outputs": entry["outputs"], "plugins": entry["plugins"],
                           "layers": [l["type"] for l in entry["layers"]]}))
     except NtcError as exc:
-        print(json.dumps({"error": str(exc)}))
+        print(json.dumps({"error": str(exc), "log": [m for lg in loggers for m in lg.errors()]}))
 """)
 
 
 def _build_with_library(lib: Path, tmp_path: Path, name: str, **spec) -> dict:
     spec.update(lib=str(lib), onnx=str(tmp_path / f"{name}.{spec['precision']}.onnx"), out_dir=str(tmp_path / "out"))
     proc = _run([sys.executable, "-c", _BUILD_SCRIPT, json.dumps(spec)], cwd=tmp_path)
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # Where the plugin's own message went: TensorRT's logger (11.x headers) or stderr (10.x headers).
+    result["messages"] = "\n".join([result.get("error", ""), *result.get("log", []), proc.stderr])
+    return result
 
 
 def _bc_spec(fmt, layout, dtype, blocks_shape, words):
@@ -183,15 +217,15 @@ def test_cpp_library_rejects_contract_violations(trt_plugin_lib, tmp_path):
     bad_shift = _build_with_library(trt_plugin_lib, tmp_path, "bad_shift", target="rtx-ada",
                                     **_attn_spec(6, 2, 2, 4, 3, "float16", shift=2))
     assert "bad_shift.fp16.onnx" in bad_shift["error"] and "WindowAttention" in bad_shift["error"]
-    # The contract's one-line reason reaches the user (TensorRT's logger when it hands one over, else stderr).
-    assert "need 0 <= shift < window (got shift 2, window 2)" in bad_shift["error"] + bad_shift["stderr"]
+    # The contract's one-line reason reaches the user (TensorRT's logger or stderr).
+    assert "need 0 <= shift < window (got shift 2, window 2)" in bad_shift["messages"]
     # A mask whose last dim is not T fails the plugin's input check (configurePlugin) at build time.
     bad_mask = _build_with_library(trt_plugin_lib, tmp_path, "bad_mask", target="rtx-ada",
                                    **_attn_spec(6, 2, 2, 4, 3, "float16", mask_tokens=5))
     assert "building bad_mask for rtx-ada (fp16) failed" in bad_mask["error"]
-    assert "mask dim 2 is 5, expected 4 (T)" in bad_mask["error"] + bad_mask["stderr"]
+    assert "mask dim 2 is 5, expected 4 (T)" in bad_mask["messages"]
     # W = 2 words for a 16-byte format: the output shape rule refuses it.
     bad_words = _build_with_library(trt_plugin_lib, tmp_path, "bad_words", target="rtx-ampere",
                                     **_bc_spec("bc7", "tokens", "float32", [1, 2, 2], 2))
     assert "bad_words.fp32.onnx" in bad_words["error"] and "BcDecode" in bad_words["error"]
-    assert "ntc::BcDecode bc7: W must be 4, got 2" in bad_words["error"] + bad_words["stderr"]
+    assert "ntc::BcDecode bc7: W must be 4, got 2" in bad_words["messages"]

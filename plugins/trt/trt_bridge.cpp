@@ -1,6 +1,8 @@
 // TensorRT <-> contract type mapping and error reporting for the ntc plugin adapters.
 #include "trt_bridge.h"
 
+#include <NvInferVersion.h>
+
 #include <atomic>
 #include <cstdio>
 
@@ -61,8 +63,17 @@ std::vector<contract::Field> to_fields(nvinfer1::PluginFieldCollection const* fc
 
 void set_logger_finder(nvinfer1::ILoggerFinder* finder) { g_logger_finder.store(finder); }
 
+// TensorRT 11 made ILogger and ILoggerFinder versioned interfaces, which moves findLogger/log in their vtables;
+// TensorRT-RTX 1.7 hands over the 11-style finder (measured). Calling through 10.x headers would hit the wrong
+// slots, so a library built against 10.x headers reports to stderr only.
+#if NV_TENSORRT_MAJOR >= 11
+constexpr bool kUseLoggerFinder = true;
+#else
+constexpr bool kUseLoggerFinder = false;
+#endif
+
 void report_error(std::string const& message) {
-  nvinfer1::ILoggerFinder* finder = g_logger_finder.load();
+  nvinfer1::ILoggerFinder* finder = kUseLoggerFinder ? g_logger_finder.load() : nullptr;
   nvinfer1::ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
   if (logger != nullptr) {
     logger->log(nvinfer1::ILogger::Severity::kERROR, message.c_str());

@@ -21,7 +21,8 @@ contract::Dims to_dims(nvinfer1::DimsExprs const& dims);
 // Field views over a collection (they point into TensorRT's buffers; use them before returning).
 std::vector<contract::Field> to_fields(nvinfer1::PluginFieldCollection const* fc);
 
-// Log an error through TensorRT's logger when the library was given one (setLoggerFinder), else stderr.
+// Log an error through TensorRT's logger (setLoggerFinder; only when built against TensorRT >= 11 headers), else
+// stderr.
 void report_error(std::string const& message);
 void set_logger_finder(nvinfer1::ILoggerFinder* finder);
 
