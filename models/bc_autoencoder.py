@@ -149,8 +149,12 @@ class BcAutoencoder(TokenModel):
     # ---- host compress / decompress -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def compress(self, tokens, quality: str = "thorough", chunk_blocks: int = 8192) -> np.ndarray:
-        """tokens [N, h*w, D] (numpy or torch) -> INT32 blocks [N, P, h/4k, w/4k, W] from the real BC encoder."""
+    def compress(self, tokens, quality: str = "fast", chunk_blocks: int = 8192) -> np.ndarray:
+        """tokens [N, h*w, D] (numpy or torch) -> INT32 blocks [N, P, h/4k, w/4k, W] from the real BC encoder.
+
+        "fast" (min/max endpoints, nearest index) is the encoder the decoder was trained through (bc_sim); the
+        "thorough" search lowers the texture error, but on digits val tokens it gave no better token cosine (measured
+        0.95577 vs 0.95585 at 16x) at ~70x the encode time."""
         from ..bc.decode import blocks_to_int32
         from ..bc.encode import encode
 

@@ -1,10 +1,11 @@
 """ONNX Runtime CPU support for ntc::BcDecode v1 graphs (every format), through the host decoder.
 
 onnxruntime-extensions' Python custom ops always live in its own domain ("ai.onnx.contrib", not "ntc") and their
-fp16 tensors are unreliable, so: `register(session_options)` loads the extensions library with an fp32-output
-BcDecode implementation, and `prepare(model)` makes the ORT copy of a graph: each ntc::BcDecode node moves to the
-extensions domain with dtype float32, followed by a Cast to float16 where the node was float16 (exact: UNORM values
-are value/255 in fp32 rounded once to fp16, BC6H halves widen to fp32 exactly).
+fp16 tensors are unreliable, so: `register(session_options)` provides an fp32-output BcDecode implementation
+(`define_ops`) and the extensions library, and `prepare(model)` makes the ORT copy of a graph: each ntc::BcDecode
+node moves to the extensions domain with dtype float32, followed by a Cast to float16 where the node was float16
+(exact: UNORM values are value/255 in fp32 rounded once to fp16, BC6H halves widen to fp32 exactly).
+`ntc_export.runners.OrtRunner` applies `prepare` (through `ntc_export.ort_ops.prepare_for_ort`) and `register`.
 """
 
 import numpy as np
