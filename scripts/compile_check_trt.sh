@@ -38,7 +38,8 @@ cmake -S "$plugins" -B "$build" -DTensorRT_ROOT="$TensorRT_ROOT" \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-86}" >"$build.configure.log" 2>&1 \
   || { cat "$build.configure.log" >&2; exit 1; }
 grep -q "building libntc_trt_plugins.so" "$build.configure.log" \
-  || { echo "compile_check_trt.sh: CMake did not pick up the TensorRT headers:" >&2; cat "$build.configure.log" >&2; exit 1; }
+  || { echo "compile_check_trt.sh: CMake did not pick up the TensorRT headers:" >&2
+       cat "$build.configure.log" >&2; exit 1; }
 cmake --build "$build" -j "$(nproc)"
 "$build/ntc_contract_tests"
 

@@ -138,7 +138,8 @@ _BUILD_SCRIPT = textwrap.dedent("""
     node = helper.make_node(spec["op"], spec["inputs"], ["out"], domain="ntc", name="plugin", plugin_version="1",
                             **spec["attrs"])
     inputs = [helper.make_tensor_value_info(n, elem[t], s) for n, t, s in spec["input_specs"]]
-    graph = helper.make_graph([node], "plugins", inputs, [helper.make_tensor_value_info("out", elem[spec["out"]], None)])
+    output = helper.make_tensor_value_info("out", elem[spec["out"]], None)
+    graph = helper.make_graph([node], "plugins", inputs, [output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ntc", 1)])
     onnx.save(model, spec["onnx"])
     try:
