@@ -116,6 +116,8 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
     input_name, dims = model_input(model)
     tokens = check_tokens(load_tokens(calib_tokens), input_name, dims)
     held = check_tokens(load_tokens(holdout), input_name, dims, "held-out") if holdout is not None else None
+    if plugin_onnx is not None and not Path(plugin_onnx).exists():
+        raise NtcError(f"{plugin_onnx}: no such plugin ONNX file")
     plugin_model = onnx.load(str(plugin_onnx)) if plugin_onnx is not None else None
     layers = find_layers(model)
     if not layers:

@@ -38,6 +38,9 @@ def model_input(model: onnx.ModelProto) -> tuple[str, list]:
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
         raise NtcError(f"calibration expects a model with one token input, found {len(inputs)}")
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
+        raise NtcError(f"model input {inputs[0].name!r} is {dtype}; calibration feeds float32 tokens")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     return inputs[0].name, dims
 

@@ -305,6 +305,13 @@ def test_bad_calibration_data_is_a_clear_error(tokens, merger, tmp_path):
         calibrate(path, calib, "fp8", "entropy", tmp_path, **QUIET)
     with pytest.raises(NtcError, match="no such token file"):
         calibrate(path, tmp_path / "missing.npz", "int8", "minmax", tmp_path, **QUIET)
+    blocks = helper.make_model(helper.make_graph(
+        [helper.make_node("Cast", ["blocks"], ["y"], to=TensorProto.FLOAT)], "blocks",
+        [helper.make_tensor_value_info("blocks", TensorProto.INT32, ["b", 4, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4, 2])]))
+    onnx.save(blocks, str(tmp_path / "blocks.onnx"))
+    with pytest.raises(NtcError, match="model input 'blocks' is int32; calibration feeds float32 tokens"):
+        calibrate(tmp_path / "blocks.onnx", calib, "int8", "minmax", tmp_path, **QUIET)
 
 
 def test_cli_calibrate_writes_model_and_cache(tokens, merger, tmp_path):

@@ -1,0 +1,223 @@
+"""Calibration benchmark: our INT8/FP8 Q/DQ vs ONNX Runtime's quantize_static (and ModelOpt where it runs).
+
+For every zoo model (models/zoo/*.pt; freshly built projectors if none): output SNR/cosine vs PyTorch on held-out
+digits tokens for each of our INT8 methods, ORT's MinMax/Entropy/Percentile (QDQ, same calibration tokens, default
+settings and a per-channel MatMul/Gemm/Conv-only variant), our FP8, task-head accuracy, and ORT CPU latency of INT8
+vs fp32 (ratio, same process). Writes JSON (--out).
+
+    python scripts/bench_calibration.py --out build/bench_calibration.json [--modelopt-site DIR]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ntc_export.atomic import write_json
+from ntc_export.calibration import calibrate
+from ntc_export.compare import fidelity
+from ntc_export.export import export_model
+from ntc_export.models import build, load
+from ntc_export.paths import ZOO_DIR
+
+FRESH = {"mlp2x_gelu": dict(output_dim=512, num_classes=10), "patch_merger": dict(output_dim=512, num_classes=10),
+         "pixel_shuffle": dict(output_dim=512, num_classes=10), "merge3x3": dict(output_dim=512, num_classes=10),
+         "conv16x": dict(output_dim=512, num_classes=10)}
+OUR_INT8 = ("minmax", "percentile", "entropy", "mse", "auto")
+
+
+def digits(n_calib: int, n_val: int):
+    """(calib tokens, val tokens, val labels, source): the project's digits splits, else the small reference set."""
+    try:
+        from ntc_export.tokens import builtin_tokens
+
+        cal = builtin_tokens("digits", 224, split="calib")
+        val = builtin_tokens("digits", 224, split="val")
+        return (cal.patch_tokens[:n_calib].astype(np.float32), val.patch_tokens[:n_val].astype(np.float32),
+                val.labels[:n_val], "ntc_export.tokens.builtin_tokens digits calib/val")
+    except ImportError:
+        from ntc_export.calibration.reference_tokens import digits_tokens
+
+        cal, _ = digits_tokens("calib", n_calib)
+        val, labels = digits_tokens("val", n_val)
+        return cal, val, labels, "calibration.reference_tokens digits (ntc_export.tokens missing)"
+
+
+def run_onnx(path, x, batch=16):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    from ntc_export.ort_ops import register_custom_ops
+
+    register_custom_ops(so)
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    outs = [sess.run(names, {"tokens": x[i:i + batch]}) for i in range(0, len(x), batch)]
+    return {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
+
+
+def score(ref, got, labels):
+    f = fidelity(ref["tokens_out"], got["tokens_out"])
+    out = {"snr_db": round(f["snr_db"], 3), "cosine": round(f["cosine"], 6)}
+    if "logits" in ref and labels is not None:
+        out["accuracy"] = float((got["logits"].argmax(1) == labels).mean())
+        out["top1_agreement_vs_fp32"] = float((got["logits"].argmax(1) == ref["logits"].argmax(1)).mean())
+    return out
+
+
+def ort_quantize(fp32, out, calib, method, per_channel_matmul_only: bool):
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"tokens": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    kwargs = dict(per_channel=True, op_types_to_quantize=["MatMul", "Gemm", "Conv"]) if per_channel_matmul_only else {}
+    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    calibrate_method=getattr(CalibrationMethod, method), **kwargs)
+    return out
+
+
+_MODELOPT_RUN = """
+import sys, numpy as np
+from modelopt.onnx.quantization import quantize
+calib = np.load(sys.argv[2])["tokens"]
+quantize(sys.argv[1], quantize_mode="int8", calibration_data={"tokens": calib}, calibration_method=sys.argv[4],
+         calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=sys.argv[3], log_level="ERROR")
+"""
+
+
+def modelopt_quantize(fp32, out, calib, method, site):
+    npz = Path(out).with_suffix(".calib.npz")
+    np.savez(npz, tokens=calib)
+    env = dict(os.environ)
+    if site:
+        env["PYTHONPATH"] = site + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", _MODELOPT_RUN, str(fp32), str(npz), str(out), method], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not Path(out).exists():
+        lines = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
+        raise RuntimeError(lines[-1][:300] if lines else f"exit {proc.returncode}")
+    return out
+
+
+def latency_ratio(fp32, int8, x, repeats=20):
+    """Median ORT CPU latency of int8 / fp32 on the same batch, runs interleaved in one process."""
+    sessions = {}
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = 2
+        sessions[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    times = {k: [] for k in sessions}
+    for _ in range(3):
+        for s in sessions.values():
+            s.run(None, {"tokens": x})
+    for _ in range(repeats):
+        for k, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, {"tokens": x})
+            times[k].append(time.perf_counter() - t)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"int8_over_fp32": round(med["int8"] / med["fp32"], 3), "batch": int(len(x)), "repeats": repeats}
+
+
+def bench_model(name, module, calib, val, labels, work: Path, modelopt_site):
+    import inspect
+
+    first = next(iter(inspect.signature(module.forward).parameters))
+    if first != "tokens":  # e.g. a BC-autoencoder decoder reads int32 blocks, not patch tokens
+        return {"arch": module.arch, "skipped": f"forward({first}) does not take float patch tokens"}
+    work.mkdir(parents=True, exist_ok=True)
+    fp32 = export_model(module, work, precisions=("fp32",))["fp32"]
+    with torch.no_grad():
+        outs = module(torch.from_numpy(val))
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    ref = {n: o.numpy() for n, o in zip(module.output_names, outs)}
+    row = {"arch": module.arch, "config": module.config, "fp32_onnx": score(ref, run_onnx(fp32, val), labels),
+           "ours_int8": {}, "ort_int8": {}, "errors": {}}
+    for method in OUR_INT8:
+        t = time.perf_counter()
+        res = calibrate(fp32, calib, "int8", method, work / f"ours-{method}", log=lambda s: None)
+        row["ours_int8"][method] = {**score(ref, run_onnx(res.model_path, val), labels),
+                                    "calibrate_s": round(time.perf_counter() - t, 2)}
+        if method == "auto":
+            row["ours_int8"][method]["methods_chosen"] = {t: a["method"] for t, a in res.activations.items()}
+    best = max(row["ours_int8"], key=lambda m: row["ours_int8"][m]["snr_db"])
+    row["ours_int8_best"] = {"method": best, **row["ours_int8"][best]}
+    for variant, pc in (("default", False), ("per_channel_matmul_gemm_conv", True)):
+        for method in ("MinMax", "Entropy", "Percentile"):
+            key = f"{method}/{variant}"
+            try:
+                q = ort_quantize(fp32, work / f"ort-{method}-{variant}.onnx", calib, method, pc)
+                row["ort_int8"][key] = score(ref, run_onnx(q, val), labels)
+            except Exception as e:  # ORT's quantizer raises many types; record and go on
+                row["errors"][f"ort {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    if row["ort_int8"]:
+        ort_best = max(row["ort_int8"], key=lambda k: row["ort_int8"][k]["snr_db"])
+        row["ort_int8_best"] = {"config": ort_best, **row["ort_int8"][ort_best]}
+        minmax = row["ort_int8"].get("MinMax/default")
+        row["ours_best_minus_ort_best_db"] = round(row["ours_int8_best"]["snr_db"] - row["ort_int8_best"]["snr_db"], 3)
+        if minmax:
+            row["ours_minmax_minus_ort_minmax_db"] = round(row["ours_int8"]["minmax"]["snr_db"] - minmax["snr_db"], 3)
+    fp8 = calibrate(fp32, calib, "fp8", "auto", work / "ours-fp8", log=lambda s: None)
+    row["ours_fp8_auto"] = score(ref, run_onnx(fp8.model_path, val), labels)
+    row["modelopt_int8"] = {}
+    for method in ("max", "entropy"):
+        try:
+            q = modelopt_quantize(fp32, work / f"modelopt-{method}.onnx", calib, method, modelopt_site)
+            row["modelopt_int8"][method] = score(ref, run_onnx(q, val), labels)
+        except Exception as e:
+            row["modelopt_int8"][method] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    best_dir = work / f"ours-{best}" / "model.int8.onnx"
+    row["latency_ort_cpu"] = latency_ratio(fp32, best_dir, val[:8])
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--calib", type=int, default=64, help="calibration samples")
+    ap.add_argument("--val", type=int, default=128, help="held-out samples")
+    ap.add_argument("--models", nargs="*", help="zoo model names to run (default: all)")
+    ap.add_argument("--modelopt-site", default=None, help="extra PYTHONPATH holding nvidia-modelopt")
+    args = ap.parse_args(argv)
+    calib, val, labels, source = digits(args.calib, args.val)
+    zoo = sorted(ZOO_DIR.glob("*.pt"))
+    if args.models:
+        zoo = [p for p in zoo if p.stem in args.models]
+    result = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, no GPU", "command": " ".join(sys.argv),
+              "tokens": {"source": source, "calib": int(len(calib)), "val": int(len(val))},
+              "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__},
+              "models_source": "models/zoo" if zoo else "freshly built (random init; no zoo checkpoints found)",
+              "models": {}}
+    modules = {p.stem: (lambda p=p: load(p)) for p in zoo} or {k: (lambda k=k: build(k, FRESH[k]).eval()) for k in FRESH}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in modules.items():
+            t = time.perf_counter()
+            try:
+                result["models"][name] = bench_model(name, make(), calib, val, labels, Path(tmp) / name,
+                                                     args.modelopt_site)
+            except Exception as e:  # one model failing must not hide the others' numbers
+                result["models"][name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+            result["models"][name]["bench_s"] = round(time.perf_counter() - t, 1)
+            print(name, json.dumps({k: v for k, v in result["models"][name].items()
+                                    if k in ("ours_int8_best", "ort_int8_best", "ours_best_minus_ort_best_db",
+                                             "ours_fp8_auto", "error")}), file=sys.stderr)
+            write_json(args.out, result)
+    write_json(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
