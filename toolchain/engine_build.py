@@ -242,6 +242,21 @@ def load_onnx_for(onnx_path, precision: str) -> onnx.ModelProto:
     return model
 
 
+_loaded_libraries: dict[str, object] = {}
+
+
+def _load_plugin_library(trt, plugin_lib: Path) -> None:
+    """Load a C++ plugin library once per process (a second load_library of the same path returns None)."""
+    key = str(plugin_lib.resolve())
+    registry = trt.get_plugin_registry()
+    if key in _loaded_libraries:
+        registry.deregister_library(_loaded_libraries.pop(key))
+    handle = registry.load_library(key)
+    if handle is None:
+        raise NtcError(f"{plugin_lib}: TensorRT could not load it as a plugin library (needs getCreators)")
+    _loaded_libraries[key] = handle
+
+
 def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
                  batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> dict:
     """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
@@ -281,8 +296,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     config = builder.create_builder_config()
     if plugin_lib is not None:
         trt_plugins.deregister_creators(trt)
-        if trt.get_plugin_registry().load_library(str(plugin_lib)) is None:
-            raise NtcError(f"{plugin_lib}: TensorRT could not load it as a plugin library (needs getCreators)")
+        _load_plugin_library(trt, plugin_lib)
         # The plugin library travels inside the engine, so running it needs no separate plugin set-up.
         config.plugins_to_serialize = [str(plugin_lib)]
     elif ops:
@@ -294,7 +308,9 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     if not parsed:
         errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
         detail = errors[0].splitlines()[0][:400] if errors else "no detail"
-        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}")
+        logged = "; ".join(e.splitlines()[0][:200] for e in logger.errors()[:3])  # plugins explain themselves here
+        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}"
+                       + (f" ({logged})" if logged else ""))
     chosen = input_profiles([(network.get_input(i).name, list(network.get_input(i).shape))
                              for i in range(network.num_inputs)], profiles, batch, grid)
     if chosen:

@@ -55,6 +55,9 @@ def validate_node(node) -> None:
                            f"got {len(node.input)}")
         if int(attrs["heads"]) < 1 or int(attrs["window"]) < 1:
             raise NtcError(f"{where}: heads and window must be >= 1 (got {attrs['heads']}, {attrs['window']})")
+        if not 0 <= int(attrs.get("shift", 0)) < int(attrs["window"]):
+            raise NtcError(f"{where}: need 0 <= shift < window (got shift {attrs.get('shift')}, "
+                           f"window {attrs['window']})")
 
 
 def _field_value(field):
