@@ -86,7 +86,7 @@ def main() -> None:
         summary[name] = {"arch": arch, "val_accuracy": round(val_acc, 4), "bytes": size,
                          "train_seconds": round(time.perf_counter() - start, 1)}
         print(json.dumps({name: summary[name]}))
-    (args.out / "zoo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "projectors.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
