@@ -86,7 +86,12 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxconverter_common import float16
 
     model = _initializer_identities_to_copies(onnx.ModelProto.FromString(model.SerializeToString()))
-    del model.graph.value_info[:]  # stale fp32 value_info makes the converter type Cast outputs wrongly
+    # Stale fp32 value_info makes the converter type Cast outputs wrongly; custom-op outputs keep theirs, since
+    # shape inference cannot recover them and the converter needs them to cast around fp32 islands.
+    custom_outputs = {o for n in model.graph.node if n.domain not in ("", "ai.onnx") for o in n.output}
+    kept = [v for v in model.graph.value_info if v.name in custom_outputs]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp16 = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=FP16_KEEP_FP32,
