@@ -67,6 +67,14 @@ def plan_targets(targets, precisions, explicit: bool):
     return todo, refused
 
 
+def engine_profiles(module, batch=(1, 1, 8), grid=(16, 16, 32)) -> dict[str, list[list[int]]]:
+    """min/opt/max shapes of every model input, from the model's own example inputs at each (batch, grid):
+    token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
+    triples = [module.example_inputs(b, g) for b, g in zip(batch, grid)]
+    names = list(getattr(module, "input_names", ["tokens"]))
+    return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(names)}
+
+
 def _engine_records(name, entry, precision, target) -> list[dict]:
     """Engine validation: executed where a GPU and a matching TensorRT exist, else `executed: false` + why."""
     from .runners_trt import TrtRunner
@@ -96,10 +104,10 @@ class MainJob:
         """Attention lowerings to export: the validation one plus each target's (one graph without attention)."""
         if not has_window_attention(module):
             return ["decomposed"]
-        wanted = {self.attention or "decomposed"} | {t.attention for t, _ in self.todo}
         if self.attention:
-            wanted = {self.attention}
-        return sorted(wanted)
+            return [self.attention]
+        # What ships is what gets validated: each target's lowering (decomposed when nothing is built).
+        return sorted({t.attention for t, _ in self.todo}) or ["decomposed"]
 
     def export(self, name, path, module, model_hash) -> dict[str, dict[str, Path]]:
         """lowering -> precision -> ONNX path."""
@@ -138,13 +146,20 @@ class MainJob:
                     outputs=[out_dir / f"model.{precision}.onnx"])
                 paths[precision] = out_dir / f"model.{precision}.onnx"
 
-    def validate(self, name, module, onnx_paths, tokens, data_hash) -> list[dict]:
+    def validate(self, name, module, onnx_paths, tokens, feeds, data_hash) -> list[dict]:
         records = []
+        golden = {}
         for lowering, paths in onnx_paths.items():
+            def run():
+                if not golden:  # one golden run serves every lowering
+                    golden.update(golden_outputs(module, feeds))
+                return validate_onnx(name, module, paths, tokens.patch_tokens, tokens.labels, golden=golden,
+                                     feeds=feeds)
+
             rows = self.pipe.stage(
                 f"{name}/validate/{lowering}",
                 {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash, "versions": self.versions},
-                lambda: validate_onnx(name, module, paths, tokens.patch_tokens, tokens.labels))
+                run)
             records += [{**r, "lowering": lowering} for r in rows]
         return records
 
@@ -185,10 +200,10 @@ class MainJob:
             stage = f"{name}/build/{target.name}/{precision}"
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
-                    entry = build_engine(staged, target, precision, self.out_dir)
+                    entry = build_engine(staged, target, precision, self.out_dir, profiles=engine_profiles(module))
                 self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
             else:
-                entry = write_bundle(staged, target, precision, self.out_dir)
+                entry = write_bundle(staged, target, precision, self.out_dir, profiles=engine_profiles(module))
                 self.pipe.note(stage, False, time.perf_counter() - start, "deploy bundle")
             entries.append(entry)
             records += _engine_records(name, entry, precision, target)
@@ -197,7 +212,8 @@ class MainJob:
 
 def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
                  precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
-                 calib_method: str = "auto", quiet: bool = False, command: str | None = None) -> dict:
+                 calib_method: str = "auto", max_samples: int | None = None, quiet: bool = False,
+                 command: str | None = None) -> dict:
     """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
     from .targets import DEFAULT_TARGETS
 
@@ -212,6 +228,9 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         raise NtcError("two models share a file name; their outputs would collide")
 
     tokens, source = load_data(data, "val")
+    if max_samples is not None and len(tokens) > max_samples:
+        tokens = tokens.subset(range(max_samples))
+        source += f"[:{max_samples}]"
     data_hash = token_hash(tokens)
     calib = calib_source = calib_hash = None
     if any(p in QUANTIZED for p in job.precisions):
@@ -228,8 +247,8 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         onnx_paths = job.export(name, path, module, model_hash)
         if calib is not None:
             job.calibrate(name, module, onnx_paths, calib, calib_hash)
-        records += job.validate(name, module, onnx_paths, tokens, data_hash)
         feeds = model_feeds(module, tokens.patch_tokens)
+        records += job.validate(name, module, onnx_paths, tokens, feeds, data_hash)
         measured = job.measure(name, module, onnx_paths, feeds, data_hash)
         latency[name], drift[name] = measured["latency"], measured["drift"]
         built, engine_records = job.build(name, module, onnx_paths)

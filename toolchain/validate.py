@@ -88,9 +88,11 @@ def model_feeds(module: torch.nn.Module, tokens: np.ndarray) -> dict[str, np.nda
 
 
 def validate_onnx(model_name: str, module: torch.nn.Module, onnx_paths: dict[str, Path], tokens: np.ndarray,
-                  labels: np.ndarray | None = None, golden: dict | None = None, batch: int = 32) -> list[dict]:
-    """ONNX Runtime records for every precision's ONNX file against the PyTorch golden outputs."""
-    feeds = model_feeds(module, tokens)
+                  labels: np.ndarray | None = None, golden: dict | None = None, batch: int = 32,
+                  feeds: dict | None = None) -> list[dict]:
+    """ONNX Runtime records for every precision's ONNX file against the PyTorch golden outputs
+    (`feeds`: the model's inputs for `tokens`, when the caller has made them already)."""
+    feeds = feeds if feeds is not None else model_feeds(module, tokens)
     golden = golden if golden is not None else golden_outputs(module, feeds, batch)
     records = []
     for precision, path in onnx_paths.items():

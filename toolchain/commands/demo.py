@@ -12,14 +12,18 @@ from .options import quiet_option
 @click.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out/demo"),
               show_default=True, help="Output (and cache) directory.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Held-out digits samples to validate on (the full validation split has 400).")
 @quiet_option
-def command(out_dir, quiet):
-    """Run the main job on every model of the built-in zoo (models/zoo/*.pt) with the built-in held-out tokens."""
+def command(out_dir, max_samples, quiet):
+    """Run the main job on every model of the built-in zoo (models/zoo/*.pt) with the built-in held-out tokens:
+    export, validation against PyTorch, engines for the default RTX targets, a Jetson bundle, and the report."""
     from ..main_job import run_main_job
 
     zoo = sorted(ZOO_DIR.glob("*.pt"))
     if not zoo:
         raise NtcError(f"no zoo checkpoints in {ZOO_DIR}; build them with scripts/build_zoo.py")
-    report = run_main_job(zoo, out_dir, quiet=quiet, command="ntc-export demo")
+    report = run_main_job(zoo, out_dir, max_samples=max_samples, quiet=quiet,
+                          command=f"ntc-export demo --max-samples {max_samples}")
     if not report["pass"]:
         raise click.exceptions.Exit(1)

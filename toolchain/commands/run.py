@@ -30,10 +30,13 @@ ATTENTION = ("plugin", "native", "decomposed")
                    "`decomposed` for validation).")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
               default="auto", show_default=True, help="INT8/FP8 calibration method.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="Validate on the first N held-out samples only (default: all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out"),
               show_default=True, help="Output (and cache) directory.")
 @quiet_option
-def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, out_dir, quiet):
+def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, max_samples, out_dir,
+            quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed, 2 on bad input.
@@ -42,6 +45,7 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions,
-                          targets=chosen, attention=attention, calib_method=calib_method, quiet=quiet)
+                          targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
+                          quiet=quiet)
     if not report["pass"]:
         raise click.exceptions.Exit(1)
