@@ -25,9 +25,15 @@ def _verdict(record: dict) -> str:
 def accuracy_rows(records: list[dict]) -> list[dict]:
     keys = ("model", "precision", "target", "backend", "output", "max_abs", "rel_l2", "cosine", "snr_db",
             "task_metric", "task_metric_golden", "threshold", "samples", "bytes_per_image")
+    lowerings: dict[str, set] = {}
+    for r in records:
+        if r.get("lowering"):
+            lowerings.setdefault(r["model"], set()).add(r["lowering"])
     rows = []
     for r in records:
         row = {k: r.get(k) for k in keys}
+        if len(lowerings.get(r["model"], ())) > 1:  # the same model validated as several attention lowerings
+            row["target"] = f"{r['target']} ({r['lowering']} attention)"
         row["executed"] = bool(r.get("executed", True))
         row["verdict"] = _verdict(r)
         row["reason"] = r.get("reason") if not row["executed"] else None
