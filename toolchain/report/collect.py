@@ -32,7 +32,7 @@ def accuracy_rows(records: list[dict]) -> list[dict]:
     rows = []
     for r in records:
         row = {k: r.get(k) for k in keys}
-        if len(lowerings.get(r["model"], ())) > 1:  # the same model validated as several attention lowerings
+        if r.get("lowering") and len(lowerings.get(r["model"], ())) > 1:  # validated as several lowerings
             row["target"] = f"{r['target']} ({r['lowering']} attention)"
         row["executed"] = bool(r.get("executed", True))
         row["verdict"] = _verdict(r)
