@@ -103,9 +103,6 @@ def test_export_fp32_validates_in_onnx_runtime(tmp_path):
     assert record["rel_l2"] <= 1e-5 and record["pass"]
 
 
-@pytest.mark.xfail(strict=True, raises=NtcError,
-                   reason="export.to_fp16 drops the value_info of custom-op outputs, so no Cast follows the fp32 "
-                          "BcDecode island; remove this mark once it keeps them")
 def test_export_fp16_validates_in_onnx_runtime(tmp_path):
     record = _export_and_validate(tmp_path, ("fp16",))["fp16"]
     assert record["cosine"] >= 0.9995 and record["pass"]
