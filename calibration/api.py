@@ -1,4 +1,9 @@
-"""`calibrate`: fp32 ONNX + real tokens -> strongly typed Q/DQ ONNX (INT8 or FP8 E4M3) and a scale cache."""
+"""`calibrate`: fp32 ONNX + real data -> strongly typed Q/DQ ONNX (INT8 or FP8 E4M3) and a scale cache.
+
+Data: float tokens for a model with one float input, or a feeds dict {input name: array} for any model (e.g. the
+BC-autoencoder decoder's INT32 blocks from `module.prepare_inputs(patch_tokens)`). Only MatMul/Gemm/Conv with
+constant weights are quantized; inputs, ntc:: plugin nodes and everything else keep their types.
+"""
 
 import sys
 from dataclasses import asdict, dataclass, field
@@ -11,10 +16,10 @@ from ..atomic import atomic_path
 from ..errors import NtcError
 from . import cache
 from .calibrators import METHODS, PERCENTILE, check_method, compute_amax
-from .data import check_tokens, file_hash, load_tokens, model_input, tokens_hash
+from .data import feeds_hash, file_hash, load_feeds
 from .evaluation import Evaluator
 from .formats import check_precision, scale_of
-from .plugins import apply_to_plugin_graph, graph_tensors, plugin_boundaries
+from .plugins import apply_to_plugin_graph, graph_tensors, non_float_tensors, plugin_boundaries
 from .qdq import constants, find_layers, insert_qdq, node_names, weight_scales
 from .selection import choose_methods, keep_until_target, layer_sensitivity
 from .stats import NUM_BINS, collect
@@ -35,7 +40,7 @@ class CalibrationResult:
     quantized_layers: list
     kept_high_precision: list  # [{layer, sensitivity_cosine, reason, ...}]
     sensitivity: dict  # layer -> output cosine with only that layer quantized
-    fidelity: dict  # output -> {cosine, snr_db, ...} vs fp32 ONNX on the evaluation tokens
+    fidelity: dict  # output -> {cosine, snr_db, ...} vs fp32 ONNX on the evaluation data
     evaluated_on: str
     plugin: dict | None = None
     plugin_model_path: Path | None = None
@@ -60,17 +65,22 @@ def _default_log(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _compute(model, layers, tokens, holdout, input_name, precision, method, target_cosine, extra_tensors):
+def _head(feeds: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in feeds.items()}
+
+
+def _compute(model, layers, feeds, holdout, precision, method, target_cosine, extra_tensors):
     """Statistics -> per-tensor candidates -> chosen scales -> sensitivity -> kept layers (the cache body)."""
     acts = list(dict.fromkeys(l.activation for l in layers))
-    stats = collect(model, list(dict.fromkeys(acts + extra_tensors)), tokens, input_name)
+    reference = {}  # fp32 outputs on the calibration feeds, from the statistics pass
+    stats = collect(model, list(dict.fromkeys(acts + extra_tensors)), feeds, outputs=reference)
     candidates = {t: {m: compute_amax(m, s.hist, s.edges, s.amax, precision) for m in METHODS[precision]}
                   for t, s in stats.items()}
     consts = constants(model.graph)
     w_scales = {l.weight: weight_scales(consts[l.weight], l.axis, precision) for l in layers}
     auto_errors = {}
     if method == "auto":
-        scorer = Evaluator(model, tokens[:AUTO_SAMPLES], input_name)
+        scorer = Evaluator(model, _head(feeds, AUTO_SAMPLES), _head(reference, AUTO_SAMPLES))
         act_candidates = {t: candidates[t] for t in acts}
         chosen, auto_errors = choose_methods(model, layers, act_candidates, w_scales, precision, scorer)
         chosen.update({t: "mse" for t in extra_tensors if t not in chosen})
@@ -82,7 +92,7 @@ def _compute(model, layers, tokens, holdout, input_name, precision, method, targ
                                                          else {})}
                    for t in candidates}
     act_scales = {t: a["scale"] for t, a in activations.items()}
-    evaluator = Evaluator(model, holdout if holdout is not None else tokens, input_name)
+    evaluator = Evaluator(model, holdout) if holdout is not None else Evaluator(model, feeds, reference)
     # Per-layer sensitivity costs one evaluation per layer: measured when it is used or held-out data is given.
     wanted = target_cosine is not None or holdout is not None
     sensitivity = layer_sensitivity(model, layers, act_scales, w_scales, precision, evaluator) if wanted else {}
@@ -98,10 +108,10 @@ def _compute(model, layers, tokens, holdout, input_name, precision, method, targ
 
 def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir, target_cosine: float | None = None,
               holdout=None, plugin_onnx=None, log=_default_log) -> CalibrationResult:
-    """Calibrate `onnx_fp32_path` on `calib_tokens` and write `<out_dir>/model.<precision>.onnx` (+ the plugin
-    graph's Q/DQ copy `model.<precision>.plugin.onnx` when `plugin_onnx` is given) and the cache
-    `<out_dir>/calibration/<precision>.json`. `holdout` tokens score sensitivity and fidelity (default: the
-    calibration tokens)."""
+    """Calibrate `onnx_fp32_path` on `calib_tokens` (float tokens, or a feeds dict {input name: array} naming every
+    model input) and write `<out_dir>/model.<precision>.onnx` (+ the plugin graph's Q/DQ copy
+    `model.<precision>.plugin.onnx` when `plugin_onnx` is given) and the cache `<out_dir>/calibration/<precision>.json`.
+    `holdout` (same kind) scores sensitivity and fidelity (default: the calibration data)."""
     precision = check_precision(precision)
     method = check_method(method, precision)
     if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
@@ -113,9 +123,9 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
         model = node_names(onnx.load(str(path)))
     except Exception as e:  # protobuf decode errors have no common type
         raise NtcError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
-    input_name, dims = model_input(model)
-    tokens = check_tokens(load_tokens(calib_tokens), input_name, dims)
-    held = check_tokens(load_tokens(holdout), input_name, dims, "held-out") if holdout is not None else None
+    feeds = load_feeds(calib_tokens, model)
+    kind = "feeds" if isinstance(calib_tokens, dict) else "tokens"
+    held = load_feeds(holdout, model, "held-out") if holdout is not None else None
     if plugin_onnx is not None and not Path(plugin_onnx).exists():
         raise NtcError(f"{plugin_onnx}: no such plugin ONNX file")
     plugin_model = onnx.load(str(plugin_onnx)) if plugin_onnx is not None else None
@@ -124,7 +134,7 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
         raise NtcError(f"{path}: no MatMul/Gemm/Conv with constant weights to quantize")
     out_dir = Path(out_dir)
     messages = []
-    key = {"model_sha256": file_hash(path), "data_sha256": tokens_hash(tokens), "holdout_sha256": tokens_hash(held),
+    key = {"model_sha256": file_hash(path), "data_sha256": feeds_hash(feeds), "holdout_sha256": feeds_hash(held),
            "precision": precision, "method": method, "target_cosine": target_cosine,
            "settings": {"num_bins": NUM_BINS, "percentile": PERCENTILE, "weights": "per-channel max",
                         "plugin_sha256": file_hash(plugin_onnx) if plugin_onnx is not None else None},
@@ -140,8 +150,10 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
         else:
             cache_message = f"calibration cache stale: {'; '.join(cache.changes(old.get('key', {}), key))}; recomputing"
         _say(log, messages, cache_message)
-        extra = [t for t in plugin_boundaries(plugin_model) if t in graph_tensors(model)] if plugin_model else []
-        body = _compute(model, layers, tokens, held, input_name, precision, method, target_cosine, extra)
+        skip = non_float_tensors(model) if plugin_model else set()
+        extra = [t for t in plugin_boundaries(plugin_model) if t in graph_tensors(model) and t not in skip] \
+            if plugin_model else []
+        body = _compute(model, layers, feeds, held, precision, method, target_cosine, extra)
         reused = False
     if reused:
         _say(log, messages, cache_message)
@@ -169,5 +181,5 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
         cache_message=cache_message, activations=body["activations"], weights=body["weights"],
         quantized_layers=body["quantized_layers"], kept_high_precision=body["kept_high_precision"],
         sensitivity=body["sensitivity"], fidelity=body["fidelity"],
-        evaluated_on="held-out tokens" if held is not None else "calibration tokens",
+        evaluated_on=f"{'held-out' if held is not None else 'calibration'} {kind}",
         plugin=body.get("plugin"), plugin_model_path=plugin_path, messages=messages)

@@ -1,4 +1,5 @@
-"""Calibration tokens: load (array, TokenSet or .npz), validate against the model input, hash for the cache key."""
+"""Calibration data: float tokens (array, TokenSet or .npz) or a feeds dict {input name: array}, validated against
+the model's inputs and hashed for the cache key."""
 
 import hashlib
 from pathlib import Path
@@ -40,7 +41,8 @@ def model_input(model: onnx.ModelProto) -> tuple[str, list]:
         raise NtcError(f"calibration expects a model with one token input, found {len(inputs)}")
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
-        raise NtcError(f"model input {inputs[0].name!r} is {dtype}; calibration feeds float32 tokens")
+        raise NtcError(f"model input {inputs[0].name!r} is {dtype}; calibration feeds float32 tokens (give a feeds "
+                       f"dict {{{inputs[0].name!r}: array}} instead, e.g. module.prepare_inputs(patch_tokens))")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     return inputs[0].name, dims
 
@@ -57,6 +59,89 @@ def check_tokens(tokens: np.ndarray, name: str, dims: list, what: str = "calibra
         raise NtcError(f"{what} tokens contain {int(bad.sum())} NaN/Inf values (first in sample "
                        f"{int(np.argwhere(bad)[0][0])})")
     return np.ascontiguousarray(tokens, np.float32)
+
+
+def model_inputs(model: onnx.ModelProto) -> list[tuple[str, np.dtype, list]]:
+    """(name, numpy dtype, dims) of every graph input that is not an initializer; dims None where symbolic."""
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        t = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        out.append((inp.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)), dims))
+    return out
+
+
+def _fmt_dims(dims: list) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def _check_feed(name: str, value, dtype: np.dtype, dims: list, what: str) -> np.ndarray:
+    """One feed converted to the input's dtype; integer data must be integers that fit it exactly."""
+    value = np.asarray(value)
+    if value.ndim != len(dims) or any(d is not None and d != v for d, v in zip(dims[1:], value.shape[1:])):
+        raise NtcError(f"{what} feed {name!r} has shape {list(value.shape)}; the model input expects "
+                       f"{_fmt_dims(dims)}")
+    if dtype.kind == "f":
+        if value.dtype.kind not in "fiu":
+            raise NtcError(f"{what} feed {name!r} is {value.dtype}; the model input is {dtype}")
+        out = np.ascontiguousarray(value, dtype)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            raise NtcError(f"{what} feed {name!r} contains {int(bad.sum())} NaN/Inf values (first in sample "
+                           f"{int(np.argwhere(bad)[0][0])})")
+        return out
+    if value.dtype.kind != dtype.kind and not (dtype.kind in "iu" and value.dtype.kind in "iu"):
+        raise NtcError(f"{what} feed {name!r} is {value.dtype}; the model input is {dtype}")
+    out = np.ascontiguousarray(value.astype(dtype))
+    if not np.array_equal(out, value):
+        raise NtcError(f"{what} feed {name!r} has values outside {dtype}")
+    return out
+
+
+def check_feeds(feeds: dict, model: onnx.ModelProto, what: str = "calibration") -> dict[str, np.ndarray]:
+    """A feeds dict checked against every model input (names, dtype, shape, finite floats, one sample count)."""
+    inputs = model_inputs(model)
+    names = [n for n, _, _ in inputs]
+    missing = [n for n in names if n not in feeds]
+    extra = [n for n in feeds if n not in names]
+    if missing or extra:
+        raise NtcError(f"{what} feeds must name exactly the model inputs ({', '.join(names)}): "
+                       + "; ".join(([f"missing {', '.join(map(repr, missing))}"] if missing else [])
+                                   + ([f"not an input: {', '.join(map(repr, extra))}"] if extra else [])))
+    out = {n: _check_feed(n, feeds[n], dtype, dims, what) for n, dtype, dims in inputs}
+    counts = {n: len(v) for n, v in out.items()}
+    if len(set(counts.values())) != 1:
+        raise NtcError(f"{what} feeds differ in sample count: {counts}")
+    n = next(iter(counts.values()))
+    if n < MIN_SAMPLES:
+        raise NtcError(f"{what} data too small: {n} samples, need at least {MIN_SAMPLES}")
+    return out
+
+
+def load_feeds(source, model: onnx.ModelProto, what: str = "calibration") -> dict[str, np.ndarray]:
+    """Calibration data as a checked feeds dict: a dict is checked input by input; anything else is float tokens
+    for the model's single float input."""
+    if isinstance(source, dict):
+        return check_feeds(source, model, what)
+    name, dims = model_input(model)
+    return {name: check_tokens(load_tokens(source), name, dims, what)}
+
+
+def feeds_hash(feeds: dict[str, np.ndarray] | None) -> str | None:
+    """sha256 of every feed (name, dtype, shape, bytes); a single feed hashes like `tokens_hash` (old caches stay
+    valid: the model hash already pins the input name)."""
+    if feeds is None:
+        return None
+    if len(feeds) == 1:
+        return tokens_hash(next(iter(feeds.values())))
+    h = hashlib.sha256()
+    for name in sorted(feeds):
+        h.update(name.encode() + b"\0")
+        h.update(tokens_hash(feeds[name]).encode())
+    return h.hexdigest()
 
 
 def tokens_hash(tokens: np.ndarray | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Output error of a candidate Q/DQ model against the fp32 model, on fixed tokens (ONNX Runtime CPU)."""
+"""Output error of a candidate Q/DQ model against the fp32 model, on fixed feeds (ONNX Runtime CPU)."""
 
 import numpy as np
 import onnx
@@ -7,22 +7,22 @@ from ..compare import fidelity
 from .stats import batches, session_with_outputs
 
 
-def run_model(model: onnx.ModelProto, tokens: np.ndarray, input_name: str, batch: int = 16) -> dict[str, np.ndarray]:
+def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray], batch: int = 16) -> dict[str, np.ndarray]:
     names = [o.name for o in model.graph.output]
     sess = session_with_outputs(model, [])
-    outs = [sess.run(names, {input_name: x}) for x in batches(tokens, batch)]
+    outs = [sess.run(names, x) for x in batches(feeds, batch)]
     return {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
 
 
 class Evaluator:
-    """Holds the fp32 outputs on `tokens`; scores candidate models by cosine and relative error."""
+    """Holds the fp32 outputs on `feeds`; scores candidate models by cosine and relative error."""
 
-    def __init__(self, fp32_model: onnx.ModelProto, tokens: np.ndarray, input_name: str):
-        self.tokens, self.input_name = tokens, input_name
-        self.reference = run_model(fp32_model, tokens, input_name)
+    def __init__(self, fp32_model: onnx.ModelProto, feeds: dict[str, np.ndarray], reference: dict | None = None):
+        self.feeds = feeds
+        self.reference = reference if reference is not None else run_model(fp32_model, feeds)
 
     def fidelity(self, model: onnx.ModelProto) -> dict[str, dict[str, float]]:
-        got = run_model(model, self.tokens, self.input_name)
+        got = run_model(model, self.feeds)
         return {n: fidelity(ref, got[n]) for n, ref in self.reference.items()}
 
     @staticmethod

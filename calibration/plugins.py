@@ -34,6 +34,18 @@ def graph_tensors(model: onnx.ModelProto) -> set[str]:
     return {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
 
 
+def non_float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Tensors of a known type other than float32 (after shape inference): they get no activation statistics
+    (the INT32 BC blocks feeding ntc::BcDecode are data, not activations)."""
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is a refinement; declared types still count
+        pass
+    graph = model.graph
+    return {v.name for v in [*graph.input, *graph.value_info, *graph.output]
+            if v.type.tensor_type.elem_type not in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.FLOAT)}
+
+
 def apply_to_plugin_graph(plugin_model: onnx.ModelProto, activations: dict[str, dict], weights: dict[str, dict],
                           precision: str):
     """(Q/DQ plugin model, report). `activations`/`weights` are the cache's tables (tensor -> {"scale", ...})."""

@@ -1,7 +1,8 @@
 """Activation statistics with ONNX Runtime: chosen tensors become extra graph outputs, batches stream through.
 
-Two passes over the calibration tokens: the first keeps running min/max/amax, the second fills a histogram of |x|
-over [0, amax] (the range every calibrator needs fixed before counting).
+Two passes over the calibration feeds: the first keeps running min/max/amax, the second fills a histogram of |x|
+over [0, amax] (the range every calibrator needs fixed before counting). Graphs with ntc:: plugin nodes run through
+the same ONNX Runtime copy `OrtRunner` makes (`ort_ops.prepare_for_ort`); tensor names are unchanged by it.
 """
 
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import onnx
 from ..errors import NtcError
 
 NUM_BINS = 2048
+KEEP_BYTES = 256 << 20  # first-pass activations kept for the histogram pass up to this size
 
 
 @dataclass
@@ -35,10 +37,12 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
     """An ORT CPU session of `model` that also returns the tensors `names` (ntc:: custom ops registered)."""
     import onnxruntime as ort
 
-    from ..ort_ops import register_custom_ops
+    from ..ort_ops import has_plugin_nodes, prepare_for_ort, register_custom_ops
     from ..runners import ort_session_options
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    if has_plugin_nodes(model):
+        model = prepare_for_ort(model)
     present = {o.name for o in model.graph.output}
     for name in names:
         if name not in present:
@@ -52,9 +56,14 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
                        f"{str(e).strip().splitlines()[0][:300]}") from None
 
 
-def batches(tokens: np.ndarray, batch: int):
-    for i in range(0, len(tokens), batch):
-        yield tokens[i:i + batch]
+def num_samples(feeds: dict[str, np.ndarray]) -> int:
+    return len(next(iter(feeds.values())))
+
+
+def batches(feeds: dict[str, np.ndarray], batch: int):
+    """Consecutive slices along axis 0 of every feed."""
+    for i in range(0, num_samples(feeds), batch):
+        yield {k: v[i:i + batch] for k, v in feeds.items()}
 
 
 def _progress(description: str, total: int):
@@ -66,27 +75,42 @@ def _progress(description: str, total: int):
                     console=console, transient=True, disable=not console.is_terminal), total
 
 
-def collect(model: onnx.ModelProto, tensors: list[str], tokens: np.ndarray, input_name: str = "tokens",
-            batch: int = 8, num_bins: int = NUM_BINS) -> dict[str, TensorStats]:
-    """Running min/max and |x| histograms of `tensors` over `tokens` (streamed in batches)."""
-    sess = session_with_outputs(model, tensors)
+def collect(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndarray], batch: int = 8,
+            num_bins: int = NUM_BINS, outputs: dict | None = None) -> dict[str, TensorStats]:
+    """Running min/max and |x| histograms of `tensors` over `feeds` (streamed in batches). The first pass keeps
+    its values while they fit in KEEP_BYTES, so the histogram pass need not run the model again; `outputs`, when
+    given, receives the model's own outputs of that pass (the fp32 reference, without another run)."""
+    names = [o.name for o in model.graph.output]
+    wanted = list(dict.fromkeys(tensors + (names if outputs is not None else [])))
+    sess = session_with_outputs(model, wanted)
     stats = {n: TensorStats(n, hist=np.zeros(num_bins, np.int64)) for n in tensors}
-    nbatches = -(-len(tokens) // batch)
+    nbatches = -(-num_samples(feeds) // batch)
     progress, total = _progress("calibration statistics", 2 * nbatches)
+    kept, kept_bytes, parts = [], 0, {n: [] for n in names}
     with progress:
         task = progress.add_task("stats", total=total)
-        for x in batches(tokens, batch):
-            for name, value in zip(tensors, sess.run(tensors, {input_name: x})):
-                s = stats[name]
+        for x in batches(feeds, batch):
+            values = dict(zip(wanted, sess.run(wanted, x)))
+            for name in tensors:
+                value, s = values[name], stats[name]
                 if not np.all(np.isfinite(value)):
-                    raise NtcError(f"tensor {name!r} is NaN/Inf on the calibration tokens")
+                    raise NtcError(f"tensor {name!r} is NaN/Inf on the calibration data")
                 s.min = min(s.min, float(value.min()))
                 s.max = max(s.max, float(value.max()))
                 s.count += value.size
+            if outputs is not None:
+                for name in names:
+                    parts[name].append(values[name])
+            if kept is not None:
+                kept_bytes += sum(values[n].nbytes for n in tensors)
+                kept = kept + [[values[n] for n in tensors]] if kept_bytes <= KEEP_BYTES else None
             progress.advance(task)
-        for x in batches(tokens, batch):
-            for name, value in zip(tensors, sess.run(tensors, {input_name: x})):
+        again = kept if kept is not None else (sess.run(tensors, x) for x in batches(feeds, batch))
+        for row in again:
+            for name, value in zip(tensors, row):
                 s = stats[name]
                 s.hist += np.histogram(np.abs(value), bins=num_bins, range=(0.0, max(s.amax, 1e-12)))[0]
             progress.advance(task)
+    if outputs is not None:
+        outputs.update({n: np.concatenate(v) for n, v in parts.items()})
     return stats
