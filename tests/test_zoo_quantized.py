@@ -200,7 +200,8 @@ def test_qdq_graphs_build_rtx_engines(name, lowering, zoo, tmp_path):
     out = tmp_path / "out"
     for target, precision in RTX_BUILDS:
         entry = build_engine(staged[precision], target, precision, out, profiles=engine_profiles(q.module))
-        assert (out / "engines" / entry["engine"]).is_file() and entry["engine"] == f"{target}/{name}.{precision}.engine"
+        assert entry["engine"] == f"{target}/{name}.{precision}.engine"
+        assert (out / "engines" / entry["engine"]).is_file()
         by_precision = entry["layer_summary"]["by_precision"]
         assert by_precision.get(precision, 0) >= len(q.results[lowering, precision].quantized_layers) // 2, by_precision
     manifest = read_manifest(out)["engines"]
