@@ -112,3 +112,25 @@ def test_engines_for_targets_and_refusals(setup):
 def test_unsupported_pair_is_refused_before_work(setup, capsys):
     assert _run(setup, "--target", "rtx-ampere", "--precision", "fp8", build=True) == 2
     assert "fp8" in capsys.readouterr().err and not (setup / "out").exists()
+
+
+def test_int8_fp8_calibration_stage(setup):
+    rng = np.random.default_rng(7)
+    calib = TokenSet(rng.standard_normal((32, 65, 48)).astype(np.float32), (8, 8))
+    calib.save(setup / "calib.npz")
+    args = ["--calib-data", str(setup / "calib.npz"), "--precision", "int8", "--precision", "fp8",
+            "--calib-method", "minmax", "--target", "rtx-ada"]
+    assert _run(setup, *args, build=True) in (0, 1)  # random weights: the verdict may go either way
+    report = json.loads((setup / "out" / "report.json").read_text())
+    ort = {(r["precision"], r["output"]): r for r in report["records"] if r["backend"] == "onnxruntime"}
+    assert {p for p, _ in ort} == {"fp32", "int8", "fp8"}  # fp32 comes along as the calibration reference
+    assert all(0.9 < r["cosine"] <= 1.0 for r in ort.values())
+    assert report["calibration_data"]["samples"] == 32
+    engines = {(r["target"], r["precision"]) for r in report["records"] if r["backend"] == "tensorrt_rtx"}
+    assert engines == {("rtx-ada", "int8"), ("rtx-ada", "fp8")}
+    assert (setup / "out" / "tiny" / "onnx" / "decomposed" / "model.int8.onnx").exists()
+
+
+def test_same_calibration_and_validation_data_is_refused(setup, capsys):
+    assert _run(setup, "--calib-data", str(setup / "data.npz"), "--precision", "int8") == 2
+    assert "disjoint" in capsys.readouterr().err

@@ -94,11 +94,15 @@ def custom_ops(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def mark_fp32_attention_decomposable(model: onnx.ModelProto) -> int:
-    """Add TRT_decomposable=1 to ONNX Attention nodes of an fp32 graph (TensorRT-RTX has no fused fp32 attention
-    kernel and refuses the build otherwise); returns how many nodes changed. Build-only: onnx.checker rejects it."""
+    """Add TRT_decomposable=1 to ONNX Attention nodes with fp32 Q (fp32 graphs, and the float islands of Q/DQ
+    graphs): TensorRT-RTX has no fused fp32 attention kernel and refuses the build otherwise. Returns how many
+    nodes changed. Build-only: onnx.checker rejects the attribute."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     changed = 0
     for node in model.graph.node:
         if node.op_type == "Attention" and node.domain in STANDARD_DOMAINS and \
+                types.get(node.input[0]) == onnx.TensorProto.FLOAT and \
                 not any(a.name == "TRT_decomposable" for a in node.attribute):
             node.attribute.append(onnx.helper.make_attribute("TRT_decomposable", 1))
             changed += 1
@@ -269,7 +273,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     model = load_onnx_for(onnx_path, precision)
     ops = custom_ops(model)
     rewrites = []
-    if precision == "fp32" and (n_attention := mark_fp32_attention_decomposable(model)):
+    if n_attention := mark_fp32_attention_decomposable(model):
         rewrites.append(f"TRT_decomposable=1 on {n_attention} fp32 Attention node(s)")
     plugin_lib = Path(plugin_lib) if plugin_lib else None
     if plugin_lib is not None and not plugin_lib.is_file():

@@ -127,13 +127,11 @@ class MainJob:
         return out
 
     def calibrate(self, name, module, onnx_paths, calib, calib_hash) -> None:
-        """Add Q/DQ models (int8/fp8) to each lowering's ONNX set."""
+        """Add Q/DQ models (int8/fp8) to each lowering's ONNX set, calibrated on the model's own feeds."""
         from .calibration.api import calibrate
 
+        feeds = model_feeds(module, calib.patch_tokens)  # tokens, or BC blocks for compressor decoders
         for precision in (p for p in self.precisions if p in QUANTIZED):
-            if list(getattr(module, "input_names", ["tokens"])) != ["tokens"]:
-                raise NtcError(f"{name}: {precision} calibration needs a token-input model; this one takes "
-                               f"{module.input_names}")
             for lowering, paths in onnx_paths.items():
                 out_dir = self.out_dir / name / "onnx" / lowering
                 fp32 = paths["fp32"]
@@ -141,8 +139,8 @@ class MainJob:
                     f"{name}/calibrate/{lowering}/{precision}",
                     {"onnx": sha256_file(fp32), "data": calib_hash, "method": self.calib_method,
                      "versions": self.versions},
-                    lambda: calibrate(fp32, model_feeds(module, calib.patch_tokens)["tokens"], precision,
-                                      self.calib_method, out_dir, log=lambda text: None).to_json()["model_path"],
+                    lambda: calibrate(fp32, feeds, precision, self.calib_method, out_dir,
+                                      log=lambda text: None).to_json()["model_path"],
                     outputs=[out_dir / f"model.{precision}.onnx"])
                 paths[precision] = out_dir / f"model.{precision}.onnx"
 
