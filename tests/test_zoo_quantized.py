@@ -171,17 +171,8 @@ def test_feeds_are_checked_and_hashed_for_the_cache(zoo, tmp_path):
     assert "calibration data changed" in stale.cache_message and "method" not in stale.cache_message
 
 
-# A Q/DQ graph keeps ONNX Attention in fp32, which TensorRT-RTX builds only when the node is marked decomposable;
-# engine_build marks it for fp32 builds only, so int8/fp8 builds of the native lowering fail until it marks every
-# fp32-typed Attention node (strict: this starts failing once that is fixed, so the mark gets removed).
-NATIVE_QDQ_ATTENTION = pytest.mark.xfail(
-    strict=True, raises=NtcError,
-    reason="engine_build.build_engine adds TRT_decomposable=1 to fp32 Attention only when precision == 'fp32'")
-
-
 @pytest.mark.parametrize("name,lowering", [(n, "decomposed") for n in PROJECTORS] +
-                         [pytest.param(n, "native", marks=NATIVE_QDQ_ATTENTION) for n in COMPRESSORS] +
-                         [(n, "plugin") for n in COMPRESSORS])
+                         [(n, low) for n in COMPRESSORS for low in ("native", "plugin")])
 def test_qdq_graphs_build_rtx_engines(name, lowering, zoo, tmp_path):
     pytest.importorskip("tensorrt_rtx_bindings")
     from ntc_export.engine_build import build_engine, read_manifest
