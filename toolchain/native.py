@@ -16,7 +16,7 @@ from .errors import NtcError
 from .paths import PLUGINS_DIR, cache_dir
 
 _lock = threading.Lock()
-_loaded: dict[str, ctypes.CDLL] = {}
+_loaded: dict[str, ctypes.CDLL] = {}  # "lib" -> the loaded host library
 
 
 def _sources() -> list[Path]:
@@ -54,10 +54,8 @@ def host_library_path() -> Path:
 
 
 def host_library() -> ctypes.CDLL:
-    """The loaded host library (built on first use)."""
+    """The loaded host library (built on first use; sources are hashed once per process)."""
     with _lock:
-        path = host_library_path()
-        key = str(path)
-        if key not in _loaded:
-            _loaded[key] = ctypes.CDLL(key)
-        return _loaded[key]
+        if "lib" not in _loaded:
+            _loaded["lib"] = ctypes.CDLL(str(host_library_path()))
+        return _loaded["lib"]
