@@ -210,7 +210,7 @@ class MainJob:
 
 def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
                  precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
-                 calib_method: str = "auto", max_samples: int | None = None, quiet: bool = False,
+                 calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
                  command: str | None = None) -> dict:
     """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
     from .targets import DEFAULT_TARGETS
