@@ -29,7 +29,8 @@ ATTENTION = ("plugin", "native", "decomposed")
               help="Force one window-attention lowering for every graph (default: per target profile; "
                    "`decomposed` for validation).")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
-              default="mse", show_default=True, help="INT8/FP8 calibration method (mse: best or within 1 dB of best on every zoo model, and fast).")
+              default="mse", show_default=True,
+              help="INT8/FP8 calibration method (mse: best or within 1 dB of the best on every zoo model, and fast).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
               help="Validate on the first N held-out samples only (default: all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out"),
