@@ -1,7 +1,8 @@
 """Build the compressor zoo: bc_autoencoder checkpoints models/zoo/bcae_x{rate}.pt trained on real digits tokens.
 
 Reproducible (seeded) and small on purpose (10 epochs over the 1,197 train images per rate):
-    python scripts/build_zoo_compressors.py                (all rates: 4 8 16 32 64; ~4 min per rate on 2 shared cores)
+    python scripts/build_zoo_compressors.py --rates 4 8 32 64                   (~4 min per rate on 2 shared cores)
+    python scripts/build_zoo_compressors.py --rates 16 --epochs 25 --dim 128    (the x16 entry; ~17 min)
 """
 
 import argparse
