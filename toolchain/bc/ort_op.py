@@ -2,7 +2,7 @@
 
 onnxruntime-extensions' Python custom ops always live in its own domain ("ai.onnx.contrib", not "ntc") and their
 fp16 tensors are unreliable, so: `register(session_options)` provides an fp32-output BcDecode implementation
-(`define_ops`) and the extensions library, and `prepare(model)` makes the ORT copy of a graph: each ntc::BcDecode
+(`define`) and the extensions library, and `prepare(model)` makes the ORT copy of a graph: each ntc::BcDecode
 node moves to the extensions domain with dtype float32, followed by a Cast to float16 where the node was float16
 (exact: UNORM values are value/255 in fp32 rounded once to fp16, BC6H halves widen to fp32 exactly).
 `ntc_export.runners.OrtRunner` applies `prepare` (through `ntc_export.ort_ops.prepare_for_ort`) and `register`.
@@ -48,19 +48,6 @@ def _define_op():
 
 
 _defined = False
-# Registering the extensions library twice on one SessionOptions fails (duplicate kernels), and
-# ntc_export.attention.ort_op.register registers it unconditionally; ntc_export.ort_ops calls that module after this
-# one, so here the library is registered only when that module is absent. ONNX Runtime reads the Python op table
-# when the session is created, so an op defined here is served by whichever registration happens.
-_OTHER_REGISTRAR = "ntc_export.attention.ort_op"
-
-
-def define_ops() -> None:
-    """Add the fp32 BcDecode implementation to the extensions library's Python op table (once per process)."""
-    global _defined
-    if not _defined:
-        _define_op()
-        _defined = True
 
 
 def define() -> None:
