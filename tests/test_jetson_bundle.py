@@ -58,7 +58,7 @@ def bundle(tmp_path_factory):
 
 def test_bundle_contents(bundle):
     d = bundle["dir"]
-    assert d == bundle["out"] / "engines" / "jetson-orin" / "bundle"
+    assert d == bundle["out"] / "engines" / "jetson-orin" / "tiny.fp16.bundle"
     assert _sha(d / "tiny.fp16.onnx") == _sha(bundle["onnx"])
     assert (d / "build_engine.py").read_bytes() == (PACKAGE_DIR / "jetson_build_engine.py").read_bytes()
     assert (d / "plugins" / "CMakeLists.txt").read_bytes() == (PLUGINS_DIR / "CMakeLists.txt").read_bytes()
@@ -70,7 +70,7 @@ def test_bundle_contents(bundle):
                           if p.is_file()) == want
     assert "jetson-orin" in (d / "README.md").read_text()
     # No staging or old bundle folders are left beside it.
-    assert [p.name for p in d.parent.iterdir()] == ["bundle"]
+    assert [p.name for p in d.parent.iterdir()] == ["tiny.fp16.bundle"]
 
 
 def test_bundle_settings(bundle):
@@ -119,7 +119,7 @@ def test_rewrite_replaces_the_bundle(bundle):
     again = write_bundle(bundle["onnx"], "jetson-orin", "fp16", bundle["out"], grid=(8, 8, 16))
     s = json.loads((Path(again["bundle_path"]) / "settings.json").read_text())
     assert s["profiles"]["tokens"][0] == [1, 64, DIM]
-    assert [p.name for p in Path(again["bundle_path"]).parent.iterdir()] == ["bundle"]
+    assert [p.name for p in Path(again["bundle_path"]).parent.iterdir()] == ["tiny.fp16.bundle"]
 
 
 def test_bundle_refusals(bundle, tmp_path):

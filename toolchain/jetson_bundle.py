@@ -1,6 +1,6 @@
 """Deploy bundles for TensorRT targets (Jetson, datacenter): the engine is built on the device, not here.
 
-`<out>/engines/<target>/bundle/` holds the lowered ONNX, the plugin sources, settings.json, build_engine.py and a
+`<out>/engines/<target>/<model>.<precision>.bundle/` holds the lowered ONNX, the plugin sources, settings.json, build_engine.py and a
 README; `python3 build_engine.py` on the device builds the engine with exactly those settings.
 """
 
@@ -88,7 +88,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         staging = Path(tempfile.mkdtemp(prefix=".bundle.", dir=engines_dir))
     except OSError as e:
         raise NtcError(f"cannot write the bundle under {out_dir}: {e.strerror or e}") from None
-    bundle = engines_dir / "bundle"
+    bundle = engines_dir / f"{name}.{precision}.bundle"  # one per model and precision, like engines
     try:
         shutil.copy2(onnx_path, staging / onnx_path.name)
         for data_file in _external_data_files(model):
@@ -142,7 +142,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "engine": None,
         "executed": False,
         "reason": f"TensorRT {target.trt_range} is not installable here: build on the device with "
-                  f"{target.name}/bundle/build_engine.py",
+                  f"{target.name}/{bundle.name}/build_engine.py",
         "profiles": chosen,
         "plugins": [{"op": op, "nodes": n, "provider": "library", "library": PLUGIN_LIBRARY}
                     for op, n in sorted(ops.items())],

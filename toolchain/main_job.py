@@ -201,8 +201,12 @@ class MainJob:
                     entry = build_engine(staged, target, precision, self.out_dir, profiles=engine_profiles(module))
                 self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
             else:
-                entry = write_bundle(staged, target, precision, self.out_dir, profiles=engine_profiles(module))
-                self.pipe.note(stage, False, time.perf_counter() - start, "deploy bundle")
+                bundle_dir = self.out_dir / "engines" / target.name / f"{name}.{precision}.bundle"
+                entry = self.pipe.stage(
+                    stage, {"onnx": sha256_file(onnx_path), "target": target.to_dict(), "precision": precision,
+                            "profiles": engine_profiles(module), "versions": self.versions},
+                    lambda: write_bundle(staged, target, precision, self.out_dir, profiles=engine_profiles(module)),
+                    outputs=lambda e: sorted(p for p in bundle_dir.rglob("*") if p.is_file()))
             entries.append(entry)
             records += _engine_records(name, entry, precision, target)
         return entries, records
