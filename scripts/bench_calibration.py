@@ -43,20 +43,13 @@ ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 
 
 def digits(n_calib: int, n_val: int):
-    """(calib tokens, val tokens, val labels, source): the project's digits splits, else the small reference set."""
-    try:
-        from ntc_export.tokens import builtin_tokens
+    """(calib tokens, val tokens, val labels, source): the project's disjoint digits calib/val splits."""
+    from ntc_export.tokens import builtin_tokens
 
-        cal = builtin_tokens("digits", 224, split="calib")
-        val = builtin_tokens("digits", 224, split="val")
-        return (cal.patch_tokens[:n_calib].astype(np.float32), val.patch_tokens[:n_val].astype(np.float32),
-                val.labels[:n_val], "ntc_export.tokens.builtin_tokens digits calib/val")
-    except ImportError:
-        from ntc_export.calibration.reference_tokens import digits_tokens
-
-        cal, _ = digits_tokens("calib", n_calib)
-        val, labels = digits_tokens("val", n_val)
-        return cal, val, labels, "calibration.reference_tokens digits (ntc_export.tokens missing)"
+    cal = builtin_tokens("digits", 224, split="calib")
+    val = builtin_tokens("digits", 224, split="val")
+    return (cal.patch_tokens[:n_calib].astype(np.float32), val.patch_tokens[:n_val].astype(np.float32),
+            val.labels[:n_val], "ntc_export.tokens.builtin_tokens digits calib/val")
 
 
 def session(path, threads=None):

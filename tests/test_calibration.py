@@ -14,19 +14,27 @@ from ntc_export.calibration import calibrate
 from ntc_export.calibration.calibrators import amax_entropy, amax_mse, amax_percentile
 from ntc_export.calibration.formats import fake_quant
 from ntc_export.calibration.plugins import METADATA_KEY
-from ntc_export.calibration.reference_tokens import digits_tokens
 from ntc_export.compare import fidelity
 from ntc_export.errors import NtcError
 from ntc_export.export import export_model
 from ntc_export.models import build
+from ntc_export.tokens import builtin_images, extract_tokens, split_indices
 
 QUIET = dict(log=lambda text: None)
+
+
+def digits_tokens(split: str, count: int):
+    """(patch tokens, labels) of the first `count` images of a built-in digits split, through the project's ViT."""
+    images, labels, _ = builtin_images("digits")
+    idx = split_indices("digits", split, len(images))[:count]
+    tokens = extract_tokens([images[i] for i in idx], size=224, progress=False)[:, 1:]
+    return np.ascontiguousarray(tokens), labels[idx]
 
 
 @pytest.fixture(scope="module")
 def labelled():
     calib, calib_labels = digits_tokens("calib", 24)
-    val, _ = digits_tokens("val", 16)
+    val, _ = digits_tokens("val", 16)  # disjoint built-in splits
     return calib, val, calib_labels
 
 
