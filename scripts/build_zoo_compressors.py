@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     import torch
 
     from ntc_export.atomic import write_json
-    from ntc_export.models import save
+    from ntc_export.models import build, load, save
     from ntc_export.train import bc_autoencoder_config, load_patch_tokens, train_compressor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -28,20 +28,38 @@ def main(argv=None) -> int:
     ap.add_argument("--max-images", type=int, default=1197)
     ap.add_argument("--dim", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--init", type=Path, default=None, help="Fine-tune from this checkpoint (one rate only).")
+    ap.add_argument("--pooled-std-weight", type=float, default=0.0,
+                    help="Weight of the per-channel standardised pooled-token MSE.")
+    ap.add_argument("--probe-weight", type=float, default=0.0,
+                    help="Weight of the distillation term on a linear probe fitted on the original train tokens.")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", type=Path, default=ZOO)
     ap.add_argument("--log", type=Path, default=None, help="Write the training log (JSON) here.")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    tokens, _ = load_patch_tokens("builtin:digits", "train")
-    tokens = tokens[: args.max_images]
+    tokens, labels = load_patch_tokens("builtin:digits", "train")
+    tokens, labels = tokens[: args.max_images], labels[: args.max_images]
+    init = None
+    if args.init is not None:
+        if len(args.rates) != 1:
+            print("--init fine-tunes one checkpoint: give exactly one --rates value", file=sys.stderr)
+            return 1
+        init = load(args.init)
     log = []
     for rate in args.rates:
         start = time.time()
-        config = bc_autoencoder_config(rate, tokens.shape[-1], dim=args.dim)
-        result = train_compressor("bc_autoencoder", config, tokens, epochs=args.epochs, seed=args.seed,
-                                  progress=not args.no_progress)
+        config = dict(init.config) if init is not None else bc_autoencoder_config(rate, tokens.shape[-1], dim=args.dim)
+        if init is not None and init.bytes_per_image(16) != build("bc_autoencoder", bc_autoencoder_config(
+                rate, tokens.shape[-1])).bytes_per_image(16):
+            print(f"{args.init}: its latent size does not match rate {rate:g}", file=sys.stderr)
+            return 1
+        result = train_compressor("bc_autoencoder", config, tokens, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                                  progress=not args.no_progress, init=init.state_dict() if init is not None else None,
+                                  labels=labels, pooled_std_weight=args.pooled_std_weight,
+                                  probe_weight=args.probe_weight)
         path = args.out_dir / f"bcae_x{rate:g}.pt"
         save(result.module, path)
         size = path.stat().st_size
@@ -49,7 +67,9 @@ def main(argv=None) -> int:
             print(f"{path}: {size} bytes exceeds the 5 MB zoo limit", file=sys.stderr)
             return 1
         entry = {"file": path.name, "rate": rate, "config": config, "images": len(tokens), "epochs": args.epochs,
-                 "seed": args.seed, "history": result.history, "bytes": size, "seconds": round(time.time() - start, 1)}
+                 "seed": args.seed, "lr": args.lr, "init": str(args.init) if args.init else None,
+                 "pooled_std_weight": args.pooled_std_weight, "probe_weight": args.probe_weight, "history": result.history, "bytes": size,
+                 "seconds": round(time.time() - start, 1)}
         log.append(entry)
         print(f"{path.name}: latent {config['latent']}, train cosine {result.history[-1]['cosine']:.4f}, "
               f"{size / 1e6:.2f} MB, {entry['seconds']} s", flush=True)
