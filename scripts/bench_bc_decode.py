@@ -6,7 +6,6 @@ Usage: python scripts/bench_bc_decode.py --out bench_bc_decode.json [--size 4096
 
 import argparse
 import ctypes
-import json
 import sys
 
 import numpy as np

@@ -17,7 +17,7 @@ from .hashing import sha256_file, sha256_json, tool_versions
 from .models import load
 from .pipeline import Pipeline
 from .report_files import write_reports
-from .validate import compare_outputs, failures, golden_outputs, model_feeds, run_batched, validate_onnx
+from .validate import failures, golden_outputs, model_feeds, validate_onnx
 
 DEFAULT_PRECISIONS = ("fp32", "fp16")
 QUANTIZED = ("int8", "fp8")
@@ -293,5 +293,3 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                       f"{len(manifest['stages_run'])} stages run, {len(manifest['stages_skipped'])} skipped)")
     return report
 
-
-__all__ = ["run_main_job", "compare_outputs", "golden_outputs", "run_batched"]
