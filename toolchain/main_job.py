@@ -99,6 +99,7 @@ class MainJob:
         self.calib_method = calib_method
         self.versions = tool_versions()
         self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
+        self.model_hashes: dict[str, str] = {}
 
     def lowerings(self, module) -> list[str]:
         """Attention lowerings to export: the validation one plus each target's (one graph without attention)."""
@@ -179,6 +180,22 @@ class MainJob:
                                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
                                 "versions": self.versions}, run)
 
+    def compression(self, name, module, feeds, tokens, data_hash) -> dict | None:
+        """For compressors: bytes per image and how close the decoded tokens are to the original ones."""
+        from .compare import fidelity
+
+        if not hasattr(module, "bytes_per_image"):
+            return None
+
+        def run():
+            decoded = golden_outputs(module, feeds)["tokens_out"]
+            return {"model": name, "series": module.arch, "precision": "fp32", "target": "cpu (PyTorch)",
+                    "bytes_per_image": int(module.bytes_per_image(tokens.grid[0])),
+                    "fp16_token_bytes": int(tokens.patch_tokens[0].size * 2),
+                    "samples": int(len(decoded)), **fidelity(tokens.patch_tokens, decoded)}
+
+        return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash}, run)
+
     def build(self, name, module, onnx_paths) -> tuple[list[dict], list[dict]]:
         """Engines for RTX targets, deploy bundles for TensorRT targets; engine records say whether they ran."""
         from .engine_build import build_engine
@@ -243,9 +260,10 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
 
     from .report import engine_latency, write_report
 
-    records, engines, latency, drift = [], [], {}, {}
+    records, engines, latency, drift, compression = [], [], {}, {}, []
+    job.model_hashes = {name: sha256_file(path) for name, (path, _) in modules.items()}
     for name, (path, module) in modules.items():
-        model_hash = sha256_file(path)
+        model_hash = job.model_hashes[name]
         onnx_paths = job.export(name, path, module, model_hash)
         if calib is not None:
             job.calibrate(name, module, onnx_paths, calib, calib_hash)
@@ -253,6 +271,8 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         records += job.validate(name, module, onnx_paths, tokens, feeds, data_hash)
         measured = job.measure(name, module, onnx_paths, feeds, data_hash)
         latency[name], drift[name] = measured["latency"], measured["drift"]
+        if (point := job.compression(name, module, feeds, tokens, data_hash)) is not None:
+            compression.append(point)
         built, engine_records = job.build(name, module, onnx_paths)
         engines += [{**e, "latency": engine_latency(job.out_dir, e, feeds)} for e in built]
         records += engine_records
@@ -268,6 +288,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         "engines": engines,
         "latency": latency,
         "drift": drift,
+        "compression": compression,
         "refused": job.refused,
         "pass": not failures(records),
         "stages": job.pipe.summary(),

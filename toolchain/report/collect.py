@@ -129,7 +129,12 @@ def _point(model, precision, where, acc_row, lat) -> dict:
             "latency_ms": lat[key]["p50_ms"], "pareto": False}
 
 
-def rate_points(acc: list[dict]) -> list[dict]:
+def rate_points(acc: list[dict], compression: list[dict] = ()) -> list[dict]:
+    """Compressor points: the main job's reconstruction-vs-input measurements, else records carrying bytes."""
+    if compression:
+        return [{"model": c["model"], "series": c.get("series", c["model"]), "precision": c["precision"],
+                 "target": c.get("target", "cpu"), "output": "tokens_out", "bytes_per_image": c["bytes_per_image"],
+                 "cosine": c["cosine"], "task_metric": c.get("task_metric")} for c in compression]
     return [{"model": r["model"], "precision": r["precision"], "target": r["target"], "output": r["output"],
              "bytes_per_image": r["bytes_per_image"], "cosine": r["cosine"], "task_metric": r["task_metric"]}
             for r in acc if r["executed"] and r.get("bytes_per_image") is not None]
@@ -250,7 +255,7 @@ def build_view(out_dir, report: dict) -> dict:
         "latency": lat,
         "engines": eng,
         "pareto": pareto_points(acc, lat, eng),
-        "rate_distortion": rate_points(acc),
+        "rate_distortion": rate_points(acc, report.get("compression") or []),
         "not_run": not_run(acc, eng, latency, drift, report.get("refused") or []),
         "reproducibility": reproducibility(out_dir, report, engines),
         "stages": report.get("stages", []),

@@ -67,8 +67,8 @@ def rate_distortion_plot(points: list[dict]) -> tuple[bytes, str] | None:
     ax = fig.add_subplot(111)
     with_task = any(p["task_metric"] is not None for p in points)
     ax2 = ax.twinx() if with_task else None
-    for model in sorted({p["model"] for p in points}):
-        mine = sorted((p for p in points if p["model"] == model), key=lambda p: p["bytes_per_image"])
+    for model in sorted({p.get("series", p["model"]) for p in points}):  # one line per compressor family
+        mine = sorted((p for p in points if p.get("series", p["model"]) == model), key=lambda p: p["bytes_per_image"])
         x = [p["bytes_per_image"] for p in mine]
         line, = ax.plot(x, [p["cosine"] for p in mine], marker="o", label=f"{model} cosine")
         if ax2 is not None:
@@ -76,7 +76,7 @@ def rate_distortion_plot(points: list[dict]) -> tuple[bytes, str] | None:
                      marker="^", ls="--", color=line.get_color(), label=f"{model} probe accuracy")
     ax.set_xscale("log")
     ax.set_xlabel("bytes per image")
-    ax.set_ylabel("cosine vs PyTorch")
+    ax.set_ylabel("token cosine vs the original tokens")
     if ax2 is not None:
         ax2.set_ylabel("probe accuracy")
         ax2.legend(fontsize=8, loc="lower center")
