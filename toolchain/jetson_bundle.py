@@ -15,6 +15,7 @@ from .engine_build import (DEFAULT_BATCH, DEFAULT_GRID, custom_ops, input_profil
 from .errors import NtcError
 from .paths import PACKAGE_DIR, PLUGINS_DIR
 from .targets import check_precision, get_target
+from .trt_plugins import VERSION as PLUGIN_VERSION
 
 PLUGIN_PARTS = ("CMakeLists.txt", "include", "kernels", "trt", "common")
 PLUGIN_LIBRARY = "plugins/build/libntc_trt_plugins.so"
@@ -144,7 +145,8 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "reason": f"TensorRT {target.trt_range} is not installable here: build on the device with "
                   f"{target.name}/{bundle.name}/build_engine.py",
         "profiles": chosen,
-        "plugins": [{"op": op, "nodes": n, "provider": "library", "library": PLUGIN_LIBRARY}
+        "plugins": [{"op": op, "version": PLUGIN_VERSION, "nodes": n, "provider": "library",
+                     "library": PLUGIN_LIBRARY}
                     for op, n in sorted(ops.items())],
     }
     update_manifest(out_dir, entry)
