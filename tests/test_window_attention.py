@@ -12,6 +12,7 @@ from ntc_export import export
 from ntc_export.attention import export_context, finalize, mark_trt_decomposable, ort_op, swap_plugins_for_validation
 from ntc_export.attention.lowering import TRT_DECOMPOSABLE_KEY
 from ntc_export.errors import NtcError
+from ntc_export.ort_ops import register_custom_ops
 from ntc_export.models.base import square_grid
 from ntc_export.models.blocks import SwinBlock, WindowAttention
 from ntc_export.runners import ort_session_options
@@ -85,7 +86,7 @@ def test_module_matches_naive_swin_loop(h, w, window, shift):
 
 def _ort_session(model: onnx.ModelProto):
     so = ort_session_options(threads=1)
-    ort_op.register(so)
+    register_custom_ops(so)
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 

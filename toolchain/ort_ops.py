@@ -1,8 +1,9 @@
 """CPU implementations of our ntc:: custom ops for ONNX Runtime.
 
 ONNX Runtime's Python custom ops live in the onnxruntime-extensions domain, not "ntc", so a graph with plugin nodes
-is run through an in-memory copy made by each op module's `prepare(model)`; `register(session_options)` then
-provides the ops. The file on disk keeps its ntc:: nodes (what TensorRT reads).
+is run through an in-memory copy made by each op module's `prepare(model)`; `register_custom_ops(session_options)`
+then defines each op and loads the extensions library once. The file on disk keeps its ntc:: nodes (what TensorRT
+reads).
 """
 
 import importlib

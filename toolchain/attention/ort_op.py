@@ -1,11 +1,13 @@
 """ONNX Runtime CPU support for ntc::WindowAttention v1 graphs.
 
 onnxruntime-extensions' Python custom ops always register in its own domain ("ai.onnx.contrib", not "ntc") and
-accept no fp16 (an fp16 input aborts the process). So `register(session_options)` loads the extensions library with
-a NumPy implementation of the contract, and `prepare(model)` makes an ORT copy of a plugin graph: fp32 plugin nodes
+accept no fp16 (an fp16 input aborts the process). So `define()` adds a NumPy implementation of the contract to
+the extensions library's op table, and `prepare(model)` makes an ORT copy of a plugin graph: fp32 plugin nodes
 move to the extensions domain (run by that implementation), other dtypes are swapped for the standard-op
 decomposition (`lowering.swap_plugins_for_validation`).
 """
+
+import functools
 
 import numpy as np
 import onnx
@@ -45,23 +47,11 @@ def _define_op():
         return window_attention(q, k, v, bias_table, mask, heads, window, scale)
 
 
-_defined = False
-
-
+@functools.cache
 def define() -> None:
-    """Define the Python custom op once per process (onnxruntime-extensions keeps a global table)."""
-    global _defined
-    if not _defined:
-        _define_op()
-        _defined = True
-
-
-def register(session_options) -> None:
-    """Let sessions built with `session_options` run extensions-domain WindowAttention nodes (see `prepare`)."""
-    from onnxruntime_extensions import get_library_path
-
-    define()
-    session_options.register_custom_ops_library(get_library_path())
+    """Define the Python custom op once per process (onnxruntime-extensions keeps a global table); sessions get it
+    through ntc_export.ort_ops.register_custom_ops, which loads the extensions library once."""
+    _define_op()
 
 
 def ort_domain() -> str:

@@ -1,12 +1,14 @@
 """ONNX Runtime CPU support for ntc::BcDecode v1 graphs (every format), through the host decoder.
 
 onnxruntime-extensions' Python custom ops always live in its own domain ("ai.onnx.contrib", not "ntc") and their
-fp16 tensors are unreliable, so: `register(session_options)` provides an fp32-output BcDecode implementation
-(`define`) and the extensions library, and `prepare(model)` makes the ORT copy of a graph: each ntc::BcDecode
+fp16 tensors are unreliable, so: `define()` adds an fp32-output BcDecode implementation to the extensions
+library's op table, and `prepare(model)` makes the ORT copy of a graph: each ntc::BcDecode
 node moves to the extensions domain with dtype float32, followed by a Cast to float16 where the node was float16
 (exact: UNORM values are value/255 in fp32 rounded once to fp16, BC6H halves widen to fp32 exactly).
-`ntc_export.runners.OrtRunner` applies `prepare` (through `ntc_export.ort_ops.prepare_for_ort`) and `register`.
+`ntc_export.runners.OrtRunner` applies `prepare` and registers the ops through `ntc_export.ort_ops`.
 """
+
+import functools
 
 import numpy as np
 import onnx
@@ -47,26 +49,11 @@ def _define_op():
         return bc_decode_numpy(blocks, format, layout)
 
 
-_defined = False
-
-
+@functools.cache
 def define() -> None:
-    """Define the Python custom op once per process (onnxruntime-extensions keeps a global table)."""
-    global _defined
-    if not _defined:
-        _define_op()
-        _defined = True
-
-
-def register(session_options) -> None:
-    """Let sessions built with `session_options` run extensions-domain BcDecode nodes (made by `prepare`).
-
-    Use it through `ntc_export.ort_ops.register_custom_ops`, which registers every ntc op on one SessionOptions.
-    """
-    from onnxruntime_extensions import get_library_path
-
-    define()
-    session_options.register_custom_ops_library(get_library_path())
+    """Define the Python custom op once per process (onnxruntime-extensions keeps a global table); sessions get it
+    through ntc_export.ort_ops.register_custom_ops, which loads the extensions library once."""
+    _define_op()
 
 
 def ort_domain() -> str:
