@@ -134,3 +134,12 @@ def test_int8_fp8_calibration_stage(setup):
 def test_same_calibration_and_validation_data_is_refused(setup, capsys):
     assert _run(setup, "--calib-data", str(setup / "data.npz"), "--precision", "int8") == 2
     assert "disjoint" in capsys.readouterr().err
+
+
+def test_relative_output_dir(setup, monkeypatch):
+    monkeypatch.chdir(setup)
+    args = ["tiny.pt", "--data", "data.npz", "--out", "rel/out", "--quiet", "--target", "jetson-orin"]
+    assert main(args) == 0 and main(args) == 0
+    manifest = json.loads((setup / "rel" / "out" / "manifest.json").read_text())
+    assert manifest["stages_run"] == [] and "tiny/build/jetson-orin/fp16" in manifest["stages_skipped"]
+    assert (setup / "rel" / "out" / "engines" / "jetson-orin" / "tiny.fp16.bundle" / "build_engine.py").is_file()

@@ -91,7 +91,7 @@ class MainJob:
 
     def __init__(self, out_dir: Path, precisions, targets, explicit_targets: bool, attention: str | None,
                  calib_method: str, quiet: bool):
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir).resolve()
         self.console = Console(stderr=True, quiet=quiet)
         self.pipe = Pipeline(self.out_dir, console=self.console, quiet=quiet)
         self.precisions = list(precisions)

@@ -31,7 +31,7 @@ class Pipeline:
     """Runs stages under `out_dir`, keeping their state in `out_dir/.stages/`."""
 
     def __init__(self, out_dir, console: Console | None = None, quiet: bool = False):
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir).resolve()  # outputs are recorded relative to it, wherever the job runs from
         self.state_dir = self.out_dir / ".stages"
         self.console = console or Console(stderr=True, quiet=quiet)
         self.records: list[StageRecord] = []
@@ -76,7 +76,9 @@ class Pipeline:
         digests = {}
         for f in files:
             p = Path(f)
-            rel = p.relative_to(self.out_dir) if p.is_absolute() and p.is_relative_to(self.out_dir) else p
+            if not p.is_absolute():  # relative to the output dir (what stages return), else to the working dir
+                p = self.out_dir / p if (self.out_dir / p).exists() else p.resolve()
+            rel = p.relative_to(self.out_dir)
             digests[str(rel)] = sha256_file(self.out_dir / rel)
         write_json(self._state_path(name), {"name": name, "key": key_hash, "outputs": digests, "result": result,
                                             "seconds": seconds})
