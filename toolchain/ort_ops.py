@@ -22,6 +22,13 @@ def _modules():
                 raise
 
 
+def extensions_domain() -> str:
+    """The domain onnxruntime-extensions serves Python custom ops from ("ai.onnx.contrib")."""
+    from onnxruntime_extensions import default_opset_domain
+
+    return default_opset_domain()
+
+
 def has_plugin_nodes(model: onnx.ModelProto) -> bool:
     return any(n.domain == "ntc" for n in model.graph.node)
 

@@ -15,6 +15,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import NtcError
+from ..graph_edit import drop_unused_domain
 
 MODES = ("plugin", "native", "decomposed")
 PLUGIN_DOMAIN = "ntc"
@@ -201,10 +202,7 @@ def swap_plugins_for_validation(model: onnx.ModelProto, only=None) -> onnx.Model
             new_nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
-    if not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
-        keep = [o for o in model.opset_import if o.domain != PLUGIN_DOMAIN]
-        del model.opset_import[:]
-        model.opset_import.extend(keep)
+    drop_unused_domain(model, PLUGIN_DOMAIN)
     return model
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from ..graph_edit import drop_unused_domain, import_domain
+from ..ort_ops import extensions_domain
 from .lowering import PLUGIN_DOMAIN, PLUGIN_OP, elem_types, plugin_nodes, swap_plugins_for_validation
 
 
@@ -54,12 +56,6 @@ def define() -> None:
     _define_op()
 
 
-def ort_domain() -> str:
-    from onnxruntime_extensions import default_opset_domain
-
-    return default_opset_domain()
-
-
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """ORT-runnable copy of a plugin graph: fp32 nodes to the extensions domain, others decomposed."""
     nodes = plugin_nodes(model)
@@ -69,14 +65,10 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     not_fp32 = {n.output[0] for n in nodes if any(types.get(i) != TensorProto.FLOAT for i in n.input)}
     model = swap_plugins_for_validation(model, only=not_fp32) if not_fp32 else \
         onnx.ModelProto.FromString(model.SerializeToString())
-    domain = ort_domain()
+    domain = extensions_domain()
     for node in model.graph.node:
         if node.domain == PLUGIN_DOMAIN and node.op_type == PLUGIN_OP:
             node.domain = domain
-    if not any(o.domain == domain for o in model.opset_import):
-        model.opset_import.add(domain=domain, version=1)
-    if not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
-        keep = [o for o in model.opset_import if o.domain != PLUGIN_DOMAIN]
-        del model.opset_import[:]
-        model.opset_import.extend(keep)
+    import_domain(model, domain)
+    drop_unused_domain(model, PLUGIN_DOMAIN)
     return model

@@ -12,6 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import NtcError
+from ..graph_edit import drop_unused_domain
 from .onnx_op import PLUGIN_DOMAIN, PLUGIN_OP
 
 MIN_OPSET = 18  # BitwiseAnd / BitwiseOr
@@ -124,8 +125,5 @@ def decompose_bc_decode(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    if not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
-        keep = [o for o in model.opset_import if o.domain != PLUGIN_DOMAIN]
-        del model.opset_import[:]
-        model.opset_import.extend(keep)
+    drop_unused_domain(model, PLUGIN_DOMAIN)
     return model

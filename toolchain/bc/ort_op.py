@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ..graph_edit import drop_unused_domain, import_domain
+from ..ort_ops import extensions_domain
 from .decode import CHANNELS, FORMAT_CODES, decode, int32_to_blocks
 from .onnx_op import LAYOUTS, PLUGIN_DOMAIN, PLUGIN_OP, WORDS
 
@@ -56,12 +58,6 @@ def define() -> None:
     _define_op()
 
 
-def ort_domain() -> str:
-    from onnxruntime_extensions import default_opset_domain
-
-    return default_opset_domain()
-
-
 def plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.domain == PLUGIN_DOMAIN and n.op_type == PLUGIN_OP]
 
@@ -78,7 +74,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     if not plugin_nodes(model):
         return model
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    domain = ort_domain()
+    domain = extensions_domain()
     nodes = []
     for node in model.graph.node:
         if node.domain == PLUGIN_DOMAIN and node.op_type == PLUGIN_OP:
@@ -95,10 +91,6 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
         nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    if not any(o.domain == domain for o in model.opset_import):
-        model.opset_import.add(domain=domain, version=1)
-    if not any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
-        keep = [o for o in model.opset_import if o.domain != PLUGIN_DOMAIN]
-        del model.opset_import[:]
-        model.opset_import.extend(keep)
+    import_domain(model, domain)
+    drop_unused_domain(model, PLUGIN_DOMAIN)
     return model
