@@ -260,3 +260,16 @@ def build_view(out_dir, report: dict) -> dict:
         "reproducibility": reproducibility(out_dir, report, engines),
         "stages": report.get("stages", []),
     }
+
+
+def hashed_inputs(repro: dict) -> list[tuple]:
+    """(what, path, sha256) of everything the reproducibility block names: models, data, calibration files,
+    artifacts, plugin libraries."""
+    r = repro
+    return ([(f"model {n}", m.get("path"), m.get("sha256")) for n, m in r["models"].items()]
+            + [("held-out data", r["data"].get("source"), r["data"].get("sha256"))]
+            + ([("calibration data", r["calibration_data"].get("source"), r["calibration_data"].get("sha256"))]
+               if r.get("calibration_data") else [])
+            + [(f["what"], f["path"], f["sha256"]) for f in r["calibration_files"] if f]
+            + [("artifact", a["path"], a["sha256"]) for a in r["artifacts"]]
+            + [(p["what"], p["path"], p.get("sha256")) for p in r["plugin_libraries"]])

@@ -3,6 +3,7 @@
 import base64
 from html import escape
 
+from .collect import hashed_inputs
 from .fmt import batches, ms, num, precisions, size, task
 
 SECTIONS = [("summary", "Summary"), ("devices", "Where each number was measured"),
@@ -194,13 +195,7 @@ def _not_run(lines: list[str]) -> str:
 
 
 def _repro(r: dict) -> str:
-    files = ([(f"model {n}", m.get("path"), m.get("sha256")) for n, m in r["models"].items()]
-             + [("held-out data", r["data"].get("source"), r["data"].get("sha256"))]
-             + ([("calibration data", r["calibration_data"].get("source"), r["calibration_data"].get("sha256"))]
-                if r.get("calibration_data") else [])
-             + [(f["what"], f["path"], f["sha256"]) for f in r["calibration_files"] if f]
-             + [("artifact", a["path"], a["sha256"]) for a in r["artifacts"]]
-             + [(p["what"], p["path"], p.get("sha256")) for p in r["plugin_libraries"]])
+    files = hashed_inputs(r)
     body = [_tr([_td(w), _td(f"<code>{_e(p)}</code>", raw=True), _td(f"<code>{_e(h)}</code>", raw=True)])
             for w, p, h in files]
     versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)

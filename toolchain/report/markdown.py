@@ -1,5 +1,6 @@
 """report.md: the same sections as index.html, as GitHub-flavoured Markdown (plots linked as files beside it)."""
 
+from .collect import hashed_inputs
 from .fmt import batches, ms, num, precisions, size, task
 
 
@@ -107,12 +108,6 @@ def render(view: dict, image_files: dict[str, str]) -> str:
     r = view["reproducibility"]
     lines += ["", "## Reproducibility", "", f"```\n{r['command']}\n```", "",
               "Tool versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v), ""]
-    files = ([(f"model {n}", m.get("path"), m.get("sha256")) for n, m in r["models"].items()]
-             + [("held-out data", r["data"].get("source"), r["data"].get("sha256"))]
-             + ([("calibration data", r["calibration_data"].get("source"), r["calibration_data"].get("sha256"))]
-                if r.get("calibration_data") else [])
-             + [(f["what"], f["path"], f["sha256"]) for f in r["calibration_files"] if f]
-             + [("artifact", a["path"], a["sha256"]) for a in r["artifacts"]]
-             + [(p["what"], p["path"], p.get("sha256")) for p in r["plugin_libraries"]])
+    files = hashed_inputs(r)
     lines += _table(["what", "path", "sha256"], [_row([w, f"`{p}`", f"`{h}`"]) for w, p, h in files])
     return "\n".join(lines)
