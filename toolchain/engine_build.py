@@ -262,7 +262,7 @@ def _load_plugin_library(trt, plugin_lib: Path) -> None:
 
 
 def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
-                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> dict:
+                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None) -> dict:
     """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
     plus "cache" ("hit" or "miss") and "engine_path". `profiles`: input name -> [min, opt, max] shapes."""
     target = check_precision(get_target(target), precision)
@@ -280,7 +280,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
         raise NtcError(f"plugin library {plugin_lib} not found (build it: cmake -S plugins -B plugins/build "
                        "-DTensorRT_ROOT=<TensorRT dir> && cmake --build plugins/build -j)")
     engines_dir = _prepare_out(out_dir, target)
-    name = model_name(onnx_path)
+    name = name or model_name(onnx_path)
     version = trt_env.version_info(target.backend)
     onnx_sha = sha256_file(onnx_path)
     lib_sha = sha256_file(plugin_lib) if plugin_lib else None

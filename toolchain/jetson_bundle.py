@@ -69,7 +69,7 @@ def _copy_plugins(dest: Path) -> list[str]:
 
 
 def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, batch=DEFAULT_BATCH,
-                 grid=DEFAULT_GRID) -> dict:
+                 grid=DEFAULT_GRID, name: str | None = None) -> dict:
     """Write the deploy bundle for a tensorrt-backend target; returns its manifest entry (kind "bundle")."""
     target = check_precision(get_target(target), precision)
     if target.backend != "tensorrt":
@@ -82,7 +82,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         raise NtcError(f"{onnx_path.name} uses the ONNX Attention op, which TensorRT {target.trt_range} on "
                        f"{target.name} lacks: export it with the 'plugin' attention lowering")
     chosen = input_profiles(onnx_inputs(model), profiles, batch, grid)
-    name = model_name(onnx_path)
+    name = name or model_name(onnx_path)
     engines_dir = Path(out_dir) / "engines" / target.name
     try:
         engines_dir.mkdir(parents=True, exist_ok=True)

@@ -207,22 +207,20 @@ class MainJob:
             onnx_path = onnx_paths[lowering].get(precision)
             if onnx_path is None:
                 continue
-            staged = self.out_dir / name / "engines-src" / target.name / f"{name}.{precision}.onnx"
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            if not staged.exists() or sha256_file(staged) != sha256_file(onnx_path):
-                staged.write_bytes(onnx_path.read_bytes())  # engines are named after the model, not "model"
             start = time.perf_counter()
             stage = f"{name}/build/{target.name}/{precision}"
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
-                    entry = build_engine(staged, target, precision, self.out_dir, profiles=engine_profiles(module))
+                    entry = build_engine(onnx_path, target, precision, self.out_dir,
+                                         profiles=engine_profiles(module), name=name)
                 self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
             else:
                 bundle_dir = self.out_dir / "engines" / target.name / f"{name}.{precision}.bundle"
                 entry = self.pipe.stage(
                     stage, {"onnx": sha256_file(onnx_path), "target": target.to_dict(), "precision": precision,
                             "profiles": engine_profiles(module), "versions": self.versions},
-                    lambda: write_bundle(staged, target, precision, self.out_dir, profiles=engine_profiles(module)),
+                    lambda: write_bundle(onnx_path, target, precision, self.out_dir, profiles=engine_profiles(module),
+                                         name=name),
                     outputs=lambda e: sorted(p for p in bundle_dir.rglob("*") if p.is_file()))
             entries.append(entry)
             records += _engine_records(name, entry, precision, target)
