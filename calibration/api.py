@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..atomic import atomic_path
-from ..errors import NtcError
+from ..util.atomic import atomic_path
+from ..util.errors import NtcError
 from . import cache
 from .calibrators import METHODS, PERCENTILE, check_method, compute_amax
 from .data import feeds_hash, file_hash, load_feeds

@@ -6,7 +6,7 @@ Same key -> the scales are reused; any difference -> recomputed, with a message 
 import json
 from pathlib import Path
 
-from ..atomic import write_json
+from ..util.atomic import write_json
 
 FORMAT = "ntc-export-calibration/1"
 _LABELS = {"model_sha256": "model", "data_sha256": "calibration data", "holdout_sha256": "held-out data",

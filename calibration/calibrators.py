@@ -7,7 +7,7 @@ squared quantization error over the histogram, on the target format's own grid (
 
 import numpy as np
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 from .formats import fake_quant, scale_of
 
 METHODS = {"int8": ("minmax", "percentile", "entropy", "mse"), "fp8": ("minmax", "percentile", "mse")}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 
 MIN_SAMPLES = 16
 _NPZ_KEYS = ("patch_tokens", "tokens")

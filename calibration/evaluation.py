@@ -3,7 +3,7 @@
 import numpy as np
 import onnx
 
-from ..compare import fidelity
+from ..evaluate.fidelity import fidelity
 from .stats import batches, session_with_outputs
 
 

@@ -4,7 +4,7 @@ import ml_dtypes
 import numpy as np
 import onnx
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 
 PRECISIONS = ("int8", "fp8")
 INT8_MAX = 127.0

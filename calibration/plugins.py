@@ -12,9 +12,9 @@ import json
 
 import onnx
 
+from ..ops.domain import DOMAIN
 from .qdq import find_layers, insert_qdq, node_names
 
-PLUGIN_DOMAIN = "ntc"
 METADATA_KEY = "ntc.calibration.plugin_io"
 
 
@@ -23,7 +23,7 @@ def plugin_boundaries(model: onnx.ModelProto) -> list[str]:
     consts = {i.name for i in model.graph.initializer}
     out = []
     for node in model.graph.node:
-        if node.domain == PLUGIN_DOMAIN:
+        if node.domain == DOMAIN:
             for name in list(node.input) + list(node.output):
                 if name and name not in consts and name not in out:
                     out.append(name)

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..ops.domain import STANDARD_DOMAINS
 from .formats import MIN_OPSET, codes_tensor, scale_of, to_codes, zero_point
 
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
@@ -79,7 +80,7 @@ def weight_scales(weight: np.ndarray, axis: int, precision: str) -> np.ndarray:
 def _set_opset(model: onnx.ModelProto, minimum: int) -> None:
     """Raise the default-domain opset to `minimum`; ops from 18 to 19 only gained types, so nodes stay valid."""
     for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
+        if imp.domain in STANDARD_DOMAINS:
             imp.version = max(imp.version, minimum)
             return
     model.opset_import.append(helper.make_opsetid("", minimum))

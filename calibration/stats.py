@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 
 NUM_BINS = 2048
 KEEP_BYTES = 256 << 20  # first-pass activations kept for the histogram pass up to this size
@@ -37,8 +37,8 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
     """An ORT CPU session of `model` that also returns the tensors `names` (ntc:: custom ops registered)."""
     import onnxruntime as ort
 
-    from ..ort_ops import has_plugin_nodes, prepare_for_ort, register_custom_ops
-    from ..runners import ort_session_options
+    from ..backend.onnxrt.runner import ort_session_options
+    from ..ops.ort_registry import has_plugin_nodes, prepare_for_ort, register_custom_ops
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     if has_plugin_nodes(model):

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..bc.onnx_op import bc_decode_op
-from ..errors import NtcError
+from ..ops.bc_decode.torch_op import bc_decode_op
+from ..util.errors import NtcError
 from .base import TokenModel
 from .bc_sim import bc4_simulate
 from .blocks import SwinBlock
@@ -155,8 +155,8 @@ class BcAutoencoder(TokenModel):
         "fast" (min/max endpoints, nearest index) is the encoder the decoder was trained through (bc_sim); the
         "thorough" search lowers the texture error, but on digits val tokens it gave no better token cosine (measured
         0.95577 vs 0.95585 at 16x) at ~70x the encode time."""
-        from ..bc.decode import blocks_to_int32
-        from ..bc.encode import encode
+        from ..codec.decode import blocks_to_int32
+        from ..codec.encode import encode
 
         t = torch.as_tensor(np.asarray(tokens, dtype=np.float32)) if not isinstance(tokens, torch.Tensor) else \
             tokens.float()

@@ -3,23 +3,15 @@
 The grid is padded up to a multiple of the window (padded keys masked out), optionally cyclically shifted with the
 Swin region mask, partitioned into windows, attended with a learned relative-position bias, and cropped back.
 `h`, `w` may be python ints or traced 0-d tensors, so ONNX exports keep the grid dynamic. While an ONNX export runs
-inside `ntc_export.attention.export_context(mode)`, the attention core is emitted in the chosen lowering.
+inside `ntc_export.ops.window_attention.export_context(mode)`, the attention core is emitted in the chosen lowering.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MASKED = -10000.0  # additive mask value of the ntc::WindowAttention contract (finite: fp16-safe)
-
-
-def relative_position_index(window: int) -> torch.Tensor:
-    """[T, T] int64: Swin index into the [(2w-1)^2, heads] table for query i=(yi,xi), key j=(yj,xj)."""
-    ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
-    y, x = ys.flatten(), xs.flatten()
-    dy = y[:, None] - y[None, :] + window - 1
-    dx = x[:, None] - x[None, :] + window - 1
-    return dy * (2 * window - 1) + dx
+from ..ops.window_attention.contract import MASKED
+from ..ops.window_attention.reference import attention_decomposed, relative_position_index  # noqa: F401
 
 
 def padded_size(n, window: int):
@@ -66,23 +58,12 @@ def window_mask(h, w, window: int, shift: int) -> torch.Tensor:
     return torch.where(allowed, torch.zeros((), dtype=torch.float32), torch.full((), MASKED))
 
 
-def attention_decomposed(q, k, v, bias, mask, scale: float) -> torch.Tensor:
-    """softmax(scale q k^T + bias + mask[b % nW]) v: q,k,v [BW, heads, T, hd], bias [heads, T, T], mask [nW, T, T]
-    -> [BW, T, heads*hd]. MatMul-Softmax-MatMul, the lowering that runs everywhere."""
-    bw, heads, t, hd = q.shape
-    attn = (q * scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
-    n_windows = mask.shape[0]
-    attn = attn.reshape(-1, n_windows, heads, t, t) + mask.unsqueeze(1).unsqueeze(0)
-    attn = attn.reshape(-1, heads, t, t).softmax(dim=-1)
-    return (attn @ v).transpose(1, 2).reshape(bw, t, heads * hd)
-
-
 class WindowAttention(nn.Module):
     """Windowed multi-head self-attention (Swin W-MSA / SW-MSA) with relative-position bias, any grid size."""
 
     def __init__(self, dim: int, heads: int, window: int, shift: int = 0, rel_pos_bias: bool = True):
         super().__init__()
-        from ntc_export.errors import NtcError
+        from ..util.errors import NtcError
 
         if dim % heads:
             raise NtcError(f"WindowAttention: dim {dim} is not a multiple of heads {heads}")
@@ -130,7 +111,7 @@ class WindowAttention(nn.Module):
     def _attend(self, q, k, v, mask) -> torch.Tensor:
         """[BW, T, C] q, k, v -> [BW, T, C], in the export lowering when one is active."""
         if torch.onnx.is_in_onnx_export():
-            from ntc_export.attention import lowering
+            from ..ops.window_attention import lowering
 
             out = lowering.emit(self, q, k, v, mask)
             if out is not None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..atomic import atomic_path
-from ..errors import NtcError
+from ..util.atomic import atomic_path
+from ..util.errors import NtcError
 from .registry import build
 
 FORMAT = "ntc-export/1"

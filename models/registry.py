@@ -20,7 +20,7 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 
 
 def build(arch: str, config: dict) -> nn.Module:
-    from ..errors import NtcError
+    from ..util.errors import NtcError
 
     if arch not in ARCHS:
         raise NtcError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")

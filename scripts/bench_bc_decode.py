@@ -10,13 +10,11 @@ import sys
 
 import numpy as np
 
-FORMATS = {"bc1": (0, 8, 4), "bc4": (1, 8, 1), "bc5": (2, 16, 2), "bc6h_uf16": (3, 16, 3), "bc6h_sf16": (4, 16, 3),
-           "bc7": (5, 16, 4)}
 GOALS = {"bc1": 0.85, "bc4": 0.85, "bc5": 0.85, "bc6h_uf16": 0.60, "bc6h_sf16": 0.60, "bc7": 0.60}
 
 
 def _write(path, obj):
-    from ntc_export.atomic import write_json
+    from ntc_export.util.atomic import write_json
     write_json(path, obj)
 
 
@@ -76,8 +74,9 @@ def main() -> int:
         print(reason, file=sys.stderr)
         _write(args.out, {"skipped": reason})
         return 0
-    from ntc_export.bc.decode import blocks_to_int32
-    from ntc_export.kernels import kernels_library
+    from ntc_export.codec.decode import blocks_to_int32
+    from ntc_export.codec.formats import TABLE
+    from ntc_export.native.kernels import kernels_library
 
     lib = kernels_library()
     lib.ntc_bc_decode_cuda.argtypes = [ctypes.c_void_p] + [ctypes.c_int] * 6 + [ctypes.c_void_p, ctypes.c_void_p]
@@ -93,7 +92,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     results = {"device": torch.cuda.get_device_name(), "size": args.size, "dtype": args.dtype,
                "layout": args.layout, "iters": args.iters, "formats": {}}
-    for fmt, (code, block_bytes, channels) in FORMATS.items():
+    for fmt, spec in TABLE.items():
+        code, block_bytes, channels = spec.code, spec.block_bytes, spec.channels
         blocks = rng.integers(0, 256, size=(by, bx, block_bytes), dtype=np.uint8)
         words = torch.from_numpy(blocks_to_int32(blocks)).cuda()
         n_blocks = by * bx

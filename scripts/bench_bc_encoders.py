@@ -30,7 +30,7 @@ def token_pca(channels: int, size: int = 224):
 
 @lru_cache(maxsize=None)
 def _token_pca3(size: int):
-    from ntc_export.tokens import builtin_tokens
+    from ntc_export.data.tokens import builtin_tokens
 
     ts = builtin_tokens("skimage", size)
     g = ts.grid[0]
@@ -112,7 +112,7 @@ def psnr_linear(decoded, reference) -> float:
 
 def psnr_half_bits(decoded, reference, signed: bool) -> float:
     """PSNR on the half-float bit patterns (signed magnitude), peak 0x7BFF: a relative / log-domain measure."""
-    from ntc_export.bc.encode_bc6h import half_bits_to_int
+    from ntc_export.codec.encode_bc6h import half_bits_to_int
 
     return psnr(half_bits_to_int(decoded, signed), half_bits_to_int(reference, signed), 0x7BFF)
 
@@ -155,7 +155,7 @@ def bc7enc_bc4(channel_u8: np.ndarray) -> np.ndarray:
 
 def reference_bc45(image_u8: np.ndarray, which: str) -> np.ndarray:
     """Reference BC4 (image [H, W]) or BC5 (image [H, W, 2]) blocks [bh, bw, bytes] from quicktex or bc7enc."""
-    from ntc_export.bc.encode import pad_to_blocks
+    from ntc_export.codec.encode import pad_to_blocks
 
     img = pad_to_blocks(image_u8 if image_u8.ndim == 3 else image_u8[..., None])
     enc = quicktex_bc4 if which == "quicktex" else bc7enc_bc4
@@ -172,10 +172,9 @@ def timed(fn, *args, **kwargs):
 # ---- benchmark ----------------------------------------------------------------------------------------------------
 
 def run(size: int) -> dict:
+    from ntc_export.codec.encode import encode
     from skimage import data
     from skimage.transform import resize
-
-    from ntc_export.bc.encode import encode
 
     rows = []
 
@@ -235,7 +234,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--size", type=int, default=256, help="side of the photo test images (default 256)")
     args = ap.parse_args(argv)
-    from ntc_export.atomic import write_json
+    from ntc_export.util.atomic import write_json
 
     write_json(args.out, run(args.size))
     print(f"wrote {args.out}", file=sys.stderr)

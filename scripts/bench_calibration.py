@@ -21,19 +21,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
-
-import onnx
-
-from ntc_export.atomic import write_json
+from ntc_export.backend.onnx.export import export_model
 from ntc_export.calibration import calibrate
-from ntc_export.compare import fidelity
-from ntc_export.export import export_model
+from ntc_export.evaluate.fidelity import fidelity
+from ntc_export.evaluate.validate import golden_outputs, model_feeds
 from ntc_export.models import build, load
-from ntc_export.ort_ops import has_plugin_nodes, prepare_for_ort, register_custom_ops
-from ntc_export.paths import ZOO_DIR
-from ntc_export.validate import golden_outputs, model_feeds
+from ntc_export.ops.ort_registry import has_plugin_nodes, prepare_for_ort, register_custom_ops
+from ntc_export.util.atomic import write_json
+from ntc_export.util.paths import ZOO_DIR
 
 FRESH = {"mlp2x_gelu": dict(output_dim=512, num_classes=10), "patch_merger": dict(output_dim=512, num_classes=10),
          "pixel_shuffle": dict(output_dim=512, num_classes=10), "merge3x3": dict(output_dim=512, num_classes=10),
@@ -44,12 +42,12 @@ ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 
 def digits(n_calib: int, n_val: int):
     """(calib tokens, val tokens, val labels, source): the project's disjoint digits calib/val splits."""
-    from ntc_export.tokens import builtin_tokens
+    from ntc_export.data.tokens import builtin_tokens
 
     cal = builtin_tokens("digits", 224, split="calib")
     val = builtin_tokens("digits", 224, split="val")
     return (cal.patch_tokens[:n_calib].astype(np.float32), val.patch_tokens[:n_val].astype(np.float32),
-            val.labels[:n_val], "ntc_export.tokens.builtin_tokens digits calib/val")
+            val.labels[:n_val], "ntc_export.data.tokens.builtin_tokens digits calib/val")
 
 
 def session(path, threads=None):

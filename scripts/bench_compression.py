@@ -40,7 +40,7 @@ def reconstruct(module, tokens: np.ndarray, quality: str, batch: int = 32) -> np
 
 
 def saliency_correlation(original_with_cls: np.ndarray, recon_patches: np.ndarray) -> float:
-    from ntc_export.vit import saliency
+    from ntc_export.data.vit import saliency
 
     recon = np.concatenate([original_with_cls[:, :1], recon_patches], axis=1)
     a = saliency(original_with_cls).reshape(len(recon), -1)
@@ -50,10 +50,9 @@ def saliency_correlation(original_with_cls: np.ndarray, recon_patches: np.ndarra
 
 def main(argv=None) -> int:
     import torch
-
-    from ntc_export.atomic import write_json
+    from ntc_export.data.tokens import builtin_tokens
     from ntc_export.models import load
-    from ntc_export.tokens import builtin_tokens
+    from ntc_export.util.atomic import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", type=Path, help="Checkpoints (default: models/zoo/bcae_x*.pt).")

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from ntc_export.export import export_model
-from ntc_export.hashing import tool_versions
+from ntc_export.backend.onnx.export import export_model
+from ntc_export.backend.onnxrt.runner import OrtRunner
+from ntc_export.data.tokens import builtin_tokens
+from ntc_export.evaluate.validate import model_feeds
 from ntc_export.models import load
-from ntc_export.paths import ZOO_DIR
-from ntc_export.runners import OrtRunner
-from ntc_export.tokens import builtin_tokens
-from ntc_export.validate import model_feeds
+from ntc_export.util.hashing import tool_versions
+from ntc_export.util.paths import ZOO_DIR
 
 
 def median_ms(fn, repeats: int, warmup: int = 3) -> float:

@@ -17,8 +17,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-
-from ntc_export.atomic import write_json
+from ntc_export.util.atomic import write_json
 
 WINDOW, HEAD_DIM, WINDOWS_PER_IMAGE = 8, 32, 64
 
@@ -46,7 +45,7 @@ def time_ms(fn, warmup, iters, repeats=5):
 
 
 def kernel_fn():
-    from ntc_export.kernels import kernels_library
+    from ntc_export.native.kernels import kernels_library
 
     fn = kernels_library().ntc_window_attention_cuda
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int] * 5 + [ctypes.c_float, ctypes.c_int, ctypes.c_void_p,

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
+from ntc_export.data.tokens import builtin_tokens
 from ntc_export.models import build, save
-from ntc_export.paths import ZOO_DIR
-from ntc_export.tokens import builtin_tokens
+from ntc_export.util.paths import ZOO_DIR
 
 # name -> (arch, config); sizes keep every checkpoint under 5 MB.
 ZOO = {

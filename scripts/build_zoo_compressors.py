@@ -27,10 +27,9 @@ MAX_BYTES = 5 * 1024 * 1024
 
 def main(argv=None) -> int:
     import torch
-
-    from ntc_export.atomic import write_json
     from ntc_export.models import build, load, save
-    from ntc_export.train import bc_autoencoder_config, load_patch_tokens, train_compressor
+    from ntc_export.train.compressor import bc_autoencoder_config, load_patch_tokens, train_compressor
+    from ntc_export.util.atomic import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[4, 8, 16, 32, 64])

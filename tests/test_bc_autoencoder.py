@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from ntc_export.bc.decode import decode
-from ntc_export.bc.encode_bc45 import pack_bc4
-from ntc_export.errors import NtcError
+from ntc_export.codec.decode import decode
+from ntc_export.codec.encode_bc45 import pack_bc4
 from ntc_export.models import build, load
 from ntc_export.models.bc_autoencoder import latent_for_rate
 from ntc_export.models.bc_sim import bc4_simulate
+from ntc_export.util.errors import NtcError
 
 TINY = dict(latent=8, dim=32, depth=2, heads=2, window=8, mlp_ratio=2.0)
 
@@ -84,9 +83,8 @@ def test_compress_decompress_and_forward_agree():
 
 def _export_and_validate(tmp_path, precisions):
     import onnx
-
-    from ntc_export.export import export_model
-    from ntc_export.validate import validate_onnx
+    from ntc_export.backend.onnx.export import export_model
+    from ntc_export.evaluate.validate import validate_onnx
 
     model = _trained_like(1)
     paths = export_model(model, tmp_path, precisions=precisions, name="bcae")
@@ -123,7 +121,7 @@ def test_bad_blocks_raise():
 
 def test_train_command_smoke(tmp_path):
     from ntc_export.cli import cli as main
-    from ntc_export.tokens import TokenSet
+    from ntc_export.data.tokens import TokenSet
 
     rng = np.random.default_rng(0)
     data = tmp_path / "tokens.npz"

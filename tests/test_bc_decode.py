@@ -6,11 +6,9 @@ import imagecodecs
 import numpy as np
 import pytest
 import texture2ddecoder
-
-from ntc_export.bc.decode import (BLOCK_BYTES, FORMAT_CODES, blocks_to_int32, decode, encoded_size,
-                                  int32_to_blocks)
-from ntc_export.errors import NtcError
-from ntc_export.native import host_library
+from ntc_export.codec.decode import BLOCK_BYTES, FORMAT_CODES, blocks_to_int32, decode, encoded_size, int32_to_blocks
+from ntc_export.native.host import host_library
+from ntc_export.util.errors import NtcError
 
 BCDEC_CODES = {"bc1": 1, "bc4": 4, "bc5": 5, "bc6h_uf16": 6, "bc6h_sf16": -6, "bc7": 7}
 BLOCKS_Y, BLOCKS_X = 250, 400  # 100,000 blocks, decoded as one image

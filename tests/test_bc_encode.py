@@ -2,21 +2,22 @@
 
 import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
+from ntc_export.codec import encode_bc6h as bc6h
+from ntc_export.codec.encode import encode, pad_to_blocks, to_blocks
+from ntc_export.codec.encode_bc45 import decode_bc4_blocks
+from ntc_export.util.errors import NtcError
 
-from ntc_export.bc.encode import encode, pad_to_blocks, to_blocks
-from ntc_export.bc import encode_bc6h as bc6h
-from ntc_export.bc.encode_bc45 import decode_bc4_blocks
-from ntc_export.errors import NtcError
-from ntc_export.paths import REPO_ROOT
+REPO = Path(__file__).resolve().parents[1]
 
 imagecodecs = pytest.importorskip("imagecodecs")
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_bc_encoders", REPO_ROOT / "scripts" / "bench_bc_encoders.py")
+    spec = importlib.util.spec_from_file_location("bench_bc_encoders", REPO / "scripts" / "bench_bc_encoders.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -97,7 +98,7 @@ def test_bc45_psnr_at_least_reference_encoders(fmt):
 
 def test_bc4_close_to_exhaustive_optimum_on_latents():
     """Independent reference: the best of all 65,536 endpoint pairs per block (optimal BC4) on sampled latent blocks."""
-    from ntc_export.bc.encode_bc45 import encode_bc4_blocks, palette
+    from ntc_export.codec.encode_bc45 import encode_bc4_blocks, palette
 
     x = to_blocks(latents("bc4")[..., None].astype(np.float32))[..., 0]
     xs = x[np.random.default_rng(0).choice(len(x), 24, replace=False)]

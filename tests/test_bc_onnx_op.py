@@ -9,16 +9,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from ntc_export.codec.decode import decode, int32_to_blocks
+from ntc_export.codec.formats import CHANNELS, FORMATS, WORDS
+from ntc_export.ops.bc_decode import ort_op
+from ntc_export.ops.bc_decode.decompose import decompose_bc_decode
+from ntc_export.ops.bc_decode.torch_op import bc_decode_op, bc_decode_reference
+from ntc_export.ops.ort_registry import register_custom_ops
+from ntc_export.util.errors import NtcError
 from onnx import TensorProto, helper
 
-from ntc_export.bc import ort_op
-from ntc_export.bc.decode import CHANNELS, decode, int32_to_blocks
-from ntc_export.bc.decompose import decompose_bc_decode
-from ntc_export.bc.onnx_op import WORDS, bc_decode_op, bc_decode_reference
-from ntc_export.errors import NtcError
-from ntc_export.ort_ops import register_custom_ops
-
-FORMATS = ("bc1", "bc4", "bc5", "bc6h_uf16", "bc6h_sf16", "bc7")
 LAYOUTS = ("nchw", "tokens")
 DTYPES = ("float32", "float16")
 

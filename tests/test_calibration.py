@@ -8,17 +8,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
-
+from ntc_export.backend.onnx.export import export_model
 from ntc_export.calibration import calibrate
 from ntc_export.calibration.calibrators import amax_entropy, amax_mse, amax_percentile
 from ntc_export.calibration.formats import fake_quant
 from ntc_export.calibration.plugins import METADATA_KEY
-from ntc_export.compare import fidelity
-from ntc_export.errors import NtcError
-from ntc_export.export import export_model
+from ntc_export.data.tokens import builtin_images, extract_tokens, split_indices
+from ntc_export.evaluate.fidelity import fidelity
 from ntc_export.models import build
-from ntc_export.tokens import builtin_images, extract_tokens, split_indices
+from ntc_export.util.errors import NtcError
+from onnx import TensorProto, helper, numpy_helper
 
 QUIET = dict(log=lambda text: None)
 

@@ -4,10 +4,9 @@ import pickle
 
 import pytest
 import torch
-
 from ntc_export.cli import main
-from ntc_export.errors import NtcError
 from ntc_export.models import build, load, save
+from ntc_export.util.errors import NtcError
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ import struct
 
 import numpy as np
 import pytest
+from ntc_export.codec.dds import DXGI_FORMATS, read_dds, write_dds
+from ntc_export.codec.decode import BLOCK_BYTES, decode, encoded_size
+from ntc_export.util.errors import NtcError
 from PIL import Image
-
-from ntc_export.bc.dds import DXGI_FORMATS, read_dds, write_dds
-from ntc_export.bc.decode import BLOCK_BYTES, decode, encoded_size
-from ntc_export.errors import NtcError
 
 
 def _blocks(fmt: str, height: int, width: int, seed: int) -> np.ndarray:

@@ -8,15 +8,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from ntc_export.util.errors import NtcError
 from onnx import TensorProto, helper
-
-from ntc_export.errors import NtcError
 
 pytest.importorskip("tensorrt_rtx_bindings")
 
-from ntc_export import engine_build, trt_env, trt_plugins  # noqa: E402
-from ntc_export.engine_build import build_engine, read_manifest  # noqa: E402
-from ntc_export.runners_trt import TrtRunner  # noqa: E402
+from ntc_export.backend.onnx.inspect import onnx_precision  # noqa: E402
+from ntc_export.backend.trt import env as trt_env  # noqa: E402
+from ntc_export.backend.trt.build import build_engine  # noqa: E402
+from ntc_export.backend.trt.manifest import read_manifest  # noqa: E402
+from ntc_export.backend.trt.profiles import input_profiles  # noqa: E402
+from ntc_export.backend.trt.runner import TrtRunner  # noqa: E402
+from ntc_export.ops import trt_registry  # noqa: E402
 
 RTX_TARGETS = {"rtx-ampere": 86, "rtx-ada": 89, "rtx-blackwell": 120}
 DIM = 8
@@ -153,7 +156,7 @@ def test_bc_decode_nchw_shape_per_format(tmp_path):
 
 def test_creator_parses_fields_like_the_parser_passes_them():
     trt = trt_env.import_backend("tensorrt_rtx")
-    bc_creator, attn_creator = (cls() for cls in trt_plugins.make_plugin_classes(trt))
+    bc_creator, attn_creator = (cls() for cls in trt_registry.make_plugin_classes(trt))
     # PluginField holds a raw pointer, so the arrays stay referenced here while the plugin is created.
     texts = {k: np.frombuffer(v.encode() + b"\0", np.int8) for k, v in
              (("format", "bc4"), ("layout", "nchw"), ("dtype", "float32"))}
@@ -198,7 +201,7 @@ def test_unwritable_out_dir_and_missing_plugin_library(built, tmp_path):
     with pytest.raises(NtcError, match="plugin library .*libntc_trt_plugins.so not found"):
         build_engine(built["fp16"], "rtx-ada", "fp16", tmp_path, plugin_lib=tmp_path / "libntc_trt_plugins.so")
     with pytest.raises(NtcError, match="input 'x' has dynamic shape"):
-        engine_build.input_profiles([("x", [-1, 4])], None)
+        input_profiles([("x", [-1, 4])], None)
 
 
 def test_trt_runner_reports_why_it_cannot_run(built):
@@ -247,7 +250,7 @@ def _qdq_model(path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("target,kind", [("rtx-ampere", "int8"), ("rtx-ada", "fp8")])
 def test_qdq_onnx_builds_with_the_matmul_in_the_quantized_type(tmp_path, target, kind):
     onnx_path = _qdq_model(tmp_path / f"q.{kind}.onnx", kind)
-    assert engine_build.onnx_precision(onnx.load(str(onnx_path))) == kind
+    assert onnx_precision(onnx.load(str(onnx_path))) == kind
     with pytest.raises(NtcError, match=f"q.{kind}.onnx is {kind}-typed but precision fp16 was asked"):
         build_engine(onnx_path, target, "fp16", tmp_path / "out")
     entry = build_engine(onnx_path, target, kind, tmp_path / "out")
@@ -270,7 +273,7 @@ def test_fp32_native_attention_is_marked_decomposable(tmp_path):
 
 
 def test_inspector_json_summary():
-    from ntc_export.build_log import layers_from_inspector, summarize
+    from ntc_export.backend.trt.build_log import layers_from_inspector, summarize
 
     info = {"Layers": [
         {"Name": "gemm_0", "LayerType": "gemm", "Inputs": [{"Name": "x", "Format/Datatype": "Row major linear FP8"}],

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import onnx
 import pytest
+from ntc_export.backend.trt.bundle import JETSON_BUILD_SCRIPT, write_bundle
+from ntc_export.backend.trt.manifest import read_manifest
+from ntc_export.util.errors import NtcError
+from ntc_export.util.paths import PLUGINS_DIR
 from onnx import TensorProto, helper
-
-from ntc_export.engine_build import read_manifest
-from ntc_export.errors import NtcError
-from ntc_export.jetson_bundle import write_bundle
-from ntc_export.paths import PACKAGE_DIR, PLUGINS_DIR
 
 DIM = 8
 
@@ -60,7 +59,7 @@ def test_bundle_contents(bundle):
     d = bundle["dir"]
     assert d == bundle["out"] / "engines" / "jetson-orin" / "tiny.fp16.bundle"
     assert _sha(d / "tiny.fp16.onnx") == _sha(bundle["onnx"])
-    assert (d / "build_engine.py").read_bytes() == (PACKAGE_DIR / "jetson_build_engine.py").read_bytes()
+    assert (d / "build_engine.py").read_bytes() == JETSON_BUILD_SCRIPT.read_bytes()
     assert (d / "plugins" / "CMakeLists.txt").read_bytes() == (PLUGINS_DIR / "CMakeLists.txt").read_bytes()
     for part in ("include", "kernels", "trt", "common"):
         src = PLUGINS_DIR / part

@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from ntc_export.cli import main
+from ntc_export.data.tokens import TokenSet
 from ntc_export.models import build, save
-from ntc_export.tokens import TokenSet
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from ntc_export.util.paths import PLUGINS_DIR
 
-from ntc_export.paths import PLUGINS_DIR
-
-REPO = PLUGINS_DIR.parent
+REPO = Path(__file__).resolve().parents[1]
 SKIP_MESSAGE = "not the TensorRT plugin library"
 SYSTEM_HEADER_DIRS = ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/tensorrt/include",
                       "/usr/include")
@@ -125,9 +124,9 @@ _BUILD_SCRIPT = textwrap.dedent("""
     import json, sys
     import onnx
     from onnx import TensorProto, helper
-    from ntc_export import build_log
-    from ntc_export.engine_build import build_engine
-    from ntc_export.errors import NtcError
+    from ntc_export.backend.trt import build_log
+    from ntc_export.backend.trt.build import build_engine
+    from ntc_export.util.errors import NtcError
 
     # Keep the build's TensorRT logger: plugin errors reach it when the library logs through setLoggerFinder.
     loggers, make_logger = [], build_log.make_capture_logger

@@ -10,18 +10,23 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import numpy_helper
-
 from ntc_export.cli import main
-from ntc_export.errors import NtcError
+from ntc_export.data.tokens import TokenSet
+from ntc_export.evaluate import (
+    layer_drift,
+    load_polygraphy_results,
+    measure_build,
+    measure_latency,
+    save_polygraphy_results,
+)
+from ntc_export.evaluate.drift import scope_outputs, torch_module_outputs
 from ntc_export.models import build, load, save
-from ntc_export.report import (layer_drift, load_polygraphy_results, measure_build, measure_latency,
-                               no_faster_than_fp16, save_polygraphy_results, write_report)
+from ntc_export.report import no_faster_than_fp16, write_report
 from ntc_export.report.collect import pareto_points
-from ntc_export.report.drift import scope_outputs, torch_module_outputs
 from ntc_export.report.html import SECTIONS
 from ntc_export.report.schema import SCHEMA_PATH
-from ntc_export.tokens import TokenSet
+from ntc_export.util.errors import NtcError
+from onnx import numpy_helper
 
 SECTION_IDS = [i for i, _ in SECTIONS]
 FAKE_ENGINE = b"\x00not a real engine\x00" * 64
@@ -42,14 +47,14 @@ def build_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def feeds(build_dir):
-    from ntc_export.tokens import load_tokens
+    from ntc_export.data.tokens import load_tokens
 
     return {"tokens": load_tokens(build_dir / "data.npz").patch_tokens}
 
 
 def _onnx(build_dir, precision):
     """The ONNX file the main job validated for `precision`."""
-    from ntc_export.report.measure import onnx_artifacts
+    from ntc_export.evaluate.measure import onnx_artifacts
 
     out = build_dir / "out"
     return onnx_artifacts(out, json.loads((out / "report.json").read_text()))["tiny"][precision]
@@ -60,7 +65,7 @@ def _engine_entries(out):
     engine_bytes = FAKE_ENGINE
     (out / "engines" / "rtx-sm1").mkdir(parents=True, exist_ok=True)
     (out / "engines" / "rtx-sm1" / "tiny.fp16.engine").write_bytes(engine_bytes)
-    from ntc_export import trt_env
+    from ntc_export.backend.trt import env as trt_env
 
     version = trt_env.version_info("tensorrt_rtx")["version"]
     return [
@@ -162,7 +167,7 @@ def test_drift_bad_inputs_are_clear(build_dir, feeds, tmp_path):
 
 
 def test_measure_latency_shape_and_device(build_dir, feeds):
-    from ntc_export.report.latency import cpu_model
+    from ntc_export.evaluate.latency import cpu_model
 
     lat = measure_latency(_onnx(build_dir, "fp32"), feeds, batches=(1, 8), repeats=5)
     assert set(lat) >= {"b1", "b8", "device", "backend", "provider"}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ntc_export.report import write_report
 from ntc_export.report.html import SECTIONS
 

@@ -4,9 +4,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
-from ntc_export.errors import NtcError
-from ntc_export.targets import DEFAULT_TARGETS, TARGETS, check_precision, get_target
+from ntc_export.backend.trt.targets import DEFAULT_TARGETS, TARGETS, check_precision, get_target
+from ntc_export.util.errors import NtcError
 
 # The product card's table, written out independently of the module's rules.
 EXPECTED = {

@@ -7,11 +7,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from ntc_export.data import tokens as T
+from ntc_export.data import vit
+from ntc_export.util.errors import NtcError
 from PIL import Image
-
-from ntc_export import tokens as T
-from ntc_export import vit
-from ntc_export.errors import NtcError
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,8 +3,7 @@ reconstruction and grow with pooled-token error."""
 
 import numpy as np
 import torch
-
-from ntc_export.train import LinearProbe, LossScales, token_loss
+from ntc_export.train.compressor import LinearProbe, LossScales, token_loss
 
 
 def _data(seed=0, n=60, tokens=16, dim=12):

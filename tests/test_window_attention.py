@@ -7,15 +7,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
-from ntc_export import export
-from ntc_export.attention import export_context, finalize, mark_trt_decomposable, ort_op, swap_plugins_for_validation
-from ntc_export.attention.lowering import TRT_DECOMPOSABLE_KEY
-from ntc_export.errors import NtcError
-from ntc_export.ort_ops import register_custom_ops
+from ntc_export.backend.onnx import export
+from ntc_export.backend.onnxrt.runner import ort_session_options
 from ntc_export.models.base import square_grid
 from ntc_export.models.blocks import SwinBlock, WindowAttention
-from ntc_export.runners import ort_session_options
+from ntc_export.ops.ort_registry import register_custom_ops
+from ntc_export.ops.window_attention import (
+    export_context,
+    finalize,
+    mark_trt_decomposable,
+    ort_op,
+    swap_plugins_for_validation,
+)
+from ntc_export.ops.window_attention.lowering import TRT_DECOMPOSABLE_KEY
+from ntc_export.util.errors import NtcError
 
 HEADS = 2
 GRIDS = ((2, 16), (1, 37))  # (batch, side): 16 divides window 8 but not 7; 37 needs padding for both

@@ -5,8 +5,7 @@ import ctypes
 import numpy as np
 import pytest
 import torch
-
-from ntc_export.native import host_library
+from ntc_export.native.host import host_library
 
 _F = ctypes.POINTER(ctypes.c_float)
 

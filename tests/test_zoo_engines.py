@@ -4,15 +4,14 @@ the Python creators) — and fp8 on rtx-ampere refused with a clear message."""
 
 import onnx
 import pytest
-
-from ntc_export.errors import NtcError
-from ntc_export.export import export_model
-from ntc_export.main_job import engine_profiles
+from ntc_export.backend.onnx.export import export_model
 from ntc_export.models import load
-from ntc_export.paths import ZOO_DIR
+from ntc_export.pipeline.main_job import engine_profiles
+from ntc_export.util.errors import NtcError
+from ntc_export.util.paths import ZOO_DIR
 
 pytest.importorskip("tensorrt_rtx_bindings")
-from ntc_export.engine_build import build_engine  # noqa: E402  (needs TensorRT-RTX)
+from ntc_export.backend.trt.build import build_engine  # noqa: E402  (needs TensorRT-RTX)
 
 ZOO = sorted(p.stem for p in ZOO_DIR.glob("*.pt"))
 TARGETS = ("rtx-ampere", "rtx-ada", "rtx-blackwell")

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-
-from ntc_export.export import export_model
+from ntc_export.backend.onnx.export import export_model
+from ntc_export.data.tokens import builtin_images, extract_tokens, split_indices
+from ntc_export.evaluate.validate import failures, validate_onnx
 from ntc_export.models import load
-from ntc_export.paths import ZOO_DIR
-from ntc_export.tokens import builtin_images, extract_tokens, split_indices
-from ntc_export.validate import failures, validate_onnx
+from ntc_export.util.paths import ZOO_DIR
 
 PROJECTORS = ["mlp2x_gelu", "patch_merger", "pixel_shuffle", "merge3x3", "conv16x"]
 

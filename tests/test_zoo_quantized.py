@@ -6,14 +6,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
+from ntc_export.backend.onnx.export import export_model
 from ntc_export.calibration import calibrate
-from ntc_export.errors import NtcError
-from ntc_export.export import export_model
+from ntc_export.data.tokens import builtin_images, extract_tokens, split_indices
+from ntc_export.evaluate.validate import THRESHOLDS, golden_outputs, model_feeds, validate_onnx
 from ntc_export.models import load
-from ntc_export.paths import ZOO_DIR
-from ntc_export.tokens import builtin_images, extract_tokens, split_indices
-from ntc_export.validate import THRESHOLDS, golden_outputs, model_feeds, validate_onnx
+from ntc_export.util.errors import NtcError
+from ntc_export.util.paths import ZOO_DIR
 
 PROJECTORS = ["mlp2x_gelu", "patch_merger", "pixel_shuffle", "merge3x3", "conv16x"]
 COMPRESSORS = ["bcae_x4", "bcae_x8", "bcae_x16", "bcae_x32", "bcae_x64"]
@@ -175,8 +174,9 @@ def test_feeds_are_checked_and_hashed_for_the_cache(zoo, tmp_path):
                          [(n, low) for n in COMPRESSORS for low in ("native", "plugin")])
 def test_qdq_graphs_build_rtx_engines(name, lowering, zoo, tmp_path):
     pytest.importorskip("tensorrt_rtx_bindings")
-    from ntc_export.engine_build import build_engine, read_manifest
-    from ntc_export.main_job import engine_profiles
+    from ntc_export.backend.trt.build import build_engine
+    from ntc_export.backend.trt.manifest import read_manifest
+    from ntc_export.pipeline.main_job import engine_profiles
 
     q = zoo(name)
     staged = {}

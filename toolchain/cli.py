@@ -7,7 +7,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import NtcError
+from .util.errors import NtcError
 
 
 class _MainJobGroup(click.Group):

@@ -5,8 +5,7 @@ import ctypes
 import numpy as np
 import pytest
 import torch
-
-from ntc_export.bc.decode import BLOCK_BYTES, CHANNELS, FORMAT_CODES, blocks_to_int32, decode
+from ntc_export.codec.decode import BLOCK_BYTES, CHANNELS, FORMAT_CODES, blocks_to_int32, decode
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -18,7 +17,7 @@ DTYPES = {"float32": (0, torch.float32, np.float32), "float16": (1, torch.float1
 
 @pytest.fixture(scope="module")
 def lib():
-    from ntc_export.kernels import kernels_library
+    from ntc_export.native.kernels import kernels_library
     lib = kernels_library()
     lib.ntc_bc_decode_cuda.restype = ctypes.c_int
     lib.ntc_bc_decode_cuda.argtypes = [ctypes.c_void_p] + [ctypes.c_int] * 6 + [ctypes.c_void_p, ctypes.c_void_p]

@@ -13,7 +13,7 @@ TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 
 @pytest.fixture(scope="module")
 def lib():
-    from ntc_export.kernels import kernels_library
+    from ntc_export.native.kernels import kernels_library
 
     lib = kernels_library()  # a missing library fails with the build command in the message
     lib.ntc_window_attention_cuda.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int] * 5 + [

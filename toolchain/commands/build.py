@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
+from ..backend.trt.targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -20,8 +20,8 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 def _plan(targets, precisions, skip_unsupported):
     """(target, precision) pairs to build and (target, precision, reason) pairs refused."""
-    from ..errors import NtcError
-    from ..targets import precision_problem
+    from ..backend.trt.targets import precision_problem
+    from ..util.errors import NtcError
 
     todo, refused = [], []
     for t in targets:
@@ -38,8 +38,8 @@ def _plan(targets, precisions, skip_unsupported):
 
 def _onnx_sources(model: Path, todo, out_dir: Path) -> dict[tuple[str, str], Path]:
     """(attention, precision) -> ONNX: exported from a checkpoint per attention lowering, or the given ONNX as is."""
-    from ..engine_build import load_onnx_for, onnx_precision
-    from ..errors import NtcError
+    from ..backend.onnx.inspect import load_onnx_for, onnx_precision
+    from ..util.errors import NtcError
 
     if model.suffix == ".onnx":
         import onnx
@@ -53,7 +53,8 @@ def _onnx_sources(model: Path, todo, out_dir: Path) -> dict[tuple[str, str], Pat
                 raise NtcError(f"{model.name} is {typed}-typed, so it builds {typed} only; pass a {p} ONNX for {p}")
         load_onnx_for(model, typed)
         return {(t.attention, p): model for t, p in todo}
-    from ..export import PRECISIONS as EXPORTED, export_model
+    from ..backend.onnx.export import PRECISIONS as EXPORTED
+    from ..backend.onnx.export import export_model
     from ..models import load
 
     not_exported = sorted({p for _, p in todo if p not in EXPORTED})
@@ -86,9 +87,10 @@ def _onnx_sources(model: Path, todo, out_dir: Path) -> dict[tuple[str, str], Pat
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_unsupported, as_json):
     """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
-    from ..engine_build import build_engine, onnx_precision
-    from ..jetson_bundle import write_bundle
-    from ..targets import get_target
+    from ..backend.onnx.inspect import onnx_precision
+    from ..backend.trt.build import build_engine
+    from ..backend.trt.bundle import write_bundle
+    from ..backend.trt.targets import get_target
 
     batch_t, grid_t = _triple(batch), _triple(grid)
     profiles = [get_target(t) for t in dict.fromkeys(targets)]

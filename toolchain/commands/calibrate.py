@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 
 
 def _fp32_onnx(model_path: Path, out_dir: Path) -> Path:
@@ -13,7 +13,7 @@ def _fp32_onnx(model_path: Path, out_dir: Path) -> Path:
         return model_path
     if model_path.suffix != ".pt":
         raise NtcError(f"{model_path}: expected a .pt checkpoint or an .onnx model")
-    from ..export import export_model
+    from ..backend.onnx.export import export_model
     from ..models import load
 
     return export_model(load(model_path), out_dir, precisions=("fp32",), attention="decomposed")["fp32"]

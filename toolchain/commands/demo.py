@@ -4,8 +4,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import NtcError
-from ..paths import ZOO_DIR
+from ..util.errors import NtcError
+from ..util.paths import ZOO_DIR
 from .options import quiet_option
 
 
@@ -18,7 +18,7 @@ from .options import quiet_option
 def command(out_dir, max_samples, quiet):
     """Run the main job on every model of the built-in zoo (models/zoo/*.pt) with the built-in held-out tokens:
     export, validation against PyTorch, engines for the default RTX targets, a Jetson bundle, and the report."""
-    from ..main_job import run_main_job
+    from ..pipeline.main_job import run_main_job
 
     zoo = sorted(ZOO_DIR.glob("*.pt"))
     if not zoo:

@@ -16,11 +16,15 @@ from .options import quiet_option
 @quiet_option
 def command(build_dir, measure, as_json, quiet):
     """Write BUILD_DIR/report/ (HTML, Markdown, JSON) from BUILD_DIR/report.json and engines/manifest.json."""
-    from ..report import load_build, measure_build, write_report
+    from ..evaluate import load_build, measure_build
+    from ..evaluate.provenance import hashed_files
+    from ..report import write_report
 
     report = load_build(build_dir)
     if measure or (measure is None and "latency" not in report):
         report = measure_build(build_dir, report)
+    else:
+        report["hashed_files"] = hashed_files(build_dir, report, report.get("engines", []))
     files = write_report(build_dir, report)
     if as_json:
         click.echo(files["json"].read_text(), nl=False)

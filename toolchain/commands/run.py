@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..targets import PRECISIONS, TARGETS
+from ..backend.trt.targets import PRECISIONS, TARGETS
 from .options import quiet_option
 
 ATTENTION = ("plugin", "native", "decomposed")
@@ -42,7 +42,7 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
 
     Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed, 2 on bad input.
     """
-    from ..main_job import run_main_job
+    from ..pipeline.main_job import run_main_job
 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions,

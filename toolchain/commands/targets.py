@@ -12,7 +12,7 @@ def command(as_json):
     from rich.console import Console
     from rich.table import Table
 
-    from ..targets import DEFAULT_TARGETS, TARGETS
+    from ..backend.trt.targets import DEFAULT_TARGETS, TARGETS
 
     if as_json:
         click.echo(json.dumps([dict(t.to_dict(), default=t.name in DEFAULT_TARGETS) for t in TARGETS.values()],

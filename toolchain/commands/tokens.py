@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 
 
 @click.command("tokens")
@@ -31,7 +31,7 @@ def tokens(images, builtin, split, size, out, no_progress):
     ntc-export tokens --builtin digits --split val --out digits_val.npz
     ntc-export tokens --builtin skimage --size 448 --out skimage448.npz
     """
-    from ..tokens import make_tokens
+    from ..data.tokens import make_tokens
 
     if images and builtin:
         raise NtcError("give image files or --builtin, not both")

@@ -30,9 +30,9 @@ def train(arch, rate, data, epochs, batch, lr, seed, merge, dim, depth, bc_forma
     \b
     ntc-export train --arch bc_autoencoder --rate 16 --data builtin:digits --epochs 8 --out bcae_x16.pt
     """
-    from ..errors import NtcError
     from ..models import save
-    from ..train import bc_autoencoder_config, load_patch_tokens, train_compressor
+    from ..train.compressor import bc_autoencoder_config, load_patch_tokens, train_compressor
+    from ..util.errors import NtcError
 
     tokens, _ = load_patch_tokens(data, "train")
     if max_images is not None:

@@ -20,11 +20,11 @@ def command(model, data, precisions, attention, out_dir):
 
     Exits 1 when a threshold is missed (fp32: rel L2 <= 1e-5; fp16: cosine >= 0.9995).
     """
-    from ..atomic import write_json
-    from ..export import export_model
+    from ..backend.onnx.export import export_model
+    from ..data.tokens import load_tokens
+    from ..evaluate.validate import failures, validate_onnx
     from ..models import load
-    from ..tokens import load_tokens
-    from ..validate import failures, validate_onnx
+    from ..util.atomic import write_json
 
     module = load(model)
     tokens = load_tokens(data)

@@ -10,8 +10,7 @@ Input keys beyond the main job's (command, data, models, records, pass, stages, 
 import datetime as _dt
 from pathlib import Path
 
-from ..hashing import sha256_file
-from .latency import is_batch_key, no_faster_than_fp16
+from .latency_flags import is_batch_key, no_faster_than_fp16
 
 SCHEMA_ID = "ntc-export/report/1"
 
@@ -140,67 +139,6 @@ def rate_points(acc: list[dict], compression: list[dict] = ()) -> list[dict]:
             for r in acc if r["executed"] and r.get("bytes_per_image") is not None]
 
 
-def _file_entry(path: Path, what: str) -> dict | None:
-    return {"what": what, "path": str(path), "sha256": sha256_file(path)} if path.is_file() else None
-
-
-def plugin_libraries(engines: list[dict], artifacts: list[str]) -> list[dict]:
-    """The plugin libraries this report's artifacts depend on, with their hashes."""
-    from ..kernels import kernels_library_path
-    from ..paths import PLUGINS_DIR
-
-    libs, seen = [], set()
-    for e in engines:
-        for p in e.get("plugins", []):
-            if p.get("library") and (p["library"], p.get("library_sha256")) not in seen:
-                seen.add((p["library"], p.get("library_sha256")))
-                libs.append({"what": f"TensorRT plugins of {e.get('model')}", "path": p["library"],
-                             "sha256": p.get("library_sha256")})
-    candidates = [(PLUGINS_DIR / "build" / "libntc_trt_plugins.so", "TensorRT plugin library")]
-    try:
-        candidates.append((kernels_library_path(), "CUDA kernels"))
-    except Exception:  # not built on this machine: nothing to hash
-        pass
-    if any(_has_ntc_nodes(a) for a in artifacts):
-        from ..native import host_library_path
-
-        candidates.append((host_library_path(), "host (CPU) plugin library for ONNX Runtime custom ops"))
-    for path, what in candidates:
-        entry = _file_entry(Path(path), what)
-        if entry and str(path) not in seen:
-            seen.add(str(path))
-            libs.append(entry)
-    return libs
-
-
-def _has_ntc_nodes(artifact) -> bool:
-    if not artifact or not str(artifact).endswith(".onnx") or not Path(artifact).is_file():
-        return False
-    from .latency import _has_custom_ops
-
-    return _has_custom_ops(Path(artifact))
-
-
-def reproducibility(out_dir: Path, report: dict, engines: list[dict]) -> dict:
-    records = report.get("records", [])
-    from .measure import resolve_artifact
-
-    artifacts = sorted({str(resolve_artifact(out_dir, r["artifact"])) for r in records if r.get("artifact")})
-    calib_files = sorted(Path(out_dir).glob("**/calibration/*.json"))
-    return {
-        "command": report.get("command"),
-        "versions": report.get("versions", {}),
-        "models": {n: {"path": m.get("path"), "sha256": m.get("sha256"), "arch": m.get("arch")}
-                   for n, m in report.get("models", {}).items()},
-        "data": report.get("data", {}),
-        "calibration_data": report.get("calibration_data"),
-        "calibration": report.get("calibration", {}),
-        "calibration_files": [_file_entry(p, "calibration cache") for p in calib_files],
-        "artifacts": [{"path": a, "sha256": sha256_file(a) if Path(a).is_file() else None} for a in artifacts],
-        "plugin_libraries": plugin_libraries(engines, artifacts),
-    }
-
-
 def not_run(acc: list[dict], eng: list[dict], latency: dict, drift: dict, refused: list[dict]) -> list[str]:
     """Plain statements of everything that was not executed or not measured."""
     lines = []
@@ -257,9 +195,22 @@ def build_view(out_dir, report: dict) -> dict:
         "pareto": pareto_points(acc, lat, eng),
         "rate_distortion": rate_points(acc, report.get("compression") or []),
         "not_run": not_run(acc, eng, latency, drift, report.get("refused") or []),
-        "reproducibility": reproducibility(out_dir, report, engines),
+        "reproducibility": reproducibility(report),
         "stages": report.get("stages", []),
     }
+
+
+def reproducibility(report: dict) -> dict:
+    """Command, versions, models and data from the report; hashed files from its "hashed_files" (measured by the
+    caller: rendering reads no file)."""
+    hashed = report.get("hashed_files") or {}
+    return {"command": report.get("command"), "versions": report.get("versions", {}),
+            "models": {n: {"path": m.get("path"), "sha256": m.get("sha256"), "arch": m.get("arch")}
+                       for n, m in report.get("models", {}).items()},
+            "data": report.get("data", {}), "calibration_data": report.get("calibration_data"),
+            "calibration": report.get("calibration", {}),
+            "calibration_files": hashed.get("calibration_files", []), "artifacts": hashed.get("artifacts", []),
+            "plugin_libraries": hashed.get("plugin_libraries", [])}
 
 
 def hashed_inputs(repro: dict) -> list[tuple]:

@@ -36,7 +36,7 @@ def precisions(counts: dict | None) -> str:
 
 def batches(rows) -> list[str]:
     """Batch keys ("b1", "b8", ...) measured in any latency row, in numeric order."""
-    from .latency import is_batch_key
+    from .latency_flags import is_batch_key
 
     keys = {k for r in rows for k in (r.get("latency") or r) if is_batch_key(k)}
     return sorted(keys, key=lambda k: int(k[1:]))

@@ -4,7 +4,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import NtcError
+from ..util.errors import NtcError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ..atomic import write_bytes, write_json, write_text
+from ..util.atomic import write_bytes, write_json, write_text
 from . import html, markdown, plots
 from .collect import build_view
 from .schema import validate

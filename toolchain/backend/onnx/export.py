@@ -1,0 +1,175 @@
+"""Export a token model to ONNX: `model.fp32.onnx` and a strongly typed `model.fp16.onnx`.
+
+fp32: the legacy TorchScript exporter (opset 18), dynamic batch and token axes, checked and shape-inferred.
+fp16: onnxconverter-common's float16 pass with overflow-prone islands (LayerNorm statistics, Softmax, reductions,
+exp/log/pow) kept in fp32 behind Cast nodes, so every tensor has one declared type (what strongly typed
+TensorRT networks need).
+"""
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from ...ops.domain import STANDARD_DOMAINS
+from ...util.atomic import atomic_path
+from ...util.errors import NtcError
+
+OPSET = 18
+INPUT_NAME = "tokens"
+PRECISIONS = ("fp32", "fp16")
+ATTENTION_MODES = ("plugin", "native", "decomposed")
+# Ops whose fp16 range or precision is unsafe: they run in fp32 inside the fp16 model.
+FP16_KEEP_FP32 = [
+    "LayerNormalization", "RMSNormalization", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceSumSquare",
+    "ReduceL2", "Pow", "Sqrt", "Reciprocal", "Exp", "Log", "BcDecode", "Range", "Resize", "Min", "Max", "CumSum",
+    "TopK",
+]
+_TWO_GB = 2**31
+
+
+def _attention_hooks(mode: str):
+    """The attention lowering's (export context, post-export pass); plain no-ops when no model uses it."""
+    try:
+        from ...ops import window_attention as attention
+    except ImportError:
+        return contextlib.nullcontext(), (lambda model, mode: model)
+    return attention.export_context(mode), attention.finalize
+
+
+def _save(model: onnx.ModelProto, dest: Path) -> None:
+    """Atomic save; weights go to external data beside the file when the model exceeds protobuf's 2 GB."""
+    large = model.ByteSize() > _TWO_GB
+    with atomic_path(dest) as tmp:
+        if large:
+            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=dest.name + ".data")
+        else:
+            onnx.save_model(model, str(tmp))
+    onnx.checker.check_model(str(dest))
+
+
+def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attention: str = "decomposed"
+                 ) -> onnx.ModelProto:
+    """Trace `module` into an fp32 ONNX model with its dynamic axes; shapes inferred, checker clean."""
+    if attention not in ATTENTION_MODES:
+        raise NtcError(f"unknown attention lowering {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
+    example = example if example is not None else module.example_inputs()
+    example = example if isinstance(example, tuple) else (example,)
+    input_names = list(getattr(module, "input_names", [INPUT_NAME]))
+    names = list(getattr(module, "output_names", ["output"]))
+    axes = module.dynamic_axes() if hasattr(module, "dynamic_axes") else {n: {0: "batch"} for n in input_names}
+    context, finalize = _attention_hooks(attention)
+    tmpdir = Path(os.environ.get("TMPDIR", "/tmp"))
+    tmp = tmpdir / f"ntc-export-trace-{os.getpid()}-{id(module)}.onnx"
+    try:
+        with warnings.catch_warnings(), context, torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), example, str(tmp), input_names=input_names, output_names=names,
+                              dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        model = onnx.load(str(tmp))
+    except NtcError:
+        raise
+    except Exception as e:
+        raise NtcError(f"ONNX export of {type(module).__name__} failed: {str(e).strip().splitlines()[0][:300]}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    model = finalize(model, attention)
+    model.producer_name = "ntc-export"
+    return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Strongly typed fp16 copy: fp16 I/O and weights, fp32 islands for FP16_KEEP_FP32 ops."""
+    from onnxconverter_common import float16
+
+    model = _initializer_identities_to_copies(onnx.ModelProto.FromString(model.SerializeToString()))
+    # Stale fp32 value_info makes the converter type Cast outputs wrongly; custom-op outputs keep theirs, since
+    # shape inference cannot recover them and the converter needs them to cast around fp32 islands.
+    custom_outputs = {o for n in model.graph.node if n.domain not in STANDARD_DOMAINS for o in n.output}
+    kept = [v for v in model.graph.value_info if v.name in custom_outputs]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp16 = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=FP16_KEEP_FP32,
+                                                node_block_list=_shape_nodes(model), check_fp16_ready=False)
+    return onnx.shape_inference.infer_shapes(_cast_fp32_island_inputs(fp16), strict_mode=False)
+
+
+def _initializer_identities_to_copies(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace `Identity(initializer)` (the exporter's dedup of equal weights) with a copy of the initializer, so
+    each copy takes the precision of the op that reads it (an fp32 island or an fp16 op)."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
+
+
+def _shape_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of nodes that only compute shapes (from Shape outputs and constants): they stay fp32/int, since the
+    token grid (h = w = sqrt(N)) is computed in float and fp16 would round large token counts."""
+    derived = set()
+    constants = {i.name for i in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            constants.update(node.output)
+            continue
+        ins = [i for i in node.input if i]
+        if node.op_type == "Shape" or (ins and all(i in derived or i in constants for i in ins)
+                                       and any(i in derived for i in ins)):
+            derived.update(node.output)
+            names.append(node.name)
+    return names
+
+
+def _cast_fp32_island_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Insert the input Casts the converter forgets where an fp32-island node reads a graph output (fp16)."""
+    graph = model.graph
+    fp16_outputs = {o.name for o in graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    new_nodes, casts = [], {}
+    for node in graph.node:
+        if node.op_type in FP16_KEEP_FP32:
+            for i, name in enumerate(node.input):
+                if name in fp16_outputs and not (node.op_type == "ReduceMean" and i == 1):
+                    if name not in casts:
+                        casts[name] = f"{name}_as_fp32"
+                        new_nodes.append(onnx.helper.make_node("Cast", [name], [casts[name]],
+                                                               to=onnx.TensorProto.FLOAT, name=f"{name}_to_fp32"))
+                    node.input[i] = casts[name]
+        new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return model
+
+
+def export_model(module: torch.nn.Module, out_dir, precisions=PRECISIONS, attention: str = "decomposed",
+                 name: str = "model", example: tuple | None = None) -> dict[str, Path]:
+    """Write `<out_dir>/<name>.<precision>.onnx` for each precision; returns precision -> path."""
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise NtcError(f"export writes {'/'.join(PRECISIONS)}; {', '.join(bad)} come from `ntc-export calibrate`")
+    out_dir = Path(out_dir)
+    fp32 = to_onnx_fp32(module, example, attention)
+    paths = {}
+    for precision in precisions:
+        model = fp32 if precision == "fp32" else to_fp16(fp32)
+        model.doc_string = f"ntc-export {precision} export of {getattr(module, 'arch', type(module).__name__)}"
+        path = out_dir / f"{name}.{precision}.onnx"
+        _save(model, path)
+        paths[precision] = path
+    return paths

@@ -1,0 +1,1 @@
+"""PyTorch: the golden runner."""

@@ -1,0 +1,193 @@
+"""Ahead-of-time TensorRT-RTX engine builds for one target and precision, with a manifest and an engine cache.
+
+TensorRT-RTX networks are strongly typed: precision comes from the ONNX (fp16 -> an fp16-typed ONNX, int8/fp8 ->
+a Q/DQ ONNX), never from builder flags. Each engine is compiled for the target's compute capability only, so it
+builds on a machine without a GPU.
+"""
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from ...ops import trt_registry
+from ...ops.domain import VERSION as PLUGIN_VERSION
+from ...ops.window_attention.lowering import mark_fp32_attention_decomposable
+from ...util.atomic import write_bytes
+from ...util.errors import NtcError
+from ...util.hashing import sha256_file
+from ..onnx.inspect import custom_ops, load_onnx_for, model_name
+from . import build_log
+from . import env as trt_env
+from .manifest import cached_entry, update_manifest
+from .profiles import DEFAULT_BATCH, DEFAULT_GRID, input_profiles
+from .targets import TargetProfile, check_precision, get_target
+
+log = logging.getLogger(__name__)
+
+# Bumped when build settings change so old cache entries stop matching.
+BUILD_SETTINGS_VERSION = 1
+
+
+def _prepare_out(out_dir, target: TargetProfile) -> Path:
+    """Create <out>/engines/<target>; NtcError when it cannot be written."""
+    path = Path(out_dir) / "engines" / target.name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe"):
+            pass
+    except OSError as e:
+        raise NtcError(f"cannot write engines under {out_dir}: {e.strerror or e}") from None
+    return path
+
+
+def _layer_summary(trt, engine_bytes: bytes, logger) -> tuple[list[dict], str]:
+    """Per-layer summary from the engine inspector where the engine deserializes (a matching GPU), else the log."""
+    quiet = build_log.make_capture_logger(trt)
+    try:
+        engine = trt.Runtime(quiet).deserialize_cuda_engine(engine_bytes)
+    except Exception:  # no CUDA driver: the runtime cannot even start
+        engine = None
+    if engine is not None:
+        inspector = engine.create_engine_inspector()
+        layers = build_log.layers_from_inspector(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+        if layers:
+            return layers, "engine_inspector"
+    return build_log.layers_from_log(logger.text()), "builder_log"
+
+
+def _tensor_record(tensor) -> dict:
+    """Name, shape (-1 for dynamic axes) and dtype of a network input or output."""
+    dtype = build_log.normalize_dtype(str(tensor.dtype).rsplit(".", 1)[-1])
+    return {"name": tensor.name, "shape": list(tensor.shape), "dtype": dtype}
+
+
+_loaded_libraries: dict[str, object] = {}
+
+
+def _load_plugin_library(trt, plugin_lib: Path) -> None:
+    """Load a C++ plugin library once per process (a second load_library of the same path returns None)."""
+    key = str(plugin_lib.resolve())
+    registry = trt.get_plugin_registry()
+    if key in _loaded_libraries:
+        registry.deregister_library(_loaded_libraries.pop(key))
+    handle = registry.load_library(key)
+    if handle is None:
+        raise NtcError(f"{plugin_lib}: TensorRT could not load it as a plugin library (needs getCreators)")
+    _loaded_libraries[key] = handle
+
+
+def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
+                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None) -> dict:
+    """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
+    plus "cache" ("hit" or "miss") and "engine_path". `profiles`: input name -> [min, opt, max] shapes."""
+    target = check_precision(get_target(target), precision)
+    if target.backend != "tensorrt_rtx":
+        raise NtcError(f"{target.name} builds with TensorRT on the device ({target.trt_range}): "
+                       "write a deploy bundle instead (ntc_export.backend.trt.bundle.write_bundle)")
+    onnx_path = Path(onnx_path)
+    model = load_onnx_for(onnx_path, precision)
+    ops = custom_ops(model)
+    rewrites = []
+    if n_attention := mark_fp32_attention_decomposable(model):
+        rewrites.append(f"TRT_decomposable=1 on {n_attention} fp32 Attention node(s)")
+    plugin_lib = Path(plugin_lib) if plugin_lib else None
+    if plugin_lib is not None and not plugin_lib.is_file():
+        raise NtcError(f"plugin library {plugin_lib} not found (build it: cmake -S plugins -B plugins/build "
+                       "-DTensorRT_ROOT=<TensorRT dir> && cmake --build plugins/build -j)")
+    engines_dir = _prepare_out(out_dir, target)
+    name = name or model_name(onnx_path)
+    version = trt_env.version_info(target.backend)
+    onnx_sha = sha256_file(onnx_path)
+    lib_sha = sha256_file(plugin_lib) if plugin_lib else None
+    key_parts = {"onnx": onnx_sha, "target": target.name, "sm": target.sm, "precision": precision,
+                 "trt": version, "plugin_lib": lib_sha, "profiles": profiles, "batch": list(batch),
+                 "grid": list(grid), "settings": BUILD_SETTINGS_VERSION}
+    cache_key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()
+    hit = cached_entry(out_dir, name, target.name, precision, cache_key)
+    if hit is not None:
+        log.info("engine cache hit for %s %s %s: build skipped", name, target.name, precision)
+        return {**hit, "cache": "hit", "engine_path": str(Path(out_dir) / "engines" / hit["engine"])}
+
+    trt = trt_env.import_backend(target.backend)
+    logger = build_log.make_capture_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    config = builder.create_builder_config()
+    if plugin_lib is not None:
+        trt_registry.deregister_creators(trt)
+        _load_plugin_library(trt, plugin_lib)
+        # The plugin library travels inside the engine, so running it needs no separate plugin set-up.
+        config.plugins_to_serialize = [str(plugin_lib)]
+    elif ops:
+        trt_registry.register_creators(trt)
+    parser = trt.OnnxParser(network, logger)
+    # A rewritten graph is parsed from memory; the path still locates external weights beside the ONNX.
+    parsed = (parser.parse(model.SerializeToString(), str(onnx_path)) if rewrites
+              else parser.parse_from_file(str(onnx_path)))
+    if not parsed:
+        errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
+        detail = errors[0].splitlines()[0][:400] if errors else "no detail"
+        logged = "; ".join(e.splitlines()[0][:200] for e in logger.errors()[:3])  # plugins explain themselves here
+        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}"
+                       + (f" ({logged})" if logged else ""))
+    chosen = input_profiles([(network.get_input(i).name, list(network.get_input(i).shape))
+                             for i in range(network.num_inputs)], profiles, batch, grid)
+    if chosen:
+        profile = builder.create_optimization_profile()
+        for input_name, (lo, opt, hi) in chosen.items():
+            profile.set_shape(input_name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+    config.num_compute_capabilities = 1
+    config.set_compute_capability(getattr(trt.ComputeCapability, target.compute_capability), 0)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    workspace = target.memory_budget_bytes // 4
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if serialized is None:
+        errors = logger.errors()
+        raise NtcError(f"building {name} for {target.name} ({precision}) failed: "
+                       f"{errors[-1].splitlines()[0][:400] if errors else 'no error logged'}")
+    engine_bytes = bytes(serialized)
+    engine_path = engines_dir / f"{name}.{precision}.engine"
+    write_bytes(engine_path, engine_bytes)
+    layers, source = _layer_summary(trt, engine_bytes, logger)
+    write_bytes(engines_dir / f"{name}.{precision}.build.log", logger.text().encode())
+
+    how = ({"provider": "embedded_library", "library": plugin_lib.name, "library_sha256": lib_sha}
+           if plugin_lib else {"provider": "python_creators", "module": "ntc_export.ops.trt_registry",
+                               "note": "register_creators(trt) in the running process before deserializing"})
+    entry = {
+        "kind": "engine",
+        "model": name,
+        "target": target.name,
+        "sm": target.sm,
+        "backend": target.backend,
+        "backend_version": version["version"],
+        "onnx_parser_version": version.get("onnx_parser_version"),
+        "precision": precision,
+        "onnx": str(onnx_path.resolve()),
+        "onnx_sha256": onnx_sha,
+        "engine": str(engine_path.relative_to(Path(out_dir) / "engines")),
+        "engine_bytes": len(engine_bytes),
+        "sha256": hashlib.sha256(engine_bytes).hexdigest(),
+        "build_seconds": round(seconds, 3),
+        "workspace_bytes": workspace,
+        "cache_key": cache_key,
+        "profiles": chosen,
+        "inputs": [_tensor_record(network.get_input(i)) for i in range(network.num_inputs)],
+        "outputs": [_tensor_record(network.get_output(i)) for i in range(network.num_outputs)],
+        "plugins": [{"op": op, "version": PLUGIN_VERSION, "nodes": n, **how} for op, n in sorted(ops.items())],
+        "build_rewrites": rewrites,
+        "layer_summary_source": source,
+        "layer_summary": build_log.summarize(layers),
+        "layers": layers,
+        "build_log": f"{target.name}/{name}.{precision}.build.log",
+    }
+    update_manifest(out_dir, entry)
+    return {**entry, "cache": "miss", "engine_path": str(engine_path)}

@@ -1,0 +1,323 @@
+"""Real visual tokens: images (built-in sets or files) -> DINOv2-S/14 tokens, saved as validated .npz TokenSets."""
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..util.atomic import atomic_path
+from ..util.errors import NtcError
+from ..util.paths import cache_dir
+from . import vit
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+BUILTINS = ("skimage", "digits")
+SPLITS = {"skimage": ("all", "val"), "digits": ("all", "train", "calib", "val")}
+# The bundled scikit-image pictures (no download needed), in a fixed order.
+SKIMAGE_NAMES = (
+    "astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "page", "text", "clock", "brick",
+    "grass", "gravel", "cell", "colorwheel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
+    "microaneurysms", "retina", "shepp_logan_phantom", "checkerboard", "stereo_motorcycle",
+)
+DIGITS_SEED = 0
+DIGITS_SPLIT = {"train": (0, 1197), "calib": (1197, 1397), "val": (1397, 1797)}
+TOKENSET_VERSION = 1
+
+
+# ---- images -------------------------------------------------------------------------------------------------------
+
+
+def to_rgb_uint8(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """Any 2-D gray / RGB / RGBA array (bool, uint8, uint16 or float in 0..1) -> uint8 HxWx3."""
+    a = np.asarray(img)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise NtcError(f"{what}: unsupported pixel type {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[:, :, :3]  # alpha is dropped: the ViT sees colour only
+    else:
+        raise NtcError(f"{what}: expected HxW, HxWx3 or HxWx4 pixels, got shape {list(a.shape)}")
+    return np.ascontiguousarray(a)
+
+
+def _skimage_images():
+    import skimage.data
+
+    images, names = [], []
+    for name in SKIMAGE_NAMES:
+        try:
+            img = getattr(skimage.data, name)()
+        except Exception as e:  # a missing or renamed picture in another scikit-image release
+            raise NtcError(f"scikit-image picture {name!r} cannot be loaded offline ({type(e).__name__})") from None
+        if name == "stereo_motorcycle":
+            img = img[0]  # (left, right, disparity): the left view
+        images.append(to_rgb_uint8(img, f"skimage.data.{name}"))
+        names.append(name)
+    return images, None, names
+
+
+def _digits_images():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pix = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    images = [to_rgb_uint8(p) for p in pix]
+    return images, d.target.astype(np.int64), [f"digits/{i}" for i in range(len(images))]
+
+
+def builtin_images(name: str):
+    """Built-in image set -> (list of uint8 HxWx3, labels int64 [N] or None, names)."""
+    if name == "skimage":
+        return _skimage_images()
+    if name == "digits":
+        return _digits_images()
+    raise NtcError(f"unknown built-in image set {name!r} (choose from {', '.join(BUILTINS)})")
+
+
+def read_image(path) -> np.ndarray:
+    """An image file (any format Pillow reads) -> uint8 HxWx3."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (FileNotFoundError, IsADirectoryError):
+        raise NtcError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise NtcError(f"{path}: cannot read image ({str(e).splitlines()[0][:200]})") from None
+
+
+def preprocess(images, size: int) -> np.ndarray:
+    """uint8 HxWx3 images -> float32 [N, 3, size, size]: bilinear resize (antialiased when shrinking), ImageNet norm."""
+    import torch
+    import torch.nn.functional as F
+
+    out = np.empty((len(images), 3, size, size), dtype=np.float32)
+    for i, img in enumerate(images):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise NtcError(f"image {i}: expected uint8 HxWx3, got {img.dtype} {list(img.shape)}")
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
+        shrink = img.shape[0] > size or img.shape[1] > size
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+        out[i] = x[0].numpy()
+    return (out - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
+
+
+def _check_size(size: int) -> int:
+    if not isinstance(size, (int, np.integer)) or size < vit.PATCH or size % vit.PATCH:
+        raise NtcError(f"image size must be a positive multiple of {vit.PATCH} (e.g. 224 or 448), got {size!r}")
+    return int(size)
+
+
+def extract_tokens(images, size: int = 224, batch: int = 16, progress: bool = True) -> np.ndarray:
+    """uint8 HxWx3 images -> ViT tokens float32 [N, 1 + (size/14)^2, 384] (ONNX Runtime, CPU)."""
+    size = _check_size(size)
+    if len(images) == 0:
+        raise NtcError("no images to extract tokens from")
+    if batch < 1:
+        raise NtcError(f"batch must be >= 1, got {batch}")
+    n, g = len(images), size // vit.PATCH
+    tokens = np.empty((n, 1 + g * g, vit.DIM), dtype=np.float32)
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task(f"ViT tokens @ {size}px", total=n)
+    try:
+        for start in range(0, n, batch):
+            chunk = images[start : start + batch]
+            tokens[start : start + len(chunk)] = vit.run_tokens(preprocess(chunk, size))
+            if bar:
+                bar.advance(task, len(chunk))
+    finally:
+        if bar:
+            bar.stop()
+    return tokens
+
+
+# ---- token sets ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenSet:
+    """ViT tokens [N, 1 + h*w, D] (CLS first), their patch grid, optional labels and provenance."""
+
+    tokens: np.ndarray
+    grid: tuple[int, int]
+    labels: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.grid = (int(self.grid[0]), int(self.grid[1]))
+        _validate(self.tokens, self.grid, self.labels, "TokenSet")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def patch_tokens(self) -> np.ndarray:
+        """Tokens without the CLS row: [N, h*w, D]."""
+        return self.tokens[:, 1:]
+
+    def subset(self, indices) -> "TokenSet":
+        idx = np.asarray(indices, dtype=np.int64)
+        meta = dict(self.meta)
+        if "names" in meta:
+            meta["names"] = [meta["names"][i] for i in idx]
+        labels = None if self.labels is None else self.labels[idx]
+        return TokenSet(self.tokens[idx], self.grid, labels, meta)
+
+    def save(self, path) -> Path:
+        """Write an .npz atomically: tokens, grid, labels (if any), names, model_sha256, image_size, source."""
+        path = Path(path)
+        arrays = {"tokens": self.tokens, "grid": np.array(self.grid, dtype=np.int64)}
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        names = self.meta.get("names") or [str(i) for i in range(len(self))]
+        arrays["names"] = np.array([str(n) for n in names])
+        arrays["model_sha256"] = np.array(str(self.meta.get("model_sha256", "")))
+        arrays["image_size"] = np.array(int(self.meta.get("image_size", 0)), dtype=np.int64)
+        arrays["source"] = np.array(str(self.meta.get("source", "")))
+        arrays["format_version"] = np.array(TOKENSET_VERSION, dtype=np.int64)
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:  # a file object keeps numpy from appending another .npz
+                np.savez(f, **arrays)
+        return path
+
+
+def _validate(tokens, grid, labels, where: str) -> None:
+    if not isinstance(tokens, np.ndarray) or not np.issubdtype(tokens.dtype, np.floating):
+        raise NtcError(f"{where}: tokens must be a float array, got {getattr(tokens, 'dtype', type(tokens))}")
+    if tokens.ndim != 3:
+        raise NtcError(f"{where}: tokens must be [N, 1+h*w, D], got ndim {tokens.ndim} shape {list(tokens.shape)}")
+    h, w = grid
+    if h < 1 or w < 1:
+        raise NtcError(f"{where}: grid must be two positive ints, got {grid}")
+    if tokens.shape[1] != 1 + h * w:
+        raise NtcError(f"{where}: {tokens.shape[1]} tokens per image do not match grid {h}x{w} (+1 CLS = {1 + h * w})")
+    if tokens.shape[0] == 0:
+        raise NtcError(f"{where}: no token rows")
+    if not np.isfinite(tokens).all():
+        raise NtcError(f"{where}: tokens contain NaN or Inf")
+    if labels is not None:
+        if labels.ndim != 1 or len(labels) != len(tokens):
+            raise NtcError(f"{where}: labels must be [N={len(tokens)}], got shape {list(labels.shape)}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise NtcError(f"{where}: labels must be integers, got {labels.dtype}")
+
+
+def load_tokens(path) -> TokenSet:
+    """Read and validate a TokenSet .npz written by TokenSet.save."""
+    path = Path(path)
+    if not path.is_file():
+        raise NtcError(f"{path}: no such token file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # zip/npy parsing raises many types; the message names the file
+        raise NtcError(f"{path}: not a readable .npz token file ({type(e).__name__})") from None
+    for key in ("tokens", "grid"):
+        if key not in data:
+            raise NtcError(f"{path}: missing key {key!r} (has {sorted(data)})")
+    grid = data["grid"]
+    if grid.shape != (2,) or not np.issubdtype(grid.dtype, np.integer):
+        raise NtcError(f"{path}: grid must be 2 integers (h, w), got {grid.dtype} {list(grid.shape)}")
+    labels = data.get("labels")
+    _validate(data["tokens"], (int(grid[0]), int(grid[1])), labels, str(path))
+    meta = {"path": str(path)}
+    if "names" in data:
+        meta["names"] = [str(n) for n in data["names"]]
+    for key in ("model_sha256", "source"):
+        if key in data:
+            meta[key] = str(data[key])
+    if "image_size" in data:
+        meta["image_size"] = int(data["image_size"])
+    return TokenSet(data["tokens"], (int(grid[0]), int(grid[1])), labels, meta)
+
+
+# ---- built-in token sets (cached) ---------------------------------------------------------------------------------
+
+
+def split_indices(name: str, split: str, n: int) -> np.ndarray:
+    """Deterministic, disjoint image indices of a built-in split."""
+    if name not in SPLITS:
+        raise NtcError(f"unknown built-in image set {name!r} (choose from {', '.join(BUILTINS)})")
+    if split not in SPLITS[name]:
+        raise NtcError(f"{name} has no split {split!r} (choose from {', '.join(SPLITS[name])})")
+    if split == "all" or name == "skimage":
+        return np.arange(n)
+    perm = np.random.default_rng(DIGITS_SEED).permutation(n)
+    lo, hi = DIGITS_SPLIT[split]
+    return np.sort(perm[lo:hi])
+
+
+def content_key(images, size: int) -> str:
+    """sha256 over the image bytes (with shapes), the image size and the ViT source/derivation."""
+    h = hashlib.sha256(f"tokens-v{TOKENSET_VERSION}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|{size}".encode())
+    for img in images:
+        h.update(np.asarray(img.shape, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
+
+
+def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: bool = False) -> TokenSet:
+    """Tokens of a built-in image set split, computed once and cached by content hash."""
+    size = _check_size(size)
+    images, labels, names = builtin_images(name)
+    idx = split_indices(name, split, len(images))
+    images = [images[i] for i in idx]
+    labels = None if labels is None else labels[idx]
+    names = [names[i] for i in idx]
+    key = content_key(images, size)
+    path = cache_dir("tokens") / f"{name}-{split}-{size}-{key[:16]}.npz"
+    if path.is_file():
+        try:
+            return load_tokens(path)
+        except NtcError:
+            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    tokens = extract_tokens(images, size=size, progress=progress)
+    g = size // vit.PATCH
+    meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size, "source": f"builtin:{name}:{split}"}
+    ts = TokenSet(tokens, (g, g), labels, meta)
+    ts.save(path)
+    return ts
+
+
+def make_tokens(paths_or_builtin, size: int = 224, out=None, split: str = "all", progress: bool = True) -> TokenSet:
+    """Tokens from a built-in set name or a list of image files; saved to `out` when given."""
+    size = _check_size(size)
+    if isinstance(paths_or_builtin, str):
+        ts = builtin_tokens(paths_or_builtin, size=size, split=split, progress=progress)
+    else:
+        paths = [Path(p) for p in paths_or_builtin]
+        if not paths:
+            raise NtcError("no input images (give image files or a built-in set)")
+        images = [read_image(p) for p in paths]
+        g = size // vit.PATCH
+        tokens = extract_tokens(images, size=size, progress=progress)
+        meta = {"names": [str(p) for p in paths], "model_sha256": vit.SOURCE_SHA256, "image_size": size,
+                "source": "files"}
+        ts = TokenSet(tokens, (g, g), None, meta)
+    if out is not None:
+        ts.save(out)
+    return ts
+
+
+def load_data(data: Path | None, split: str = "val"):
+    """Tokens from a file, or a built-in digits split (val = held-out for validation, calib = for calibration)."""
+    if data is not None:
+        return load_tokens(data), str(data)
+    return builtin_tokens("digits", 224, split=split), f"builtin:digits/{split}@224"

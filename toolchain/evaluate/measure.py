@@ -1,0 +1,100 @@
+"""Measure what the report needs from a build directory's artifacts: ORT latency, per-layer drift, engine latency."""
+
+import json
+from pathlib import Path
+
+from ..util.errors import NtcError
+from .drift import drift_threshold, layer_drift
+from .latency import engine_latency, measure_latency
+
+
+def load_build(out_dir) -> dict:
+    """The main job's OUT/report.json, with "engines" from OUT/engines/manifest.json when the report lacks them."""
+    out_dir = Path(out_dir)
+    path = out_dir / "report.json"
+    if not path.is_file():
+        raise NtcError(f"{out_dir}: no report.json; run the main job (ntc-export MODEL.pt --out {out_dir}) first")
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise NtcError(f"{path}: corrupt JSON ({e})") from None
+    if not isinstance(report, dict) or "records" not in report:
+        raise NtcError(f"{path}: not a main-job report (no 'records')")
+    if "engines" not in report:
+        manifest = out_dir / "engines" / "manifest.json"
+        if manifest.is_file():
+            from ..backend.trt.manifest import read_manifest
+
+            report["engines"] = read_manifest(out_dir)["engines"]
+    return report
+
+
+def resolve_artifact(out_dir, artifact) -> Path:
+    """An artifact path as recorded (absolute, relative to the job's working directory, or to OUT), made to point
+    into `out_dir`; the recorded path when nothing matches."""
+    path = Path(artifact)
+    if path.is_absolute() or path.exists():
+        return path
+    parts = path.parts
+    for root in (Path(out_dir), Path(out_dir) / "engines"):  # engine manifests record paths under OUT/engines
+        for k in range(len(parts)):
+            candidate = root.joinpath(*parts[k:])
+            if candidate.exists():
+                return candidate
+    return path
+
+
+def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
+    """{model: {precision: ONNX path}} of the ONNX Runtime records."""
+    found: dict[str, dict[str, Path]] = {}
+    for r in report.get("records", []):
+        art = r.get("artifact")
+        if r.get("backend") == "onnxruntime" and art and str(art).endswith(".onnx"):
+            # one lowering per precision (the first validated): latency and drift compare precisions, not lowerings
+            found.setdefault(r["model"], {}).setdefault(r["precision"], resolve_artifact(out_dir, art))
+    return found
+
+
+def model_feeds_for(report: dict, model_name: str, module):
+    """The held-out feeds for `module`, from the data source the main job recorded."""
+    from ..data.tokens import load_data
+    from .validate import model_feeds
+
+    source = report.get("data", {}).get("source", "")
+    tokens, _ = load_data(None if str(source).startswith("builtin:") else Path(source))
+    return model_feeds(module, tokens.patch_tokens)
+
+
+def measure_build(out_dir, report: dict, feeds_by_model: dict | None = None, batches=(1, 8),
+                  drift_samples: int = 4) -> dict:
+    """The report dict with "latency", "drift" and engine "latency" filled in from measurements on this machine."""
+    from ..models import load
+    from .provenance import hashed_files
+
+    out_dir = Path(out_dir)
+    report = dict(report)
+    latency, drift = {}, {}
+    feeds_by_model = dict(feeds_by_model or {})
+    for model_name, per_precision in onnx_artifacts(out_dir, report).items():
+        info = report.get("models", {}).get(model_name)
+        if not info or not Path(info.get("path", "")).is_file():
+            raise NtcError(f"model {model_name}: its checkpoint {info and info.get('path')} is gone; cannot measure")
+        module = load(info["path"])
+        feeds = feeds_by_model.get(model_name)
+        if feeds is None:
+            feeds = feeds_by_model[model_name] = model_feeds_for(report, model_name, module)
+        for precision, path in per_precision.items():
+            lat = measure_latency(path, feeds, batches=batches)
+            latency.setdefault(model_name, {})[precision] = {**lat, "artifact": str(path)}
+            drift.setdefault(model_name, {})[precision] = layer_drift(
+                module, path, feeds, threshold=drift_threshold(precision), samples=drift_samples)
+    engines = []
+    for entry in report.get("engines", []):
+        feeds = feeds_by_model.get(entry.get("model"))
+        lat = (engine_latency(out_dir, entry, feeds, batches=batches) if feeds is not None
+               else engine_latency(out_dir, {**entry, "engine": None,
+                                             "reason": entry.get("reason") or "no held-out feeds for this model"}, {}))
+        engines.append({**entry, "latency": lat})
+    report.update(latency=latency, drift=drift, engines=engines)
+    report["hashed_files"] = hashed_files(out_dir, report, engines)
+    return report

@@ -1,0 +1,108 @@
+"""Validate artifacts against the PyTorch golden outputs on held-out real tokens.
+
+A record: {model, precision, target, backend, output, max_abs, rel_l2, cosine, snr_db, task_metric, ...}.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..backend.onnxrt.runner import OrtRunner
+from ..backend.torch.runner import TorchRunner
+from ..util.errors import NtcError
+from .fidelity import fidelity
+
+# Defaults that make validation fail when missed: (metric, comparison, bound).
+THRESHOLDS = {
+    "fp32": ("rel_l2", "<=", 1e-5),
+    "fp16": ("cosine", ">=", 0.9995),
+    "bf16": ("cosine", ">=", 0.999),
+    "int8": ("cosine", ">=", 0.999),
+    "fp8": ("cosine", ">=", 0.998),
+}
+
+
+def check_tokens_fit(module: torch.nn.Module, tokens: np.ndarray) -> None:
+    """Clear error when the token tensor cannot feed the model."""
+    if tokens.ndim != 3:
+        raise NtcError(f"tokens must be [N, tokens, dim]; got shape {tokens.shape}")
+    dim = getattr(module, "input_dim", tokens.shape[-1])
+    if tokens.shape[-1] != dim:
+        raise NtcError(f"model {getattr(module, 'arch', '?')} takes {dim}-d tokens; the data has {tokens.shape[-1]}-d")
+    side = int(round(tokens.shape[1] ** 0.5))
+    if side * side != tokens.shape[1]:
+        raise NtcError(f"{tokens.shape[1]} patch tokens do not form a square grid")
+
+
+def run_batched(runner, feeds: dict[str, np.ndarray], batch: int = 32) -> dict[str, np.ndarray]:
+    """Run `runner` over feeds in batches (axis 0) and concatenate each output."""
+    parts: dict[str, list] = {}
+    n = len(next(iter(feeds.values())))
+    for start in range(0, n, batch):
+        out = runner.run({k: v[start:start + batch] for k, v in feeds.items()})
+        for name, value in out.items():
+            parts.setdefault(name, []).append(np.asarray(value, dtype=np.float32))
+    return {name: np.concatenate(v) for name, v in parts.items()}
+
+
+def accuracy(logits: np.ndarray | None, labels: np.ndarray | None) -> float | None:
+    if logits is None or labels is None:
+        return None
+    return float((logits.argmax(-1) == labels).mean())
+
+
+def passes(record: dict) -> bool:
+    metric, op, bound = THRESHOLDS.get(record["precision"], ("cosine", ">=", 0.99))
+    value = record[metric]
+    return value <= bound if op == "<=" else value >= bound
+
+
+def compare_outputs(golden: dict, got: dict, labels, **ids) -> list[dict]:
+    """One record per output of `got` against `golden`, with the task metric of `got`'s logits."""
+    task = accuracy(got.get("logits"), labels)
+    task_golden = accuracy(golden.get("logits"), labels)
+    records = []
+    for name, ref in golden.items():
+        if name not in got:
+            raise NtcError(f"{ids.get('backend')} result lacks output {name!r}")
+        record = {**ids, "output": name, **fidelity(ref, got[name]), "task_metric": task,
+                  "task_metric_golden": task_golden, "task_metric_name": "accuracy" if task is not None else None,
+                  "samples": int(len(ref)), "executed": True}
+        metric, op, bound = THRESHOLDS.get(ids["precision"], ("cosine", ">=", 0.99))
+        record["threshold"] = f"{metric} {op} {bound:g}"
+        record["pass"] = passes(record)
+        records.append(record)
+    return records
+
+
+def golden_outputs(module: torch.nn.Module, feeds: dict[str, np.ndarray], batch: int = 32) -> dict[str, np.ndarray]:
+    names = getattr(module, "input_names", ["tokens"])
+    return run_batched(TorchRunner(module, input_names=names), feeds, batch)
+
+
+def model_feeds(module: torch.nn.Module, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's inputs for held-out patch tokens (after checking they fit)."""
+    check_tokens_fit(module, tokens)
+    prepare = getattr(module, "prepare_inputs", None)
+    return prepare(tokens) if prepare else {"tokens": tokens}
+
+
+def validate_onnx(model_name: str, module: torch.nn.Module, onnx_paths: dict[str, Path], tokens: np.ndarray,
+                  labels: np.ndarray | None = None, golden: dict | None = None, batch: int = 32,
+                  feeds: dict | None = None) -> list[dict]:
+    """ONNX Runtime records for every precision's ONNX file against the PyTorch golden outputs
+    (`feeds`: the model's inputs for `tokens`, when the caller has made them already)."""
+    feeds = feeds if feeds is not None else model_feeds(module, tokens)
+    golden = golden if golden is not None else golden_outputs(module, feeds, batch)
+    records = []
+    for precision, path in onnx_paths.items():
+        runner = OrtRunner(path)
+        got = run_batched(runner, feeds, batch)
+        records += compare_outputs(golden, got, labels, model=model_name, precision=precision, target=runner.target,
+                                   backend="onnxruntime", artifact=str(path))
+    return records
+
+
+def failures(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("executed", True) and not r.get("pass", True)]

@@ -1,0 +1,309 @@
+"""The main job: tokens -> export (per attention lowering) -> calibrate -> validate -> build engines -> report,
+as cached stages under one output directory."""
+
+import hashlib
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
+from ..backend.onnx.export import export_model
+from ..data.tokens import load_data
+from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
+from ..models import load
+from ..report.summary import write_reports
+from ..util.atomic import write_json
+from ..util.errors import NtcError
+from ..util.hashing import sha256_file, sha256_json, tool_versions
+from .stages import Pipeline
+
+DEFAULT_PRECISIONS = ("fp32", "fp16")
+QUANTIZED = ("int8", "fp8")
+ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
+
+
+def token_hash(tokens) -> str:
+    h = hashlib.sha256(tokens.tokens.tobytes())
+    if tokens.labels is not None:
+        h.update(tokens.labels.tobytes())
+    return h.hexdigest()
+
+
+def has_window_attention(module) -> bool:
+    from ..models.blocks import WindowAttention
+
+    return any(isinstance(m, WindowAttention) for m in module.modules())
+
+
+def plan_targets(targets, precisions, explicit: bool):
+    """(target, precision) pairs to build and the refused ones with reasons. Pairs the user asked for explicitly
+    that a target cannot build are an error before any work; with the default target set they are reported."""
+    from ..backend.trt.targets import get_target, precision_problem
+
+    todo, refused = [], []
+    for name in targets:
+        t = get_target(name)
+        for p in precisions:
+            if p not in ENGINE_PRECISIONS:
+                continue
+            problem = precision_problem(t.sm, t.backend, p)
+            if problem is None:
+                todo.append((t, p))
+            else:
+                refused.append({"target": t.name, "precision": p, "reason": f"{problem}: {t.name} is {t.sm_name}"})
+    if refused and explicit:
+        raise NtcError("; ".join(r["reason"] for r in refused) + " — drop those targets or precisions")
+    return todo, refused
+
+
+def engine_profiles(module, batch=(1, 1, 8), grid=(16, 16, 32)) -> dict[str, list[list[int]]]:
+    """min/opt/max shapes of every model input, from the model's own example inputs at each (batch, grid):
+    token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
+    triples = [module.example_inputs(b, g) for b, g in zip(batch, grid)]
+    names = list(getattr(module, "input_names", ["tokens"]))
+    return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(names)}
+
+
+def _engine_records(name, entry, precision, target) -> list[dict]:
+    """Engine validation: executed where a GPU and a matching TensorRT exist, else `executed: false` + why."""
+    from ..backend.trt.runner import TrtRunner
+
+    runner = TrtRunner(entry.get("engine_path") or "", entry)
+    ok, reason = runner.can_run() if entry.get("kind", "engine") == "engine" else (False, entry.get("reason", ""))
+    return [{"model": name, "precision": precision, "target": target.name, "backend": target.backend,
+             "output": None, "executed": ok, "reason": reason, "artifact": entry.get("engine") or entry.get("bundle"),
+             "max_abs": None, "rel_l2": None, "cosine": None, "snr_db": None, "task_metric": None}]
+
+
+class MainJob:
+    """One run of the main job over several models (see `run_main_job`)."""
+
+    def __init__(self, out_dir: Path, precisions, targets, explicit_targets: bool, attention: str | None,
+                 calib_method: str, quiet: bool):
+        self.out_dir = Path(out_dir).resolve()
+        self.console = Console(stderr=True, quiet=quiet)
+        self.pipe = Pipeline(self.out_dir, console=self.console, quiet=quiet)
+        self.precisions = list(precisions)
+        self.attention = attention
+        self.calib_method = calib_method
+        self.versions = tool_versions()
+        self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
+        self.model_hashes: dict[str, str] = {}
+
+    def lowerings(self, module) -> list[str]:
+        """Attention lowerings to export: the validation one plus each target's (one graph without attention)."""
+        if not has_window_attention(module):
+            return ["decomposed"]
+        if self.attention:
+            return [self.attention]
+        # What ships is what gets validated: each target's lowering (decomposed when nothing is built).
+        return sorted({t.attention for t, _ in self.todo}) or ["decomposed"]
+
+    def export(self, name, path, module, model_hash) -> dict[str, dict[str, Path]]:
+        """lowering -> precision -> ONNX path."""
+        precisions = [p for p in self.precisions if p in EXPORT_PRECISIONS] or ["fp32"]
+        if "fp32" not in precisions and any(p in QUANTIZED for p in self.precisions):
+            precisions = ["fp32", *precisions]
+        out = {}
+        for lowering in self.lowerings(module):
+            onnx_dir = self.out_dir / name / "onnx" / lowering
+            result = self.pipe.stage(
+                f"{name}/export/{lowering}",
+                {"model": model_hash, "precisions": precisions, "attention": lowering, "versions": self.versions},
+                lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
+                         export_model(module, onnx_dir, precisions, attention=lowering).items()},
+                outputs=lambda r: list(r.values()))
+            out[lowering] = {p: self.out_dir / f for p, f in result.items()}
+        return out
+
+    def calibrate(self, name, module, onnx_paths, calib, calib_hash) -> None:
+        """Add Q/DQ models (int8/fp8) to each lowering's ONNX set, calibrated on the model's own feeds."""
+        from ..calibration.api import calibrate
+
+        feeds = model_feeds(module, calib.patch_tokens)  # tokens, or BC blocks for compressor decoders
+        for precision in (p for p in self.precisions if p in QUANTIZED):
+            for lowering, paths in onnx_paths.items():
+                out_dir = self.out_dir / name / "onnx" / lowering
+                fp32 = paths["fp32"]
+                self.pipe.stage(
+                    f"{name}/calibrate/{lowering}/{precision}",
+                    {"onnx": sha256_file(fp32), "data": calib_hash, "method": self.calib_method,
+                     "versions": self.versions},
+                    lambda: calibrate(fp32, feeds, precision, self.calib_method, out_dir,
+                                      log=lambda text: None).to_json()["model_path"],
+                    outputs=[out_dir / f"model.{precision}.onnx"])
+                paths[precision] = out_dir / f"model.{precision}.onnx"
+
+    def validate(self, name, module, onnx_paths, tokens, feeds, data_hash) -> list[dict]:
+        records = []
+        golden = {}
+        for lowering, paths in onnx_paths.items():
+            def run():
+                if not golden:  # one golden run serves every lowering
+                    golden.update(golden_outputs(module, feeds))
+                return validate_onnx(name, module, paths, tokens.patch_tokens, tokens.labels, golden=golden,
+                                     feeds=feeds)
+
+            rows = self.pipe.stage(
+                f"{name}/validate/{lowering}",
+                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash, "versions": self.versions},
+                run)
+            records += [{**r, "lowering": lowering} for r in rows]
+        return records
+
+    def measure(self, name, module, onnx_paths, feeds, data_hash) -> dict:
+        """ORT CPU latency and per-layer drift of each precision's ONNX (first lowering): cached like any stage."""
+        from ..evaluate import drift_threshold, layer_drift, measure_latency
+
+        lowering = next(iter(onnx_paths))
+        paths = onnx_paths[lowering]
+
+        def run():
+            result = {"latency": {}, "drift": {}}
+            for precision, path in paths.items():
+                result["latency"][precision] = {**measure_latency(path, feeds), "artifact": str(path)}
+                result["drift"][precision] = layer_drift(module, path, feeds, threshold=drift_threshold(precision))
+            return result
+
+        return self.pipe.stage(f"{name}/measure/{lowering}",
+                               {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
+                                "versions": self.versions}, run)
+
+    def compression(self, name, module, feeds, tokens, data_hash) -> dict | None:
+        """For compressors: bytes per image and how close the decoded tokens are to the original ones."""
+        from ..evaluate.fidelity import fidelity
+
+        if not hasattr(module, "bytes_per_image"):
+            return None
+
+        def run():
+            decoded = golden_outputs(module, feeds)["tokens_out"]
+            return {"model": name, "series": module.arch, "precision": "fp32", "target": "cpu (PyTorch)",
+                    "bytes_per_image": int(module.bytes_per_image(tokens.grid[0])),
+                    "fp16_token_bytes": int(tokens.patch_tokens[0].size * 2),
+                    "samples": int(len(decoded)), **fidelity(tokens.patch_tokens, decoded)}
+
+        return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash}, run)
+
+    def build(self, name, module, onnx_paths) -> tuple[list[dict], list[dict]]:
+        """Engines for RTX targets, deploy bundles for TensorRT targets; engine records say whether they ran."""
+        from ..backend.trt.build import build_engine
+        from ..backend.trt.bundle import write_bundle
+
+        entries, records = [], []
+        for target, precision in self.todo:
+            lowering = target.attention if target.attention in onnx_paths else next(iter(onnx_paths))
+            onnx_path = onnx_paths[lowering].get(precision)
+            if onnx_path is None:
+                continue
+            start = time.perf_counter()
+            stage = f"{name}/build/{target.name}/{precision}"
+            if target.backend == "tensorrt_rtx":
+                with self.console.status(f"{stage} ..."):
+                    entry = build_engine(onnx_path, target, precision, self.out_dir,
+                                         profiles=engine_profiles(module), name=name)
+                self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
+            else:
+                bundle_dir = self.out_dir / "engines" / target.name / f"{name}.{precision}.bundle"
+                entry = self.pipe.stage(
+                    stage, {"onnx": sha256_file(onnx_path), "target": target.to_dict(), "precision": precision,
+                            "profiles": engine_profiles(module), "versions": self.versions},
+                    lambda: write_bundle(onnx_path, target, precision, self.out_dir, profiles=engine_profiles(module),
+                                         name=name),
+                    outputs=lambda e: sorted(p for p in bundle_dir.rglob("*") if p.is_file()))
+            entries.append(entry)
+            records += _engine_records(name, entry, precision, target)
+        return entries, records
+
+
+def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
+                 precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
+                 calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
+                 command: str | None = None) -> dict:
+    """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
+    from ..backend.trt.targets import DEFAULT_TARGETS
+
+    started = time.perf_counter()
+    explicit = targets is not None
+    job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
+                  calib_method, quiet)
+    modules = {}
+    for path in model_paths:
+        modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
+    if len(modules) != len(model_paths):
+        raise NtcError("two models share a file name; their outputs would collide")
+
+    tokens, source = load_data(data, "val")
+    if max_samples is not None and len(tokens) > max_samples:
+        tokens = tokens.subset(range(max_samples))
+        source += f"[:{max_samples}]"
+    data_hash = token_hash(tokens)
+    calib = calib_source = calib_hash = None
+    if any(p in QUANTIZED for p in job.precisions):
+        calib, calib_source = load_data(calib_data, "calib")
+        calib_hash = token_hash(calib)
+        if calib_hash == data_hash:
+            raise NtcError("calibration data and validation data are the same tokens: give disjoint sets")
+
+    from ..evaluate import engine_latency
+    from ..evaluate.provenance import hashed_files
+    from ..report import write_report
+
+    records, engines, latency, drift, compression = [], [], {}, {}, []
+    job.model_hashes = {name: sha256_file(path) for name, (path, _) in modules.items()}
+    for name, (path, module) in modules.items():
+        model_hash = job.model_hashes[name]
+        onnx_paths = job.export(name, path, module, model_hash)
+        if calib is not None:
+            job.calibrate(name, module, onnx_paths, calib, calib_hash)
+        feeds = model_feeds(module, tokens.patch_tokens)
+        records += job.validate(name, module, onnx_paths, tokens, feeds, data_hash)
+        measured = job.measure(name, module, onnx_paths, feeds, data_hash)
+        latency[name], drift[name] = measured["latency"], measured["drift"]
+        if (point := job.compression(name, module, feeds, tokens, data_hash)) is not None:
+            compression.append(point)
+        built, engine_records = job.build(name, module, onnx_paths)
+        engines += [{**e, "latency": engine_latency(job.out_dir, e, feeds)} for e in built]
+        records += engine_records
+
+    report = {
+        "command": command or " ".join(map(shlex.quote, ["ntc-export", *sys.argv[1:]])),
+        "data": {"source": source, "sha256": data_hash, "samples": int(len(tokens)), "grid": list(tokens.grid)},
+        "calibration_data": None if calib is None else {"source": calib_source, "sha256": calib_hash,
+                                                        "samples": int(len(calib))},
+        "models": {n: {"path": str(p), "sha256": sha256_file(p), "arch": m.arch, "config": m.config}
+                   for n, (p, m) in modules.items()},
+        "records": records,
+        "engines": engines,
+        "latency": latency,
+        "drift": drift,
+        "compression": compression,
+        "refused": job.refused,
+        "pass": not failures(records),
+        "stages": job.pipe.summary(),
+        "versions": job.versions,
+    }
+    write_reports(job.out_dir, report)
+    report["hashed_files"] = hashed_files(job.out_dir, report, engines)
+    with job.console.status("report ..."):
+        write_report(job.out_dir, report)
+    manifest = {
+        "inputs": {**{n: r["sha256"] for n, r in report["models"].items()}, "data": data_hash,
+                   "calibration_data": calib_hash},
+        "versions": job.versions,
+        "stages": report["stages"],
+        "stages_run": [s["name"] for s in report["stages"] if s["status"] == "ran"],
+        "stages_skipped": [s["name"] for s in report["stages"] if s["status"] == "skipped"],
+        "seconds": time.perf_counter() - started,
+        "command": report["command"],
+        "config_hash": sha256_json({"precisions": job.precisions, "attention": attention,
+                                    "targets": [t.name for t, _ in job.todo]}),
+    }
+    write_json(job.out_dir / "manifest.json", manifest)
+    job.console.print(f"report: {job.out_dir / 'report' / 'index.html'}  ({'PASS' if report['pass'] else 'FAIL'}, "
+                      f"{len(manifest['stages_run'])} stages run, {len(manifest['stages_skipped'])} skipped)")
+    return report
+
