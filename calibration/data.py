@@ -14,8 +14,8 @@ _NPZ_KEYS = ("patch_tokens", "tokens")
 
 
 def load_tokens(source) -> np.ndarray:
-    """float32 tokens from an array, an object with `.patch_tokens`, or an .npz (key patch_tokens/tokens, or its
-    only array)."""
+    """float32 patch tokens from an array, an object with `.patch_tokens`, or an .npz (key patch_tokens/tokens, or its
+    only array; a token file from `ntc-export tokens` loses its CLS row)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -25,7 +25,11 @@ def load_tokens(source) -> np.ndarray:
                 keys = [k for k in _NPZ_KEYS if k in z.files] or (z.files if len(z.files) == 1 else [])
                 if not keys:
                     raise NtcError(f"{path}: no 'patch_tokens' array (found {', '.join(z.files) or 'nothing'})")
-                return np.asarray(z[keys[0]], np.float32)
+                tokens = np.asarray(z[keys[0]], np.float32)
+                if keys[0] == "tokens" and "grid" in z.files and tokens.ndim == 3 and \
+                        tokens.shape[1] == 1 + int(np.prod(z["grid"])):
+                    tokens = tokens[:, 1:]  # a token file from `ntc-export tokens`: drop the CLS row
+                return tokens
         except (ValueError, OSError, EOFError) as e:
             raise NtcError(f"{path}: not a readable .npz token file ({str(e).splitlines()[0][:200]})") from None
     if hasattr(source, "patch_tokens"):

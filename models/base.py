@@ -25,6 +25,8 @@ class TokenModel(nn.Module):
     output_dim: int
     grid_multiple: int = 1  # grids must be a multiple of this (after the model's own padding)
     dynamic_grid: bool = True
+    # Capabilities the toolchain asks about (typed here rather than probed with hasattr):
+    is_compressor: bool = False  # True: `bytes_per_image` and compress/decompress are meaningful
 
     def _init_head(self, num_classes: int) -> None:
         self.head = nn.Linear(self.output_dim, num_classes) if num_classes > 0 else None
@@ -61,3 +63,13 @@ class TokenModel(nn.Module):
         """Feeds (numpy, keyed by input name) for held-out patch tokens [N, h*w, D]; models whose deployable
         graph takes something else (e.g. BC blocks) override this."""
         return {"tokens": patch_tokens}
+
+    def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
+        """min/opt/max shapes of every input for engine builds, from the model's own example inputs at each
+        (batch, grid side): token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
+        triples = [self.example_inputs(b, g) for b, g in zip(batch, grid)]
+        return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(self.input_names)}
+
+    def bytes_per_image(self, grid: int = 16) -> int:
+        """Bytes one image's compressed representation takes (compressors only; see `is_compressor`)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a compressor")

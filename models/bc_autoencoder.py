@@ -56,6 +56,7 @@ class BcAutoencoder(TokenModel):
     """Token compressor storing latents as BC4/BC5 blocks (see module docstring)."""
 
     input_names = ["blocks"]
+    is_compressor = True
 
     def __init__(self, input_dim=384, latent=96, merge=1, bc_format="bc5", dim=192, depth=2, heads=6, window=8,
                  mlp_ratio=2.0, num_classes=0):

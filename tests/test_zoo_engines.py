@@ -5,8 +5,8 @@ the Python creators) — and fp8 on rtx-ampere refused with a clear message."""
 import onnx
 import pytest
 from ntc_export.backend.onnx.export import export_model
+from ntc_export.backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ntc_export.models import load
-from ntc_export.pipeline.main_job import engine_profiles
 from ntc_export.util.errors import NtcError
 from ntc_export.util.paths import ZOO_DIR
 
@@ -35,7 +35,7 @@ def test_fp16_engines_for_every_rtx_target(name, tmp_path):
             assert ("", "Attention") in ops
         out = tmp_path / f"out-{lowering}"
         for target in TARGETS:
-            entry = build_engine(fp16, target, "fp16", out, profiles=engine_profiles(module))
+            entry = build_engine(fp16, target, "fp16", out, profiles=module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID))
             engine = out / "engines" / entry["engine"]
             assert engine.stat().st_size == entry["engine_bytes"] > 10_000
             assert entry["sm"] in (86, 89, 120) and entry["precision"] == "fp16"

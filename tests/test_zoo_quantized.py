@@ -176,7 +176,7 @@ def test_qdq_graphs_build_rtx_engines(name, lowering, zoo, tmp_path):
     pytest.importorskip("tensorrt_rtx_bindings")
     from ntc_export.backend.trt.build import build_engine
     from ntc_export.backend.trt.manifest import read_manifest
-    from ntc_export.pipeline.main_job import engine_profiles
+    from ntc_export.backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 
     q = zoo(name)
     staged = {}
@@ -190,7 +190,7 @@ def test_qdq_graphs_build_rtx_engines(name, lowering, zoo, tmp_path):
         assert (lowering == "native") == any(n.op_type == "Attention" for n in fp32.graph.node)
     out = tmp_path / "out"
     for target, precision in RTX_BUILDS:
-        entry = build_engine(staged[precision], target, precision, out, profiles=engine_profiles(q.module))
+        entry = build_engine(staged[precision], target, precision, out, profiles=q.module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID))
         assert entry["engine"] == f"{target}/{name}.{precision}.engine"
         assert (out / "engines" / entry["engine"]).is_file()
         by_precision = entry["layer_summary"]["by_precision"]

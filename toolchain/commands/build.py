@@ -36,7 +36,7 @@ def _plan(targets, precisions, skip_unsupported):
     return todo, refused
 
 
-def _onnx_sources(model: Path, todo, out_dir: Path) -> dict[tuple[str, str], Path]:
+def _onnx_sources(model: Path, todo, out_dir: Path, module) -> dict[tuple[str, str], Path]:
     """(attention, precision) -> ONNX: exported from a checkpoint per attention lowering, or the given ONNX as is."""
     from ..backend.onnx.inspect import load_onnx_for, onnx_precision
     from ..util.errors import NtcError
@@ -61,7 +61,6 @@ def _onnx_sources(model: Path, todo, out_dir: Path) -> dict[tuple[str, str], Pat
     if not_exported:
         raise NtcError(f"{', '.join(not_exported)} need a Q/DQ or converted ONNX (ntc-export calibrate); "
                        f"a checkpoint exports {'/'.join(EXPORTED)} only")
-    module = load(model)
     sources = {}
     for attention in sorted({t.attention for t, _ in todo}):
         wanted = sorted({p for t, p in todo if t.attention == attention})
@@ -91,6 +90,7 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_u
     from ..backend.trt.build import build_engine
     from ..backend.trt.bundle import write_bundle
     from ..backend.trt.targets import get_target
+    from ..models import load
 
     batch_t, grid_t = _triple(batch), _triple(grid)
     profiles = [get_target(t) for t in dict.fromkeys(targets)]
@@ -102,17 +102,22 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_u
         else:
             precisions = ("fp16",)
     todo, refused = _plan(profiles, list(dict.fromkeys(precisions)), skip_unsupported)
-    sources = _onnx_sources(model, todo, out_dir) if todo else {}
+    # A checkpoint knows its inputs (token or BC-block tensors): its profiles cover every dynamic input.
+    module = load(model) if model.suffix != ".onnx" else None
+    shapes = module.input_profiles(batch_t, grid_t) if module is not None else None
+    name = model.stem if module is not None else None  # an ONNX keeps its own model name
+    sources = _onnx_sources(model, todo, out_dir, module) if todo else {}
     results = [{"target": t.name, "precision": p, "status": "refused", "reason": why} for t, p, why in refused]
     for t, p in todo:
         onnx_path = sources[(t.attention, p)]
         if t.backend == "tensorrt_rtx":
-            r = build_engine(onnx_path, t, p, out_dir, plugin_lib=plugin_lib, batch=batch_t, grid=grid_t)
+            r = build_engine(onnx_path, t, p, out_dir, profiles=shapes, plugin_lib=plugin_lib, batch=batch_t, grid=grid_t,
+                             name=name)
             results.append({"target": t.name, "precision": p, "status": f"engine ({r['cache']})",
                             "path": r["engine_path"], "bytes": r["engine_bytes"], "seconds": r["build_seconds"],
                             "layers": r["layer_summary"]["layers"]})
         else:
-            r = write_bundle(onnx_path, t, p, out_dir, batch=batch_t, grid=grid_t)
+            r = write_bundle(onnx_path, t, p, out_dir, profiles=shapes, batch=batch_t, grid=grid_t, name=name)
             results.append({"target": t.name, "precision": p, "status": "bundle", "path": r["bundle_path"],
                             "reason": r["reason"]})
     if as_json:

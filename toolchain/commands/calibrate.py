@@ -7,16 +7,23 @@ import click
 from ..util.errors import NtcError
 
 
-def _fp32_onnx(model_path: Path, out_dir: Path) -> Path:
-    """The fp32 ONNX to calibrate: the file itself, or a decomposed export of a checkpoint."""
+def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
+    """(fp32 ONNX, calibration data, held-out data): an ONNX with token files as they are, or a checkpoint's
+    decomposed export with the token files turned into that model's feeds (tokens, or BC blocks for compressors)."""
     if model_path.suffix == ".onnx":
-        return model_path
+        return model_path, data, holdout
     if model_path.suffix != ".pt":
         raise NtcError(f"{model_path}: expected a .pt checkpoint or an .onnx model")
     from ..backend.onnx.export import export_model
+    from ..calibration.data import load_tokens
+    from ..evaluate.validate import model_feeds
     from ..models import load
 
-    return export_model(load(model_path), out_dir, precisions=("fp32",), attention="decomposed")["fp32"]
+    module = load(model_path)
+    calib = model_feeds(module, load_tokens(data))  # checked before the export runs
+    held = model_feeds(module, load_tokens(holdout)) if holdout is not None else None
+    onnx_path = export_model(module, out_dir, precisions=("fp32",), attention="decomposed")
+    return onnx_path["fp32"], calib, held
 
 
 @click.command("calibrate")
@@ -38,8 +45,9 @@ def command(model, data, precision, method, target_cosine, holdout, plugin_onnx,
     OUT/calibration/<precision>.json."""
     from ..calibration import calibrate
 
-    result = calibrate(_fp32_onnx(model, out_dir), data, precision, method, out_dir, target_cosine=target_cosine,
-                       holdout=holdout, plugin_onnx=plugin_onnx, log=lambda text: click.echo(text, err=True))
+    onnx_path, calib, held = _sources(model, data, holdout, out_dir)
+    result = calibrate(onnx_path, calib, precision, method, out_dir, target_cosine=target_cosine,
+                       holdout=held, plugin_onnx=plugin_onnx, log=lambda text: click.echo(text, err=True))
     for name, fid in result.fidelity.items():
         click.echo(f"{name}: cosine {fid['cosine']:.6f}, SNR {fid['snr_db']:.2f} dB vs fp32 ({result.evaluated_on})")
     methods = sorted({a["method"] for t, a in result.activations.items()})

@@ -2,7 +2,7 @@
 
 import click
 
-from ..backend.onnx.export import ATTENTION_MODES
+from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 
 attention_option = click.option(
     "--attention", type=click.Choice(ATTENTION_MODES), default="decomposed", show_default=True,

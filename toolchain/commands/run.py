@@ -5,9 +5,8 @@ from pathlib import Path
 import click
 
 from ..backend.trt.targets import PRECISIONS, TARGETS
+from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 from .options import quiet_option
-
-ATTENTION = ("plugin", "native", "decomposed")
 
 
 @click.command("run")
@@ -25,7 +24,7 @@ ATTENTION = ("plugin", "native", "decomposed")
                    "Default: rtx-ampere, rtx-ada, rtx-blackwell, jetson-orin, skipping pairs a target cannot "
                    "build (listed in the report).")
 @click.option("--no-build", is_flag=True, help="Stop after validation: no engines or bundles.")
-@click.option("--attention", type=click.Choice(ATTENTION), default=None,
+@click.option("--attention", type=click.Choice(ATTENTION_MODES), default=None,
               help="Force one window-attention lowering for every graph (default: per target profile; "
                    "`decomposed` for validation).")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),

@@ -99,8 +99,8 @@ def layer_drift(module: torch.nn.Module, onnx_path, feeds: dict[str, np.ndarray]
 
     Rows in execution order: {layer, module_type, onnx_tensor, cosine, rel_l2, max_abs, below, first_below}; the first
     layer whose cosine is under `threshold` has first_below True (where drift enters)."""
-    from ..backend.onnxrt.runner import OrtRunner
     from ..backend.onnx.inspect import has_custom_ops
+    from ..backend.onnxrt.runner import OrtRunner
 
     path = Path(onnx_path)
     if not path.is_file():

@@ -95,9 +95,10 @@ def engine_latency(out_dir, entry: dict, feeds: dict[str, np.ndarray], batches=(
                    budget_s: float = 0.4) -> dict:
     """TensorRT engine latency for a manifest entry where this machine can run it, else
     {"executed": False, "reason": ...} (no number is ever estimated)."""
+    from ..backend.trt.manifest import ManifestEntry
     from ..backend.trt.runner import TrtRunner
 
-    if entry.get("kind", "engine") != "engine" or not entry.get("engine"):
+    if not ManifestEntry.parse(entry).is_engine or not entry.get("engine"):
         return {"executed": False, "reason": entry.get("reason") or "no engine was built for this entry"}
     runner = TrtRunner(Path(out_dir) / "engines" / entry["engine"], entry)
     ok, why = runner.can_run()

@@ -6,6 +6,7 @@ from pathlib import Path
 from ..util.errors import NtcError
 from .drift import drift_threshold, layer_drift
 from .latency import engine_latency, measure_latency
+from .provenance import hashed_files, resolve_artifact
 
 
 def load_build(out_dir) -> dict:
@@ -27,21 +28,6 @@ def load_build(out_dir) -> dict:
 
             report["engines"] = read_manifest(out_dir)["engines"]
     return report
-
-
-def resolve_artifact(out_dir, artifact) -> Path:
-    """An artifact path as recorded (absolute, relative to the job's working directory, or to OUT), made to point
-    into `out_dir`; the recorded path when nothing matches."""
-    path = Path(artifact)
-    if path.is_absolute() or path.exists():
-        return path
-    parts = path.parts
-    for root in (Path(out_dir), Path(out_dir) / "engines"):  # engine manifests record paths under OUT/engines
-        for k in range(len(parts)):
-            candidate = root.joinpath(*parts[k:])
-            if candidate.exists():
-                return candidate
-    return path
 
 
 def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
@@ -69,7 +55,6 @@ def measure_build(out_dir, report: dict, feeds_by_model: dict | None = None, bat
                   drift_samples: int = 4) -> dict:
     """The report dict with "latency", "drift" and engine "latency" filled in from measurements on this machine."""
     from ..models import load
-    from .provenance import hashed_files
 
     out_dir = Path(out_dir)
     report = dict(report)

@@ -8,7 +8,21 @@ from ..native.host import built_host_library
 from ..native.kernels import kernels_library_path
 from ..util.hashing import sha256_file
 from ..util.paths import PLUGINS_DIR
-from .measure import resolve_artifact
+
+
+def resolve_artifact(out_dir, artifact) -> Path:
+    """An artifact path as recorded (absolute, relative to the job's working directory, or to OUT), made to point
+    into `out_dir`; the recorded path when nothing matches."""
+    path = Path(artifact)
+    if path.is_absolute() or path.exists():
+        return path
+    parts = path.parts
+    for root in (Path(out_dir), Path(out_dir) / "engines"):  # engine manifests record paths under OUT/engines
+        for k in range(len(parts)):
+            candidate = root.joinpath(*parts[k:])
+            if candidate.exists():
+                return candidate
+    return path
 
 
 def _file_entry(path: Path, what: str) -> dict | None:

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
+from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ..data.tokens import load_data
 from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
 from ..models import load
@@ -59,20 +60,13 @@ def plan_targets(targets, precisions, explicit: bool):
     return todo, refused
 
 
-def engine_profiles(module, batch=(1, 1, 8), grid=(16, 16, 32)) -> dict[str, list[list[int]]]:
-    """min/opt/max shapes of every model input, from the model's own example inputs at each (batch, grid):
-    token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
-    triples = [module.example_inputs(b, g) for b, g in zip(batch, grid)]
-    names = list(getattr(module, "input_names", ["tokens"]))
-    return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(names)}
-
-
 def _engine_records(name, entry, precision, target) -> list[dict]:
     """Engine validation: executed where a GPU and a matching TensorRT exist, else `executed: false` + why."""
+    from ..backend.trt.manifest import ManifestEntry
     from ..backend.trt.runner import TrtRunner
 
     runner = TrtRunner(entry.get("engine_path") or "", entry)
-    ok, reason = runner.can_run() if entry.get("kind", "engine") == "engine" else (False, entry.get("reason", ""))
+    ok, reason = runner.can_run() if ManifestEntry.parse(entry).is_engine else (False, entry.get("reason", ""))
     return [{"model": name, "precision": precision, "target": target.name, "backend": target.backend,
              "output": None, "executed": ok, "reason": reason, "artifact": entry.get("engine") or entry.get("bundle"),
              "max_abs": None, "rel_l2": None, "cosine": None, "snr_db": None, "task_metric": None}]
@@ -176,7 +170,7 @@ class MainJob:
         """For compressors: bytes per image and how close the decoded tokens are to the original ones."""
         from ..evaluate.fidelity import fidelity
 
-        if not hasattr(module, "bytes_per_image"):
+        if not module.is_compressor:
             return None
 
         def run():
@@ -201,17 +195,18 @@ class MainJob:
                 continue
             start = time.perf_counter()
             stage = f"{name}/build/{target.name}/{precision}"
+            profiles = module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID)
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
                     entry = build_engine(onnx_path, target, precision, self.out_dir,
-                                         profiles=engine_profiles(module), name=name)
+                                         profiles=profiles, name=name)
                 self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
             else:
                 bundle_dir = self.out_dir / "engines" / target.name / f"{name}.{precision}.bundle"
                 entry = self.pipe.stage(
                     stage, {"onnx": sha256_file(onnx_path), "target": target.to_dict(), "precision": precision,
-                            "profiles": engine_profiles(module), "versions": self.versions},
-                    lambda: write_bundle(onnx_path, target, precision, self.out_dir, profiles=engine_profiles(module),
+                            "profiles": profiles, "versions": self.versions},
+                    lambda: write_bundle(onnx_path, target, precision, self.out_dir, profiles=profiles,
                                          name=name),
                     outputs=lambda e: sorted(p for p in bundle_dir.rglob("*") if p.is_file()))
             entries.append(entry)

@@ -72,7 +72,7 @@ def engine_rows(engines: list[dict]) -> list[dict]:
         reason = lat.get("reason") or e.get("reason") or ("" if executed else "no GPU")
         rows.append({
             "model": e.get("model"), "target": e.get("target"), "precision": e.get("precision"),
-            "kind": e.get("kind", "engine"), "backend": e.get("backend"), "backend_version": e.get("backend_version"),
+            "kind": e.get("kind"), "backend": e.get("backend"), "backend_version": e.get("backend_version"),
             "sm": e.get("sm"), "engine": e.get("engine"), "engine_bytes": e.get("engine_bytes"),
             "build_seconds": e.get("build_seconds"), "sha256": e.get("sha256"),
             "layer_precisions": (e.get("layer_summary") or {}).get("by_precision"),

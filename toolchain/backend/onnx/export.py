@@ -6,7 +6,6 @@ exp/log/pow) kept in fp32 behind Cast nodes, so every tensor has one declared ty
 TensorRT networks need).
 """
 
-import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -15,13 +14,14 @@ import onnx
 import torch
 
 from ...ops.domain import STANDARD_DOMAINS
+from ...ops.window_attention import export_context, finalize
+from ...ops.window_attention.lowering import MODES as ATTENTION_MODES
 from ...util.atomic import atomic_path
 from ...util.errors import NtcError
 
 OPSET = 18
 INPUT_NAME = "tokens"
 PRECISIONS = ("fp32", "fp16")
-ATTENTION_MODES = ("plugin", "native", "decomposed")
 # Ops whose fp16 range or precision is unsafe: they run in fp32 inside the fp16 model.
 FP16_KEEP_FP32 = [
     "LayerNormalization", "RMSNormalization", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceSumSquare",
@@ -29,15 +29,6 @@ FP16_KEEP_FP32 = [
     "TopK",
 ]
 _TWO_GB = 2**31
-
-
-def _attention_hooks(mode: str):
-    """The attention lowering's (export context, post-export pass); plain no-ops when no model uses it."""
-    try:
-        from ...ops import window_attention as attention
-    except ImportError:
-        return contextlib.nullcontext(), (lambda model, mode: model)
-    return attention.export_context(mode), attention.finalize
 
 
 def _save(model: onnx.ModelProto, dest: Path) -> None:
@@ -62,7 +53,7 @@ def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attentio
     input_names = list(getattr(module, "input_names", [INPUT_NAME]))
     names = list(getattr(module, "output_names", ["output"]))
     axes = module.dynamic_axes() if hasattr(module, "dynamic_axes") else {n: {0: "batch"} for n in input_names}
-    context, finalize = _attention_hooks(attention)
+    context = export_context(attention)
     tmpdir = Path(os.environ.get("TMPDIR", "/tmp"))
     tmp = tmpdir / f"ntc-export-trace-{os.getpid()}-{id(module)}.onnx"
     try:

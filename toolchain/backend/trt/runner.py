@@ -12,6 +12,7 @@ from ...ops import trt_registry
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
 from . import env as trt_env
+from .manifest import ManifestEntry
 
 
 def _cuda_device_sm() -> tuple[int | None, str]:
@@ -38,7 +39,7 @@ class TrtRunner:
     def can_run(self) -> tuple[bool, str]:
         """(True, "") when this machine can execute the engine, else (False, reason)."""
         e = self.entry
-        if e.get("kind", "engine") != "engine" or not e.get("engine"):
+        if not ManifestEntry.parse(e).is_engine or not e.get("engine"):
             return False, e.get("reason") or "no engine was built for this entry"
         if not self.engine_path.is_file():
             return False, f"engine file {self.engine_path} is missing"

@@ -1,0 +1,50 @@
+"""Every subcommand works on every zoo model, compressors included, given only the checkpoint and a token file:
+`export`, `validate`, `calibrate` and `build` share the main job's route from a model to its feeds and profiles."""
+
+import json
+
+import pytest
+from ntc_export.cli import main
+from ntc_export.data.tokens import TokenSet, builtin_images, extract_tokens, split_indices
+from ntc_export.util.paths import ZOO_DIR
+
+ZOO = sorted(p.stem for p in ZOO_DIR.glob("*.pt"))
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory):
+    """16 held-out digits as a token file from the real ViT (CLS row included, as `ntc-export tokens` writes)."""
+    images, labels, _ = builtin_images("digits")
+    idx = split_indices("digits", "val", len(images))[:16]
+    tokens = extract_tokens([images[i] for i in idx], size=224, progress=False)
+    path = tmp_path_factory.mktemp("tokens") / "digits16.npz"
+    return TokenSet(tokens, (16, 16), labels[idx], {"source": "digits/val[:16]"}).save(path)
+
+
+def _ok(*args) -> None:
+    assert main([str(a) for a in args]) == 0, f"ntc-export {' '.join(map(str, args))} failed"
+
+
+def test_zoo_is_complete():
+    assert {"bcae_x16", "mlp2x_gelu"} <= set(ZOO)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_subcommands_on_zoo_model(name, token_file, tmp_path):
+    model = ZOO_DIR / f"{name}.pt"
+    _ok("export", model, "--out", tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").glob("*.onnx")) == ["model.fp16.onnx", "model.fp32.onnx"]
+
+    _ok("validate", model, "--data", token_file, "--out", tmp_path / "validate")
+    records = json.loads((tmp_path / "validate" / "validation.json").read_text())
+    assert {r["precision"] for r in records} == {"fp32", "fp16"} and all(r["pass"] for r in records)
+
+    _ok("calibrate", model, "--data", token_file, "--method", "minmax", "--out", tmp_path / "calibrate")
+    assert (tmp_path / "calibrate" / "model.int8.onnx").is_file()
+
+    _ok("build", model, "--target", "rtx-ampere", "--target", "jetson-orin", "--out", tmp_path / "build")
+    manifest = json.loads((tmp_path / "build" / "engines" / "manifest.json").read_text())
+    kinds = {(e["target"], e["kind"]) for e in manifest["engines"] if e["model"] == name}
+    assert kinds == {("rtx-ampere", "engine"), ("jetson-orin", "bundle")}
+    engine = next(e for e in manifest["engines"] if e["kind"] == "engine")
+    assert set(engine["profiles"]) == {i["name"] for i in engine["inputs"] if -1 in i["shape"]}
