@@ -14,9 +14,10 @@ import onnx
 
 from ..util.atomic import atomic_path
 from ..util.errors import NtcError
+from ..util.hashing import sha256_file
 from . import cache
 from .calibrators import METHODS, PERCENTILE, check_method, compute_amax
-from .data import feeds_hash, file_hash, load_feeds
+from .data import feeds_hash, load_feeds
 from .evaluation import Evaluator
 from .formats import check_precision, scale_of
 from .plugins import apply_to_plugin_graph, graph_tensors, non_float_tensors, plugin_boundaries
@@ -134,10 +135,10 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
         raise NtcError(f"{path}: no MatMul/Gemm/Conv with constant weights to quantize")
     out_dir = Path(out_dir)
     messages = []
-    key = {"model_sha256": file_hash(path), "data_sha256": feeds_hash(feeds), "holdout_sha256": feeds_hash(held),
+    key = {"model_sha256": sha256_file(path), "data_sha256": feeds_hash(feeds), "holdout_sha256": feeds_hash(held),
            "precision": precision, "method": method, "target_cosine": target_cosine,
            "settings": {"num_bins": NUM_BINS, "percentile": PERCENTILE, "weights": "per-channel max",
-                        "plugin_sha256": file_hash(plugin_onnx) if plugin_onnx is not None else None},
+                        "plugin_sha256": sha256_file(plugin_onnx) if plugin_onnx is not None else None},
            "versions": cache.tool_versions()}
     cpath = cache.cache_path(out_dir, precision)
     old = cache.read(cpath)

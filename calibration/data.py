@@ -156,9 +156,3 @@ def tokens_hash(tokens: np.ndarray | None) -> str | None:
     return h.hexdigest()
 
 
-def file_hash(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()

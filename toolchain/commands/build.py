@@ -19,20 +19,13 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 
 def _plan(targets, precisions, skip_unsupported):
-    """(target, precision) pairs to build and (target, precision, reason) pairs refused."""
-    from ..backend.trt.targets import precision_problem
+    """(target, precision) pairs to build and the refused ones; refusals are an error unless skipped."""
+    from ..backend.trt.targets import plan_builds
     from ..util.errors import NtcError
 
-    todo, refused = [], []
-    for t in targets:
-        for p in precisions:
-            problem = precision_problem(t.sm, t.backend, p)
-            if problem is None:
-                todo.append((t, p))
-            else:
-                refused.append((t, p, f"{problem}: {t.name} is {t.sm_name}"))
+    todo, refused = plan_builds(targets, precisions)
     if refused and not skip_unsupported:
-        raise NtcError("; ".join(r for _, _, r in refused) + " (drop them or pass --skip-unsupported)")
+        raise NtcError("; ".join(r["reason"] for r in refused) + " (drop them or pass --skip-unsupported)")
     return todo, refused
 
 
@@ -55,7 +48,6 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module) -> dict[tuple[str, s
         return {(t.attention, p): model for t, p in todo}
     from ..backend.onnx.export import PRECISIONS as EXPORTED
     from ..backend.onnx.export import export_model
-    from ..models import load
 
     not_exported = sorted({p for _, p in todo if p not in EXPORTED})
     if not_exported:
@@ -93,7 +85,7 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_u
     from ..models import load
 
     batch_t, grid_t = _triple(batch), _triple(grid)
-    profiles = [get_target(t) for t in dict.fromkeys(targets)]
+    chosen = [get_target(t) for t in dict.fromkeys(targets)]
     if not precisions:
         if model.suffix == ".onnx":
             import onnx
@@ -101,13 +93,13 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_u
             precisions = (onnx_precision(onnx.load(str(model), load_external_data=False)),)
         else:
             precisions = ("fp16",)
-    todo, refused = _plan(profiles, list(dict.fromkeys(precisions)), skip_unsupported)
+    todo, refused = _plan(chosen, list(dict.fromkeys(precisions)), skip_unsupported)
     # A checkpoint knows its inputs (token or BC-block tensors): its profiles cover every dynamic input.
     module = load(model) if model.suffix != ".onnx" else None
     shapes = module.input_profiles(batch_t, grid_t) if module is not None else None
     name = model.stem if module is not None else None  # an ONNX keeps its own model name
     sources = _onnx_sources(model, todo, out_dir, module) if todo else {}
-    results = [{"target": t.name, "precision": p, "status": "refused", "reason": why} for t, p, why in refused]
+    results = [{**r, "status": "refused"} for r in refused]
     for t, p in todo:
         onnx_path = sources[(t.attention, p)]
         if t.backend == "tensorrt_rtx":

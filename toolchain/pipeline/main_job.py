@@ -42,19 +42,9 @@ def has_window_attention(module) -> bool:
 def plan_targets(targets, precisions, explicit: bool):
     """(target, precision) pairs to build and the refused ones with reasons. Pairs the user asked for explicitly
     that a target cannot build are an error before any work; with the default target set they are reported."""
-    from ..backend.trt.targets import get_target, precision_problem
+    from ..backend.trt.targets import plan_builds
 
-    todo, refused = [], []
-    for name in targets:
-        t = get_target(name)
-        for p in precisions:
-            if p not in ENGINE_PRECISIONS:
-                continue
-            problem = precision_problem(t.sm, t.backend, p)
-            if problem is None:
-                todo.append((t, p))
-            else:
-                refused.append({"target": t.name, "precision": p, "reason": f"{problem}: {t.name} is {t.sm_name}"})
+    todo, refused = plan_builds(targets, [p for p in precisions if p in ENGINE_PRECISIONS])
     if refused and explicit:
         raise NtcError("; ".join(r["reason"] for r in refused) + " — drop those targets or precisions")
     return todo, refused

@@ -1,1 +1,1 @@
-"""train."""
+"""Training token compressors on real ViT tokens."""

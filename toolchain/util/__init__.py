@@ -1,1 +1,1 @@
-"""util."""
+"""Infrastructure every layer may use: atomic writes, hashing, errors, package-data paths, the user cache."""

@@ -1,1 +1,1 @@
-"""onnxrt."""
+"""ONNX Runtime: the OrtRunner (CPU; CUDA EP where present)."""

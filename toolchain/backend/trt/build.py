@@ -79,6 +79,64 @@ def _load_plugin_library(trt, plugin_lib: Path) -> None:
     _loaded_libraries[key] = handle
 
 
+def _check_plugin_lib(plugin_lib) -> Path | None:
+    plugin_lib = Path(plugin_lib) if plugin_lib else None
+    if plugin_lib is not None and not plugin_lib.is_file():
+        raise NtcError(f"plugin library {plugin_lib} not found (build it: cmake -S plugins -B plugins/build "
+                       "-DTensorRT_ROOT=<TensorRT dir> && cmake --build plugins/build -j)")
+    return plugin_lib
+
+
+def _cache_key(**parts) -> str:
+    """Hash of everything an engine depends on: a manifest entry with the same key is the same engine."""
+    return hashlib.sha256(json.dumps({**parts, "settings": BUILD_SETTINGS_VERSION}, sort_keys=True,
+                                     default=str).encode()).hexdigest()
+
+
+def _plugin_provider(trt, config, plugin_lib: Path | None, has_ops: bool) -> dict:
+    """Make our plugins visible to the parser (C++ library or Python creators); returns how the engine finds them."""
+    if plugin_lib is not None:
+        trt_registry.deregister_creators(trt)
+        _load_plugin_library(trt, plugin_lib)
+        # The plugin library travels inside the engine, so running it needs no separate plugin set-up.
+        config.plugins_to_serialize = [str(plugin_lib)]
+        return {"provider": "embedded_library", "library": plugin_lib.name, "library_sha256": sha256_file(plugin_lib)}
+    if has_ops:
+        trt_registry.register_creators(trt)
+    return {"provider": "python_creators", "module": "ntc_export.ops.trt_registry",
+            "note": "register_creators(trt) in the running process before deserializing"}
+
+
+def _parse(trt, parser, logger, model, onnx_path: Path, rewritten: bool) -> None:
+    """Parse the ONNX into the network; a one-line NtcError naming the parser's (and plugins') complaint."""
+    # A rewritten graph is parsed from memory; the path still locates external weights beside the ONNX.
+    parsed = (parser.parse(model.SerializeToString(), str(onnx_path)) if rewritten
+              else parser.parse_from_file(str(onnx_path)))
+    if not parsed:
+        errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
+        detail = errors[0].splitlines()[0][:400] if errors else "no detail"
+        logged = "; ".join(e.splitlines()[0][:200] for e in logger.errors()[:3])  # plugins explain themselves here
+        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}"
+                       + (f" ({logged})" if logged else ""))
+
+
+def _configure(trt, builder, network, config, target, profiles, batch, grid) -> tuple[dict, int]:
+    """Optimization profile, the target's compute capability, workspace: returns (profiles chosen, workspace)."""
+    chosen = input_profiles([(network.get_input(i).name, list(network.get_input(i).shape))
+                             for i in range(network.num_inputs)], profiles, batch, grid)
+    if chosen:
+        profile = builder.create_optimization_profile()
+        for input_name, (lo, opt, hi) in chosen.items():
+            profile.set_shape(input_name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+    config.num_compute_capabilities = 1
+    config.set_compute_capability(getattr(trt.ComputeCapability, target.compute_capability), 0)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    workspace = target.memory_budget_bytes // 4
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    return chosen, workspace
+
+
 def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
                  batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None) -> dict:
     """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
@@ -93,19 +151,14 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     rewrites = []
     if n_attention := mark_fp32_attention_decomposable(model):
         rewrites.append(f"TRT_decomposable=1 on {n_attention} fp32 Attention node(s)")
-    plugin_lib = Path(plugin_lib) if plugin_lib else None
-    if plugin_lib is not None and not plugin_lib.is_file():
-        raise NtcError(f"plugin library {plugin_lib} not found (build it: cmake -S plugins -B plugins/build "
-                       "-DTensorRT_ROOT=<TensorRT dir> && cmake --build plugins/build -j)")
+    plugin_lib = _check_plugin_lib(plugin_lib)
     engines_dir = _prepare_out(out_dir, target)
     name = name or model_name(onnx_path)
     version = trt_env.version_info(target.backend)
     onnx_sha = sha256_file(onnx_path)
-    lib_sha = sha256_file(plugin_lib) if plugin_lib else None
-    key_parts = {"onnx": onnx_sha, "target": target.name, "sm": target.sm, "precision": precision,
-                 "trt": version, "plugin_lib": lib_sha, "profiles": profiles, "batch": list(batch),
-                 "grid": list(grid), "settings": BUILD_SETTINGS_VERSION}
-    cache_key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()
+    cache_key = _cache_key(onnx=onnx_sha, target=target.name, sm=target.sm, precision=precision, trt=version,
+                           plugin_lib=sha256_file(plugin_lib) if plugin_lib else None, profiles=profiles,
+                           batch=list(batch), grid=list(grid))
     hit = cached_entry(out_dir, name, target.name, precision, cache_key)
     if hit is not None:
         log.info("engine cache hit for %s %s %s: build skipped", name, target.name, precision)
@@ -116,35 +169,9 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     config = builder.create_builder_config()
-    if plugin_lib is not None:
-        trt_registry.deregister_creators(trt)
-        _load_plugin_library(trt, plugin_lib)
-        # The plugin library travels inside the engine, so running it needs no separate plugin set-up.
-        config.plugins_to_serialize = [str(plugin_lib)]
-    elif ops:
-        trt_registry.register_creators(trt)
-    parser = trt.OnnxParser(network, logger)
-    # A rewritten graph is parsed from memory; the path still locates external weights beside the ONNX.
-    parsed = (parser.parse(model.SerializeToString(), str(onnx_path)) if rewrites
-              else parser.parse_from_file(str(onnx_path)))
-    if not parsed:
-        errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
-        detail = errors[0].splitlines()[0][:400] if errors else "no detail"
-        logged = "; ".join(e.splitlines()[0][:200] for e in logger.errors()[:3])  # plugins explain themselves here
-        raise NtcError(f"{onnx_path.name}: the TensorRT ONNX parser failed: {detail}"
-                       + (f" ({logged})" if logged else ""))
-    chosen = input_profiles([(network.get_input(i).name, list(network.get_input(i).shape))
-                             for i in range(network.num_inputs)], profiles, batch, grid)
-    if chosen:
-        profile = builder.create_optimization_profile()
-        for input_name, (lo, opt, hi) in chosen.items():
-            profile.set_shape(input_name, lo, opt, hi)
-        config.add_optimization_profile(profile)
-    config.num_compute_capabilities = 1
-    config.set_compute_capability(getattr(trt.ComputeCapability, target.compute_capability), 0)
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    workspace = target.memory_budget_bytes // 4
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    how = _plugin_provider(trt, config, plugin_lib, bool(ops))
+    _parse(trt, trt.OnnxParser(network, logger), logger, model, onnx_path, bool(rewrites))
+    chosen, workspace = _configure(trt, builder, network, config, target, profiles, batch, grid)
 
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -159,9 +186,6 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     layers, source = _layer_summary(trt, engine_bytes, logger)
     write_bytes(engines_dir / f"{name}.{precision}.build.log", logger.text().encode())
 
-    how = ({"provider": "embedded_library", "library": plugin_lib.name, "library_sha256": lib_sha}
-           if plugin_lib else {"provider": "python_creators", "module": "ntc_export.ops.trt_registry",
-                               "note": "register_creators(trt) in the running process before deserializing"})
     entry = {
         "kind": "engine",
         "model": name,

@@ -75,6 +75,7 @@ def describe(s: dict, plugin_lib: Path | None, engine: Path) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    # This script runs on the device without ntc-export installed, so it carries its own copy.
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -137,3 +137,17 @@ def check_precision(target: "str | TargetProfile", precision: str) -> TargetProf
             raise NtcError(problem)
         raise NtcError(f"{problem}: {t.name} is {t.sm_name} ({t.backend}); it builds {', '.join(t.precisions)}")
     return t
+
+
+def plan_builds(targets, precisions) -> tuple[list[tuple[TargetProfile, str]], list[dict]]:
+    """(target, precision) pairs each target can build, and the refused pairs {target, precision, reason}."""
+    todo, refused = [], []
+    for target in (get_target(t) for t in targets):
+        for p in precisions:
+            problem = precision_problem(target.sm, target.backend, p)
+            if problem is None:
+                todo.append((target, p))
+            else:
+                refused.append({"target": target.name, "precision": p,
+                                "reason": f"{problem}: {target.name} is {target.sm_name}"})
+    return todo, refused

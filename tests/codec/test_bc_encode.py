@@ -11,7 +11,7 @@ from ntc_export.codec.encode import encode, pad_to_blocks, to_blocks
 from ntc_export.codec.encode_bc45 import decode_bc4_blocks
 from ntc_export.util.errors import NtcError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 imagecodecs = pytest.importorskip("imagecodecs")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ntc_export.util.paths import PLUGINS_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SKIP_MESSAGE = "not the TensorRT plugin library"
 SYSTEM_HEADER_DIRS = ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/tensorrt/include",
                       "/usr/include")
@@ -183,7 +183,7 @@ def _assert_cpp_plugin(result: dict, op: str):
 
 
 def test_cpp_library_builds_the_python_creator_engines(trt_plugin_lib, tmp_path):
-    # The same two engines tests/test_engine_build.py builds with the Python creators, same expected shapes.
+    # The same two engines tests/backend/test_engine_build.py builds with the Python creators, same expected shapes.
     by, bx, heads, window, head_dim, n_windows, bw = 3, 5, 2, 2, 4, 3, 6
     bc = _build_with_library(trt_plugin_lib, tmp_path, "bc", target="rtx-blackwell",
                              **_bc_spec("bc7", "tokens", "float32", [2, by, bx], 4))

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from ntc_export.data import tokens as T
 from ntc_export.data import vit
 from ntc_export.util.errors import NtcError
+from ntc_export.util.hashing import sha256_file
 from PIL import Image
 
 
@@ -56,7 +57,7 @@ def test_tampered_model_is_refused_naming_both_hashes(tmp_path, monkeypatch):
     with pytest.raises(NtcError) as err:
         vit.token_model_path()
     msg = str(err.value)
-    assert vit.SOURCE_SHA256 in msg and vit.file_sha256(bad) in msg and vit.file_sha256(bad) != vit.SOURCE_SHA256
+    assert vit.SOURCE_SHA256 in msg and sha256_file(bad) in msg and sha256_file(bad) != vit.SOURCE_SHA256
 
 
 def test_builtin_images_are_rgb_uint8():
