@@ -1,4 +1,4 @@
-// ntc::BcDecode v1 rules: fields, output shape, types. Same table as toolchain/trt_plugins.py BC_FORMATS.
+// ntc::BcDecode v1 rules: fields, output shape, types. Same table as toolchain/codec/formats.py (a test compares).
 #include <climits>
 
 #include "ntc/contracts.h"

@@ -13,7 +13,7 @@ namespace {
 
 enum BcFormat { kBc1 = 0, kBc4 = 1, kBc5 = 2, kBc6hUf16 = 3, kBc6hSf16 = 4, kBc7 = 5 };
 
-// Error codes of ntc_bc_decode (mirrored in toolchain/bc/decode.py).
+// Error codes of ntc_bc_decode (mirrored in toolchain/codec/decode.py).
 constexpr int kErrNullPointer = -1;
 constexpr int kErrBadFormat = -2;
 constexpr int kErrBadSize = -3;

@@ -15,7 +15,8 @@ using nvinfer1::PluginField;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
 
-BcDecodePlugin::BcDecodePlugin(contract::BcDecodeConfig config) : config_(std::move(config)) {}
+BcDecodePlugin::BcDecodePlugin(contract::BcDecodeConfig config)
+    : PluginBase(1, "blocks"), config_(std::move(config)) {}
 
 PluginFieldCollection const* BcDecodePlugin::field_names() {
   static PluginField const fields[] = {{"format", nullptr, PluginFieldType::kCHAR, 0},
@@ -48,10 +49,7 @@ nvinfer1::IPluginV3* BcDecodePlugin::clone() noexcept {
 int32_t BcDecodePlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
                                         DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept {
   try {
-    if (nbInputs != 1 || nbOutputs != 1) {
-      report_error("ntc::BcDecode: needs 1 input (blocks) and 1 output");
-      return -1;
-    }
+    if (check_io(nbInputs, nbOutputs) != 0) return -1;
     contract::Dims out;
     contract::Status status = contract::bc_decode_output_dims(config_, to_dims(in[0].desc.dims), &out);
     if (!status.ok) report_error(status.message);
@@ -63,7 +61,7 @@ int32_t BcDecodePlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32
 
 int32_t BcDecodePlugin::getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
                                            nvinfer1::DataType const*, int32_t nbInputs) const noexcept {
-  if (nbOutputs != 1 || nbInputs != 1) return -1;
+  if (!counts_match(nbInputs, nbOutputs)) return -1;
   bool const f32 = contract::bc_decode_output_type(config_) == contract::ElemType::kFloat32;
   outputTypes[0] = f32 ? nvinfer1::DataType::kFLOAT : nvinfer1::DataType::kHALF;
   return 0;
@@ -73,10 +71,7 @@ int32_t BcDecodePlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInput
                                         DimsExprs* outputs, int32_t nbOutputs,
                                         nvinfer1::IExprBuilder& exprBuilder) noexcept {
   try {
-    if (nbInputs != 1 || nbOutputs != 1) {
-      report_error("ntc::BcDecode: needs 1 input (blocks) and 1 output");
-      return -1;
-    }
+    if (check_io(nbInputs, nbOutputs) != 0) return -1;
     // The contract validates and computes what is known; symbolic dims become expressions here.
     contract::Dims known;
     contract::Status status = contract::bc_decode_output_dims(config_, to_dims(inputs[0]), &known);
@@ -111,7 +106,7 @@ int32_t BcDecodePlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInput
 
 bool BcDecodePlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
                                                int32_t nbOutputs) noexcept {
-  if (nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos > 1) return false;
+  if (!counts_match(nbInputs, nbOutputs) || pos < 0 || pos > nbInputs) return false;
   nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
   return contract::bc_decode_supports(config_, pos, elem_type(desc.type),
                                       desc.format == nvinfer1::TensorFormat::kLINEAR);
@@ -125,7 +120,7 @@ size_t BcDecodePlugin::getWorkspaceSize(DynamicPluginTensorDesc const*, int32_t,
 int32_t BcDecodePlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                                       nvinfer1::PluginTensorDesc const*, int32_t nbOutputs) noexcept {
   try {
-    if (nbInputs != 1 || nbOutputs != 1) return -1;
+    if (check_io(nbInputs, nbOutputs) != 0) return -1;
     contract::Status status = contract::bc_decode_check_run_dims(config_, to_dims(in[0].dims));
     if (!status.ok) report_error(status.message);
     return status.ok ? 0 : -1;

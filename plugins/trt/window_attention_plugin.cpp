@@ -17,13 +17,6 @@ using nvinfer1::PluginFieldType;
 
 namespace {
 
-int32_t check_io(int32_t nbInputs, int32_t nbOutputs) {
-  if (nbInputs == contract::kWindowAttentionInputs && nbOutputs == 1) return 0;
-  report_error("ntc::WindowAttention: needs 5 inputs (q, k, v, bias_table, mask) and 1 output, got " +
-               std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
-  return -1;
-}
-
 template <typename Desc, typename ToDims>
 contract::Status check_inputs(contract::WindowAttentionConfig const& config, Desc const* in, ToDims to) {
   contract::Dims dims[contract::kWindowAttentionInputs];
@@ -33,7 +26,8 @@ contract::Status check_inputs(contract::WindowAttentionConfig const& config, Des
 
 }  // namespace
 
-WindowAttentionPlugin::WindowAttentionPlugin(contract::WindowAttentionConfig config) : config_(config) {}
+WindowAttentionPlugin::WindowAttentionPlugin(contract::WindowAttentionConfig config)
+    : PluginBase(contract::kWindowAttentionInputs, "q, k, v, bias_table, mask"), config_(config) {}
 
 PluginFieldCollection const* WindowAttentionPlugin::field_names() {
   static PluginField const fields[] = {{"heads", nullptr, PluginFieldType::kINT32, 1},
@@ -76,7 +70,7 @@ int32_t WindowAttentionPlugin::configurePlugin(DynamicPluginTensorDesc const* in
 int32_t WindowAttentionPlugin::getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
                                                   nvinfer1::DataType const* inputTypes,
                                                   int32_t nbInputs) const noexcept {
-  if (nbOutputs != 1 || nbInputs != contract::kWindowAttentionInputs) return -1;
+  if (!counts_match(nbInputs, nbOutputs)) return -1;
   outputTypes[0] = inputTypes[0];
   return 0;
 }
@@ -106,7 +100,7 @@ int32_t WindowAttentionPlugin::getOutputShapes(DimsExprs const* inputs, int32_t 
 
 bool WindowAttentionPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut,
                                                       int32_t nbInputs, int32_t nbOutputs) noexcept {
-  if (nbInputs != contract::kWindowAttentionInputs || nbOutputs != 1 || pos < 0 || pos > nbInputs) return false;
+  if (!counts_match(nbInputs, nbOutputs) || pos < 0 || pos > nbInputs) return false;
   nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
   return contract::window_attention_supports(pos, elem_type(desc.type), desc.format == nvinfer1::TensorFormat::kLINEAR,
                                              elem_type(inOut[0].desc.type));

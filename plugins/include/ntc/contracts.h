@@ -1,7 +1,8 @@
 // Plain C++17 rules of the ntc plugin contracts (ntc::BcDecode v1, ntc::WindowAttention v1): field parsing and
 // validation, output shapes as integer math on known dims, type/format rules, workspace sizes.
 // No TensorRT and no CUDA headers: the TensorRT adapters (plugins/trt) translate their types into these and back,
-// so every rule is unit-tested without TensorRT (plugins/tests). Must agree with toolchain/trt_plugins.py.
+// so every rule is unit-tested without TensorRT (plugins/tests). Must agree with toolchain/ops/<op>/contract.py
+// and toolchain/codec/formats.py; the per-op specs are plugins/specs/*.md.
 #pragma once
 
 #include <cstddef>
