@@ -1,5 +1,9 @@
 """Shared base for token models: input patch tokens [B, h*w, D] on a square grid, optional linear task head."""
 
+import hashlib
+import json
+
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -26,7 +30,8 @@ class TokenModel(nn.Module):
     grid_multiple: int = 1  # grids must be a multiple of this (after the model's own padding)
     dynamic_grid: bool = True
     # Capabilities the toolchain asks about (typed here rather than probed with hasattr):
-    is_compressor: bool = False  # True: `bytes_per_image` and compress/decompress are meaningful
+    is_compressor: bool = False  # True: the compressor contract (`encode` / `decode` payloads) is implemented
+    family: str = ""  # compressors: the payload family this model writes
 
     def _init_head(self, num_classes: int) -> None:
         self.head = nn.Linear(self.output_dim, num_classes) if num_classes > 0 else None
@@ -70,6 +75,23 @@ class TokenModel(nn.Module):
         triples = [self.example_inputs(b, g) for b, g in zip(batch, grid)]
         return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(self.input_names)}
 
-    def bytes_per_image(self, grid: int = 16) -> int:
-        """Bytes one image's compressed representation takes (compressors only; see `is_compressor`)."""
+    # ---- the compressor contract (compressors only; see `is_compressor`) ----------------------------------------
+
+    def encode(self, patch_tokens) -> list[bytes]:
+        """Patch tokens [N, h*w, D] -> one self-describing payload per image (ntc_export.codec.payload); bytes per
+        image are the payload's length."""
         raise NotImplementedError(f"{type(self).__name__} is not a compressor")
+
+    def decode(self, payloads) -> np.ndarray:
+        """Payloads written by `encode` of this model -> patch tokens float32 [N, h*w, D]."""
+        raise NotImplementedError(f"{type(self).__name__} is not a compressor")
+
+    def fingerprint(self) -> bytes:
+        """8 bytes naming this trained model (architecture, config, weights): payloads carry it, so a payload from
+        another model is refused instead of decoded into garbage."""
+        h = hashlib.sha256(f"{getattr(self, 'arch', type(self).__name__)}|"
+                           f"{json.dumps(getattr(self, 'config', {}), sort_keys=True)}".encode())
+        for name, tensor in self.state_dict().items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.digest()[:8]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..codec.payload import Payload, expect, unpack
 from ..ops.bc_decode.torch_op import bc_decode_op
 from ..util.errors import NtcError
 from .base import TokenModel
@@ -57,6 +58,7 @@ class BcAutoencoder(TokenModel):
 
     input_names = ["blocks"]
     is_compressor = True
+    family = "bc_autoencoder"
 
     def __init__(self, input_dim=384, latent=96, merge=1, bc_format="bc5", dim=192, depth=2, heads=6, window=8,
                  mlp_ratio=2.0, num_classes=0):
@@ -183,7 +185,47 @@ class BcAutoencoder(TokenModel):
         return (out[0] if isinstance(out, tuple) else out).numpy()
 
     def bytes_per_image(self, grid: int = 16) -> int:
+        """BC block bytes of one image at a grid x grid token grid: the rate this model is built for (its payloads
+        add a small header; `encode` gives the real bytes)."""
         return (grid // self.merge) ** 2 * self.latent // 2
+
+    # ---- the compressor contract: one payload per image ----------------------------------------------------------
+
+    def _block_shape(self, grid: tuple[int, int]) -> tuple[int, ...]:
+        h, w = grid
+        unit = 4 * self.merge
+        if h % unit or w % unit:
+            raise NtcError(f"{self.arch}: token grid {h}x{w} is not a multiple of {unit}")
+        return self.planes, h // unit, w // unit, WORDS[self.bc_format]
+
+    def encode(self, patch_tokens, quality: str = "fast") -> list[bytes]:
+        """Patch tokens [N, h*w, D] -> one payload per image: its BC blocks as little-endian INT32 words."""
+        tokens = np.asarray(patch_tokens, dtype=np.float32)
+        side = int(round(tokens.shape[1] ** 0.5)) if tokens.ndim == 3 else 0
+        if tokens.ndim != 3 or side * side != tokens.shape[1]:
+            raise NtcError(f"{self.arch}: expected patch tokens [N, h*w, D] on a square grid, got {list(tokens.shape)}")
+        blocks = self.compress(tokens, quality=quality)
+        fingerprint = self.fingerprint()
+        return [Payload(self.family, fingerprint, (side, side), b.astype("<i4").tobytes()).pack() for b in blocks]
+
+    def decode(self, payloads) -> np.ndarray:
+        """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
+        fingerprint = self.fingerprint()
+        parsed = [expect(unpack(p, f"payload {i}"), self.family, fingerprint, f"payload {i}")
+                  for i, p in enumerate(payloads)]
+        if not parsed:
+            raise NtcError("no payloads to decode")
+        if len({p.grid for p in parsed}) != 1:
+            raise NtcError(f"payloads hold different token grids {sorted({p.grid for p in parsed})}: decode each "
+                           "grid on its own")
+        shape = self._block_shape(parsed[0].grid)
+        size = 4 * int(np.prod(shape))
+        bad = next((i for i, p in enumerate(parsed) if len(p.body) != size), None)
+        if bad is not None:
+            raise NtcError(f"payload {bad}: {len(parsed[bad].body)} body bytes, this model's grid "
+                           f"{parsed[0].grid} needs {size}")
+        blocks = np.stack([np.frombuffer(p.body, "<i4").reshape(shape) for p in parsed]).astype(np.int32)
+        return self.decompress(blocks)
 
     # ---- export interface ---------------------------------------------------------------------------------------
 

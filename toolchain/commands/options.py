@@ -1,4 +1,4 @@
-"""Options shared by several subcommands."""
+"""Options and loaders shared by several subcommands."""
 
 import click
 
@@ -14,3 +14,14 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress out
 def precision_option(default=("fp32", "fp16"), choices=("fp32", "fp16")):
     return click.option("--precision", "precisions", multiple=True, type=click.Choice(choices),
                         default=default, show_default=True, help="Precision(s) to produce; repeat the flag.")
+
+
+def load_compressor(model):
+    """The checkpoint at `model`, when it is a token compressor; a one-line error otherwise."""
+    from ..models import load
+    from ..util.errors import NtcError
+
+    module = load(model)
+    if not module.is_compressor:
+        raise NtcError(f"{model} ({module.arch}) is not a token compressor")
+    return module

@@ -23,7 +23,8 @@ from .stages import Pipeline
 
 DEFAULT_PRECISIONS = ("fp32", "fp16")
 QUANTIZED = ("int8", "fp8")
-ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
+ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
+PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distortion chart  # fp32 stays the reference export; engines ship reduced precision
 
 
 def token_hash(tokens) -> str:
@@ -156,21 +157,25 @@ class MainJob:
                                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
                                 "versions": self.versions}, run)
 
-    def compression(self, name, module, feeds, tokens, data_hash) -> dict | None:
-        """For compressors: bytes per image and how close the decoded tokens are to the original ones."""
-        from ..evaluate.fidelity import fidelity
+    def compression(self, name, module, tokens, data_hash, fit, fit_hash) -> list[dict]:
+        """For compressors: bytes per image of real payloads and how close the decoded tokens are to the original
+        ones, beside the PCA reference at the same rate (fitted on `fit`, tokens disjoint from the measured ones)."""
+        from ..evaluate import pca_reference
+        from ..evaluate.rate_distortion import measure
 
-        if not module.is_compressor:
-            return None
+        def point(row: dict, series: str, target: str) -> dict:
+            return {"model": row["model"], "series": series, "precision": "fp32", "target": target,
+                    "bytes_per_image": row["bytes_per_image"], "rate": row["rate"], "cosine": row["cosine"],
+                    "rel_l2": row["rel_l2"], "snr_db": row["snr_db"], "samples": row["samples"]}
 
         def run():
-            decoded = golden_outputs(module, feeds)["tokens_out"]
-            return {"model": name, "series": module.arch, "precision": "fp32", "target": "cpu (PyTorch)",
-                    "bytes_per_image": int(module.bytes_per_image(tokens.grid[0])),
-                    "fp16_token_bytes": int(tokens.patch_tokens[0].size * 2),
-                    "samples": int(len(decoded)), **fidelity(tokens.patch_tokens, decoded)}
+            row = measure(name, module, tokens, with_saliency=False)
+            ref = measure(f"pca@{row['rate']:.1f}x", pca_reference.for_rate(fit.patch_tokens, row["rate"]), tokens,
+                          with_saliency=False)
+            return [point(row, module.arch, "cpu (PyTorch)"), point(ref, PCA_SERIES, "cpu (NumPy)")]
 
-        return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash}, run)
+        return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash,
+                                                       "fit": fit_hash, "versions": self.versions}, run)
 
     def build(self, name, module, onnx_paths) -> tuple[list[dict], list[dict]]:
         """Engines for RTX targets, deploy bundles for TensorRT targets; engine records say whether they ran."""
@@ -238,6 +243,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     from ..report import write_report
 
     records, engines, latency, drift, compression = [], [], {}, {}, []
+    fit = None  # training-side tokens of the PCA reference line, loaded with the first compressor
     job.model_hashes = {name: sha256_file(path) for name, (path, _) in modules.items()}
     for name, (path, module) in modules.items():
         model_hash = job.model_hashes[name]
@@ -248,8 +254,10 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         records += job.validate(name, module, onnx_paths, tokens, feeds, data_hash)
         measured = job.measure(name, module, onnx_paths, feeds, data_hash)
         latency[name], drift[name] = measured["latency"], measured["drift"]
-        if (point := job.compression(name, module, feeds, tokens, data_hash)) is not None:
-            compression.append(point)
+        if module.is_compressor:
+            if fit is None:  # the calibration split: disjoint from the validation tokens
+                fit = calib if calib is not None else load_data(calib_data, "calib")[0]
+            compression += job.compression(name, module, tokens, data_hash, fit, token_hash(fit))
         built, engine_records = job.build(name, module, onnx_paths)
         engines += [{**e, "latency": engine_latency(job.out_dir, e, feeds)} for e in built]
         records += engine_records

@@ -70,7 +70,9 @@ def rate_distortion_plot(points: list[dict]) -> tuple[bytes, str] | None:
     for model in sorted({p.get("series", p["model"]) for p in points}):  # one line per compressor family
         mine = sorted((p for p in points if p.get("series", p["model"]) == model), key=lambda p: p["bytes_per_image"])
         x = [p["bytes_per_image"] for p in mine]
-        line, = ax.plot(x, [p["cosine"] for p in mine], marker="o", label=f"{model} cosine")
+        reference = model.startswith("pca")  # the linear baseline every learned curve is read against
+        line, = ax.plot(x, [p["cosine"] for p in mine], marker="o", label=f"{model} cosine",
+                        ls=":" if reference else "-", color="0.45" if reference else None)
         if ax2 is not None:
             ax2.plot(x, [p["task_metric"] if p["task_metric"] is not None else float("nan") for p in mine],
                      marker="^", ls="--", color=line.get_color(), label=f"{model} probe accuracy")

@@ -1,0 +1,59 @@
+"""`ntc-export rd MODEL... --data T.npz --out rd.json [--plot rd.png]`: rate-distortion of compressors beside the
+PCA reference line."""
+
+from pathlib import Path
+
+import click
+
+from .options import load_compressor
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+@click.command("rd")
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Held-out token file from `ntc-export tokens` (the tokens measured).")
+@click.option("--fit", "fit_data", type=click.Path(path_type=Path), default=None,
+              help="Training token file the PCA references and the linear probe are fitted on (its labels, if any, "
+                   "train the probe). Default: the built-in digits train split, disjoint from its val split.")
+@click.option("--pca-rate", "pca_rates", type=float, multiple=True,
+              help="Rates (x smaller than fp16 tokens) of the PCA reference rows; repeat the flag. Default: each "
+                   "model's measured rate.")
+@click.option("--no-saliency", is_flag=True, help="Skip the saliency-head correlation (it needs the CLS token).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON: one row per model, the original tokens and each PCA reference.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG of token cosine (and probe accuracy) against bytes per image, one line per family.")
+def command(models, data, fit_data, pca_rates, no_saliency, out, plot):
+    """Measure every compressor on the same tokens: bytes per image (mean length of its real payloads), rate vs fp16
+    tokens, mean per-token cosine, rel L2, SNR, saliency-map r and linear-probe accuracy (where the data has labels),
+    beside PCA + per-component uniform quantization fitted on training tokens at the same rates."""
+    from ..data.tokens import builtin_tokens, load_tokens
+    from ..evaluate.rate_distortion import rate_distortion
+    from ..util.atomic import write_bytes, write_json
+    from ..util.errors import NtcError
+
+    modules = {Path(m).stem: load_compressor(m) for m in models}  # every input checked before any work
+    if len(modules) != len(models):
+        raise NtcError("two models share a file name; name each row differently")
+    tokens = load_tokens(data)
+    train = load_tokens(fit_data) if fit_data else builtin_tokens("digits", 224, split="train")
+    fit_source = str(fit_data) if fit_data else "builtin:digits/train@224"
+    rows = rate_distortion(modules, tokens, train, list(pca_rates) or None, with_saliency=not no_saliency)
+    write_json(out, {"data": str(data), "fit_data": fit_source, "samples": len(tokens), "rows": rows})
+    click.echo(f"{'model':>24} {'family':>15} {'B/image':>9} {'rate':>6} {'cosine':>7} {'SNR dB':>7} "
+               f"{'sal. r':>6} {'probe':>6}")
+    for r in rows:
+        click.echo(f"{r['model']:>24} {r['family']:>15} {r['bytes_per_image']:9.0f} {r['rate']:6.2f} "
+                   f"{r['cosine']:7.4f} {r['snr_db']:7.2f} {_fmt(r['saliency_r'], '6.3f')} "
+                   f"{_fmt(r['probe_accuracy'], '6.3f')}")
+    if plot is not None:
+        from ..report.plots import rate_distortion_plot
+
+        points = [{**r, "series": r["family"], "task_metric": r["probe_accuracy"]} for r in rows
+                  if r["family"] != "original"]
+        write_bytes(plot, rate_distortion_plot(points)[0])
+    click.echo(f"wrote {out}" + (f" and {plot}" if plot else ""))
