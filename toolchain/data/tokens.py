@@ -1,6 +1,8 @@
 """Real visual tokens: images (built-in sets or files) -> DINOv2-S/14 tokens, saved as validated .npz TokenSets."""
 
 import hashlib
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +15,10 @@ from . import vit
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-BUILTINS = ("skimage", "digits")
-SPLITS = {"skimage": ("all", "val"), "digits": ("all", "train", "calib", "val")}
+BUILTINS = ("skimage", "digits", "photos")
+SPLITS = {"skimage": ("all", "val"), "digits": ("all", "train", "calib", "val"),
+          "photos": ("all", "train", "calib", "val")}
+PHOTO_CROPS = 8  # crops (several scales, every other one mirrored) per photograph of the corpus
 # The bundled scikit-image pictures (no download needed), in a fixed order.
 SKIMAGE_NAMES = (
     "astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "page", "text", "clock", "brick",
@@ -180,10 +184,12 @@ class TokenSet:
         labels = None if self.labels is None else self.labels[idx]
         return TokenSet(self.tokens[idx], self.grid, labels, meta)
 
-    def save(self, path) -> Path:
-        """Write an .npz atomically: tokens, grid, labels (if any), names, model_sha256, image_size, source."""
+    def save(self, path, half: bool = False) -> Path:
+        """Write an .npz atomically: tokens, grid, labels (if any), names, model_sha256, image_size, source,
+        provenance. `half`: tokens as float16, zip-compressed (a corpus cache; loading gives float32 again)."""
         path = Path(path)
-        arrays = {"tokens": self.tokens, "grid": np.array(self.grid, dtype=np.int64)}
+        tokens = self.tokens.astype(np.float16) if half else self.tokens
+        arrays = {"tokens": tokens, "grid": np.array(self.grid, dtype=np.int64)}
         if self.labels is not None:
             arrays["labels"] = self.labels
         names = self.meta.get("names") or [str(i) for i in range(len(self))]
@@ -192,9 +198,11 @@ class TokenSet:
         arrays["image_size"] = np.array(int(self.meta.get("image_size", 0)), dtype=np.int64)
         arrays["source"] = np.array(str(self.meta.get("source", "")))
         arrays["format_version"] = np.array(TOKENSET_VERSION, dtype=np.int64)
+        if self.meta.get("provenance"):
+            arrays["provenance"] = np.array(json.dumps(self.meta["provenance"], sort_keys=True))
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:  # a file object keeps numpy from appending another .npz
-                np.savez(f, **arrays)
+                (np.savez_compressed if half else np.savez)(f, **arrays)
         return path
 
 
@@ -232,6 +240,8 @@ def load_tokens(path) -> TokenSet:
     for key in ("tokens", "grid"):
         if key not in data:
             raise NtcError(f"{path}: missing key {key!r} (has {sorted(data)})")
+    if data["tokens"].dtype == np.float16:
+        data["tokens"] = data["tokens"].astype(np.float32)  # a float16 cache: the models run float32
     grid = data["grid"]
     if grid.shape != (2,) or not np.issubdtype(grid.dtype, np.integer):
         raise NtcError(f"{path}: grid must be 2 integers (h, w), got {grid.dtype} {list(grid.shape)}")
@@ -245,6 +255,8 @@ def load_tokens(path) -> TokenSet:
             meta[key] = str(data[key])
     if "image_size" in data:
         meta["image_size"] = int(data["image_size"])
+    if "provenance" in data:
+        meta["provenance"] = json.loads(str(data["provenance"]))
     return TokenSet(data["tokens"], (int(grid[0]), int(grid[1])), labels, meta)
 
 
@@ -273,9 +285,51 @@ def content_key(images, size: int) -> str:
     return h.hexdigest()
 
 
+def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, crops_per_photo: int = PHOTO_CROPS
+                 ) -> TokenSet:
+    """Tokens of the natural-photograph corpus (ntc_export.data.photos): `crops_per_photo` crops of each photograph
+    of the split, cached by photo identities and recipe, stored as float16. Sources that are not installed are
+    skipped and named on stderr."""
+    from . import photos as corpus
+
+    size = _check_size(size)
+    found, missing = corpus.photos_for(split)
+    if missing:
+        print(f"photos: {len(missing)} source(s) not installed, skipped: {'; '.join(missing)}", file=sys.stderr)
+    if not found:
+        raise NtcError("no photograph source is installed: pip install scikit-image (see ntc_export.data.photos)")
+    key = hashlib.sha256(f"{corpus.corpus_key(found, crops_per_photo)}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|"
+                         f"{size}|tokens-v{TOKENSET_VERSION}".encode()).hexdigest()
+    path = cache_dir("tokens") / f"photos-{split}-{size}-{key[:16]}.npz"
+    if path.is_file():
+        try:
+            return load_tokens(path)
+        except NtcError:
+            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    tokens, names = [], []
+    for start in range(0, len(found), 16):  # a few photographs at a time: their crops fit in memory
+        chunk = found[start:start + 16]
+        images = [c for p in chunk for c in corpus.crops(to_rgb_uint8(p.load(), p.key), p.key, crops_per_photo)]
+        names += [f"{p.key}#crop{j}" for p in chunk for j in range(crops_per_photo)]
+        tokens.append(extract_tokens(images, size=size, progress=progress))
+        if progress:
+            print(f"photos {split}: {start + len(chunk)}/{len(found)} photographs", file=sys.stderr)
+    g = size // vit.PATCH
+    provenance = {"photographs": len(found), "crops_per_photo": crops_per_photo, "split": split,
+                  "licences": {p.package: p.licence for p in found},
+                  "packages": sorted({p.package for p in found}), "missing": missing}
+    meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size,
+            "source": f"builtin:photos:{split}", "provenance": provenance}
+    ts = TokenSet(np.concatenate(tokens), (g, g), None, meta)
+    ts.save(path, half=True)
+    return load_tokens(path)  # what every later call gets: the float16 values, as float32
+
+
 def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: bool = False) -> TokenSet:
     """Tokens of a built-in image set split, computed once and cached by content hash."""
     size = _check_size(size)
+    if name == "photos":
+        return photo_tokens(size, split, progress)
     images, labels, names = builtin_images(name)
     idx = split_indices(name, split, len(images))
     images = [images[i] for i in idx]
