@@ -34,7 +34,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[4, 8, 16, 32, 64])
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--max-images", type=int, default=1197)
+    ap.add_argument("--data", default="builtin:digits",
+                    help="Training tokens: builtin:digits, builtin:photos (the natural-photograph corpus) or a .npz "
+                         "token file; its train split is used.")
+    ap.add_argument("--max-images", type=int, default=None, help="Use the first N training maps (default: all).")
     ap.add_argument("--dim", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -49,8 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    tokens, labels = load_patch_tokens("builtin:digits", "train")
-    tokens, labels = tokens[: args.max_images], labels[: args.max_images]
+    tokens, labels = load_patch_tokens(args.data, "train")
+    tokens = tokens[: args.max_images]
+    labels = None if labels is None else labels[: args.max_images]
     init = None
     if args.init is not None:
         if len(args.rates) != 1:
@@ -75,7 +79,8 @@ def main(argv=None) -> int:
         if size > MAX_BYTES:
             print(f"{path}: {size} bytes exceeds the 5 MB zoo limit", file=sys.stderr)
             return 1
-        entry = {"file": path.name, "rate": rate, "config": config, "images": len(tokens), "epochs": args.epochs,
+        entry = {"file": path.name, "rate": rate, "config": config, "data": args.data, "images": len(tokens),
+                 "epochs": args.epochs,
                  "seed": args.seed, "lr": args.lr, "init": str(args.init) if args.init else None,
                  "pooled_std_weight": args.pooled_std_weight, "probe_weight": args.probe_weight, "history": result.history, "bytes": size,
                  "seconds": round(time.time() - start, 1)}

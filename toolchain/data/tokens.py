@@ -285,6 +285,16 @@ def content_key(images, size: int) -> str:
     return h.hexdigest()
 
 
+def _cached(path: Path) -> TokenSet | None:
+    """The token set cached at `path`, or None (a damaged entry is deleted, to be recomputed)."""
+    if path.is_file():
+        try:
+            return load_tokens(path)
+        except NtcError:
+            path.unlink(missing_ok=True)
+    return None
+
+
 def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, crops_per_photo: int = PHOTO_CROPS
                  ) -> TokenSet:
     """Tokens of the natural-photograph corpus (ntc_export.data.photos): `crops_per_photo` crops of each photograph
@@ -301,11 +311,8 @@ def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, cr
     key = hashlib.sha256(f"{corpus.corpus_key(found, crops_per_photo)}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|"
                          f"{size}|tokens-v{TOKENSET_VERSION}".encode()).hexdigest()
     path = cache_dir("tokens") / f"photos-{split}-{size}-{key[:16]}.npz"
-    if path.is_file():
-        try:
-            return load_tokens(path)
-        except NtcError:
-            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    if (cached := _cached(path)) is not None:
+        return cached
     tokens, names = [], []
     for start in range(0, len(found), 16):  # a few photographs at a time: their crops fit in memory
         chunk = found[start:start + 16]
@@ -337,11 +344,8 @@ def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: boo
     names = [names[i] for i in idx]
     key = content_key(images, size)
     path = cache_dir("tokens") / f"{name}-{split}-{size}-{key[:16]}.npz"
-    if path.is_file():
-        try:
-            return load_tokens(path)
-        except NtcError:
-            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    if (cached := _cached(path)) is not None:
+        return cached
     tokens = extract_tokens(images, size=size, progress=progress)
     g = size // vit.PATCH
     meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size, "source": f"builtin:{name}:{split}"}

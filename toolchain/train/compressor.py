@@ -27,13 +27,14 @@ class TrainResult:
 
 
 def load_patch_tokens(data: str, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:
-    """`builtin:digits` / `builtin:skimage` (the given split) or a TokenSet .npz -> (patch tokens [N, h*w, D], labels)."""
+    """`builtin:digits` / `builtin:skimage` / `builtin:photos` (the given split) or a TokenSet .npz -> (patch tokens
+    [N, h*w, D], labels)."""
     from ..data.tokens import SPLITS, builtin_tokens, load_tokens
 
     if data.startswith("builtin:"):
         name = data.split(":", 1)[1]
         if name not in SPLITS:
-            raise NtcError(f"unknown built-in token set {name!r}; choose builtin:digits or builtin:skimage")
+            raise NtcError(f"unknown built-in token set {name!r}; choose from {', '.join(f'builtin:{n}' for n in SPLITS)}")
         split = split if split in SPLITS[name] else "all"
         ts = builtin_tokens(name, 224, split=split)
     else:
