@@ -61,7 +61,8 @@ int32_t BcDecodePlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32
 
 int32_t BcDecodePlugin::getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
                                            nvinfer1::DataType const*, int32_t nbInputs) const noexcept {
-  if (!counts_match(nbInputs, nbOutputs)) return -1;
+  // TensorRT asks for types first, so this is where a wrong tensor count gets its message.
+  if (check_io(nbInputs, nbOutputs) != 0) return -1;
   bool const f32 = contract::bc_decode_output_type(config_) == contract::ElemType::kFloat32;
   outputTypes[0] = f32 ? nvinfer1::DataType::kFLOAT : nvinfer1::DataType::kHALF;
   return 0;

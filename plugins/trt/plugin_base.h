@@ -34,6 +34,7 @@ class PluginBase : public nvinfer1::IPluginV3,
   // Each plugin states its inputs once (count and names, for messages); every entry point checks counts here.
   PluginBase(int32_t nbInputs, char const* inputNames) : nb_inputs_(nbInputs), input_names_(inputNames) {}
 
+  // Silent form for supportsFormatCombination, which TensorRT calls once per tensor and candidate format.
   bool counts_match(int32_t nbInputs, int32_t nbOutputs) const noexcept {
     return nbInputs == nb_inputs_ && nbOutputs == 1;
   }

@@ -70,7 +70,8 @@ int32_t WindowAttentionPlugin::configurePlugin(DynamicPluginTensorDesc const* in
 int32_t WindowAttentionPlugin::getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
                                                   nvinfer1::DataType const* inputTypes,
                                                   int32_t nbInputs) const noexcept {
-  if (!counts_match(nbInputs, nbOutputs)) return -1;
+  // TensorRT asks for types first, so this is where a wrong tensor count gets its message.
+  if (check_io(nbInputs, nbOutputs) != 0) return -1;
   outputTypes[0] = inputTypes[0];
   return 0;
 }
