@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..codec.payload import Payload, expect, unpack
+from ..codec.payload import Payload, expect, square_side, unpack
 from ..ops.bc_decode.torch_op import bc_decode_op
 from ..util.errors import NtcError
 from .base import TokenModel
@@ -201,9 +201,7 @@ class BcAutoencoder(TokenModel):
     def encode(self, patch_tokens, quality: str = "fast") -> list[bytes]:
         """Patch tokens [N, h*w, D] -> one payload per image: its BC blocks as little-endian INT32 words."""
         tokens = np.asarray(patch_tokens, dtype=np.float32)
-        side = int(round(tokens.shape[1] ** 0.5)) if tokens.ndim == 3 else 0
-        if tokens.ndim != 3 or side * side != tokens.shape[1]:
-            raise NtcError(f"{self.arch}: expected patch tokens [N, h*w, D] on a square grid, got {list(tokens.shape)}")
+        side = square_side(tokens, self.arch)
         blocks = self.compress(tokens, quality=quality)
         fingerprint = self.fingerprint()
         return [Payload(self.family, fingerprint, (side, side), b.astype("<i4").tobytes()).pack() for b in blocks]

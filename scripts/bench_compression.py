@@ -19,38 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 FP16_BYTES = 256 * 384 * 2
 
 
-def mean_pool_probe(train_x, train_y):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
-    return probe.fit(train_x.mean(1), train_y)
-
-
-def token_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    num = (a * b).sum(-1)
-    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12
-    return float((num / den).mean())
-
-
 def reconstruct(module, tokens: np.ndarray, quality: str, batch: int = 32) -> np.ndarray:
     return np.concatenate([module.decompress(module.compress(tokens[i:i + batch], quality=quality))
                            for i in range(0, len(tokens), batch)])
 
 
-def saliency_correlation(original_with_cls: np.ndarray, recon_patches: np.ndarray) -> float:
-    from ntc_export.data.vit import saliency
-
-    recon = np.concatenate([original_with_cls[:, :1], recon_patches], axis=1)
-    a = saliency(original_with_cls).reshape(len(recon), -1)
-    b = saliency(recon).reshape(len(recon), -1)
-    return float(np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)]))
-
-
 def main(argv=None) -> int:
     import torch
     from ntc_export.data.tokens import builtin_tokens
+    from ntc_export.evaluate.rate_distortion import fit_probe, saliency_r, token_cosine
     from ntc_export.models import load
     from ntc_export.util.atomic import write_json
 
@@ -70,7 +47,7 @@ def main(argv=None) -> int:
     train = builtin_tokens("digits", 224, split="train")
     val = builtin_tokens("digits", 224, split="val").subset(range(args.max_val))
     sk = builtin_tokens("skimage", 224, split="all")
-    probe = mean_pool_probe(train.patch_tokens, train.labels)
+    probe = fit_probe(train.patch_tokens, train.labels)
     base_acc = float(probe.score(val.patch_tokens.mean(1), val.labels))
     rows = [{"model": "fp16 tokens", "bytes_per_image": FP16_BYTES, "rate": 1.0, "cosine": 1.0,
              "probe_accuracy": base_acc, "saliency_corr": 1.0}]
@@ -85,7 +62,7 @@ def main(argv=None) -> int:
             "cosine": token_cosine(recon, val.patch_tokens),
             "probe_accuracy": float(probe.score(recon.mean(1), val.labels)),
             "probe_drop_points": 100 * (base_acc - float(probe.score(recon.mean(1), val.labels))),
-            "saliency_corr": saliency_correlation(sk.tokens, sk_recon),
+            "saliency_corr": saliency_r(sk.tokens, sk_recon),
             "skimage_cosine": token_cosine(sk_recon, sk.patch_tokens),
             "seconds": round(time.time() - start, 1)})
         r = rows[-1]

@@ -9,7 +9,7 @@ from ntc_export.cli import main
 from ntc_export.codec.payload import unpack, unpack_file
 from ntc_export.data.tokens import TokenSet, builtin_images, extract_tokens, split_indices
 from ntc_export.evaluate import pca_reference
-from ntc_export.evaluate.rate_distortion import token_cosine
+from ntc_export.evaluate.fidelity import token_cosine
 from ntc_export.models import load
 from ntc_export.util.paths import ZOO_DIR
 

@@ -36,6 +36,15 @@ class Payload:
             + self.body
 
 
+def square_side(tokens, what: str, dim: int | None = None) -> int:
+    """The side of the square token grid of patch tokens [N, h*w, D] (a payload's grid); NtcError otherwise."""
+    side = int(round(tokens.shape[1] ** 0.5)) if tokens.ndim == 3 else 0
+    if tokens.ndim != 3 or side * side != tokens.shape[1] or (dim is not None and tokens.shape[2] != dim):
+        raise NtcError(f"{what}: expected patch tokens [N, h*w, {dim or 'D'}] on a square grid, got "
+                       f"{list(tokens.shape)}")
+    return side
+
+
 def unpack(data: bytes, what: str = "payload") -> Payload:
     """The payload in `data`; a one-line NtcError when it is not one, is truncated or has trailing bytes."""
     data = bytes(data)

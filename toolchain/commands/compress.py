@@ -18,13 +18,13 @@ def command(model, data, out):
     body); bytes per image are each payload's length."""
     from ..codec.payload import pack_file
     from ..data.tokens import load_tokens
-    from ..evaluate.rate_distortion import BATCH
+    from ..evaluate.rate_distortion import encode_batched
     from ..util.atomic import write_bytes
 
     module = load_compressor(model)
     tokens = load_tokens(data)  # checked before any work
     patches = tokens.patch_tokens
-    payloads = [p for s in range(0, len(patches), BATCH) for p in module.encode(patches[s:s + BATCH])]
+    payloads = encode_batched(module, patches)
     write_bytes(out, pack_file(payloads))
     mean = sum(map(len, payloads)) / len(payloads)
     click.echo(f"{len(payloads)} payloads, {mean:.0f} bytes per image ({patches[0].size * 2 / mean:.2f}x smaller "

@@ -3,6 +3,12 @@
 import numpy as np
 
 
+def token_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over tokens of the cosine between matching token vectors (last axis)."""
+    num = (a * b).sum(-1)
+    return float((num / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
+
+
 def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
     """max_abs, rel_l2, cosine, snr_db of `got` against `ref` (computed in float64)."""
     ref = np.asarray(ref, dtype=np.float64).ravel()

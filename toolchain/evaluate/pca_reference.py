@@ -10,8 +10,9 @@ import hashlib
 
 import numpy as np
 
-from ..codec.payload import Payload, expect, unpack
+from ..codec.payload import Payload, expect, square_side, unpack
 from ..util.errors import NtcError
+from .fidelity import token_cosine
 
 FAMILY = "pca"
 BITS = (2, 3, 4, 5, 6, 8)  # candidate bits per component
@@ -51,9 +52,7 @@ class PcaCodec:
 
     def encode(self, patch_tokens) -> list[bytes]:
         tokens = np.asarray(patch_tokens, dtype=np.float32)
-        side = int(round(tokens.shape[1] ** 0.5)) if tokens.ndim == 3 else 0
-        if tokens.ndim != 3 or side * side != tokens.shape[1] or tokens.shape[2] != self.basis.shape[1]:
-            raise NtcError(f"{self.arch}: expected patch tokens [N, h*w, {self.basis.shape[1]}], got {list(tokens.shape)}")
+        side = square_side(tokens, self.arch, dim=self.basis.shape[1])
         codes = self._codes(tokens)  # [N, T, k]
         bits = np.unpackbits(codes[..., None], axis=-1)[..., 8 - self.bits:]  # low `bits` bits, MSB first
         fingerprint = self.fingerprint()
@@ -83,18 +82,19 @@ def fit_basis(train_tokens: np.ndarray, max_tokens: int = 200_000, seed: int = 0
     return mean, vt.astype(np.float32)
 
 
-def codec(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray, k: int, bits: int) -> PcaCodec:
-    """The (k, bits) codec with clipping ranges from the training projections."""
+def _ranges(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-direction clipping range (0.1 / 99.9 percentiles) of the training projections."""
     x = np.asarray(train_tokens, np.float32).reshape(-1, train_tokens.shape[-1])
-    proj = (x - mean) @ directions[:k].T
+    proj = (x - mean) @ directions.T
     lo, hi = np.percentile(proj, 0.1, axis=0), np.percentile(proj, 99.9, axis=0)
-    hi = np.where(hi > lo, hi, lo + 1e-6)
-    return PcaCodec(mean, directions[:k], lo.astype(np.float32), hi.astype(np.float32), bits)
+    return lo.astype(np.float32), np.where(hi > lo, hi, lo + 1e-6).astype(np.float32)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    num = (a * b).sum(-1)
-    return float((num / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
+def codec(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray, k: int, bits: int,
+          ranges: tuple[np.ndarray, np.ndarray] | None = None) -> PcaCodec:
+    """The (k, bits) codec with clipping ranges from the training projections (`ranges`: already computed)."""
+    lo, hi = ranges if ranges is not None else _ranges(train_tokens, mean, directions[:k])
+    return PcaCodec(mean, directions[:k], lo[:k], hi[:k], bits)
 
 
 def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: int = 64) -> PcaCodec:
@@ -105,13 +105,15 @@ def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: 
     mean, directions = basis if basis is not None else fit_basis(train_tokens)
     budget = dim * FP16_BITS / rate  # bits per token
     sample = train_tokens[:select_samples]
+    k_max = min(dim, int(budget // min(BITS)))
+    ranges = _ranges(train_tokens, mean, directions[:k_max])  # one projection serves every (k, bits) candidate
     best, best_cos = None, -np.inf
     for bits in BITS:
         k = min(dim, int(budget // bits))
         if k < 1:
             continue
-        c = codec(train_tokens, mean, directions, k, bits)
-        cos = _cosine(c._values(c._codes(sample)), sample)
+        c = codec(train_tokens, mean, directions, k, bits, ranges)
+        cos = token_cosine(c._values(c._codes(sample)), sample)
         if cos > best_cos:
             best, best_cos = c, cos
     if best is None:

@@ -11,15 +11,9 @@ import numpy as np
 
 from ..util.errors import NtcError
 from . import pca_reference
-from .fidelity import fidelity
+from .fidelity import fidelity, token_cosine
 
 BATCH = 32
-
-
-def token_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over tokens of the cosine between matching token vectors."""
-    num = (a * b).sum(-1)
-    return float((num / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
 
 
 def fit_probe(train_tokens: np.ndarray, labels: np.ndarray):
@@ -41,13 +35,16 @@ def saliency_r(tokens_with_cls: np.ndarray, decoded: np.ndarray) -> float:
     return float(np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)]))
 
 
+def encode_batched(codec, patch_tokens: np.ndarray) -> list[bytes]:
+    """Every image's payload, encoded BATCH images at a time (bounded memory)."""
+    return [p for start in range(0, len(patch_tokens), BATCH)
+            for p in codec.encode(np.ascontiguousarray(patch_tokens[start:start + BATCH]))]
+
+
 def roundtrip(codec, patch_tokens: np.ndarray) -> tuple[list[bytes], np.ndarray]:
     """(payloads, decoded tokens) of `codec` over the tokens, in batches."""
-    payloads, decoded = [], []
-    for start in range(0, len(patch_tokens), BATCH):
-        chunk = codec.encode(np.ascontiguousarray(patch_tokens[start:start + BATCH]))
-        payloads += chunk
-        decoded.append(codec.decode(chunk))
+    payloads = encode_batched(codec, patch_tokens)
+    decoded = [codec.decode(payloads[s:s + BATCH]) for s in range(0, len(payloads), BATCH)]
     return payloads, np.concatenate(decoded)
 
 

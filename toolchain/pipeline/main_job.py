@@ -77,6 +77,7 @@ class MainJob:
         self.versions = tool_versions()
         self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
         self.model_hashes: dict[str, str] = {}
+        self.pca_bases: dict[str, tuple] = {}  # fit-data hash -> (mean, directions)
 
     def lowerings(self, module) -> list[str]:
         """Attention lowerings to export: the validation one plus each target's (one graph without attention)."""
@@ -170,8 +171,10 @@ class MainJob:
 
         def run():
             row = measure(name, module, tokens, with_saliency=False)
-            ref = measure(f"pca@{row['rate']:.1f}x", pca_reference.for_rate(fit.patch_tokens, row["rate"]), tokens,
-                          with_saliency=False)
+            if fit_hash not in self.pca_bases:  # one PCA fit serves every compressor of the run
+                self.pca_bases[fit_hash] = pca_reference.fit_basis(fit.patch_tokens)
+            codec = pca_reference.for_rate(fit.patch_tokens, row["rate"], self.pca_bases[fit_hash])
+            ref = measure(f"pca@{row['rate']:.1f}x", codec, tokens, with_saliency=False)
             return [point(row, module.arch, "cpu (PyTorch)"), point(ref, PCA_SERIES, "cpu (NumPy)")]
 
         return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash,

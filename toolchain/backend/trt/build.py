@@ -107,7 +107,7 @@ def _plugin_provider(trt, config, plugin_lib: Path | None, has_ops: bool) -> dic
             "note": "register_creators(trt) in the running process before deserializing"}
 
 
-def _parse(trt, parser, logger, model, onnx_path: Path, rewritten: bool) -> None:
+def _parse(parser, logger, model, onnx_path: Path, rewritten: bool) -> None:
     """Parse the ONNX into the network; a one-line NtcError naming the parser's (and plugins') complaint."""
     # A rewritten graph is parsed from memory; the path still locates external weights beside the ONNX.
     parsed = (parser.parse(model.SerializeToString(), str(onnx_path)) if rewritten
@@ -170,7 +170,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     config = builder.create_builder_config()
     how = _plugin_provider(trt, config, plugin_lib, bool(ops))
-    _parse(trt, trt.OnnxParser(network, logger), logger, model, onnx_path, bool(rewrites))
+    _parse(trt.OnnxParser(network, logger), logger, model, onnx_path, bool(rewrites))
     chosen, workspace = _configure(trt, builder, network, config, target, profiles, batch, grid)
 
     start = time.perf_counter()
