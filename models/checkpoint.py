@@ -15,18 +15,23 @@ from .registry import build
 FORMAT = "ntc-export/1"
 
 
-def save(module: nn.Module, path: str | os.PathLike) -> None:
-    """Write `module` (a registered architecture) atomically."""
+def save(module: nn.Module, path: str | os.PathLike, half: bool = False) -> None:
+    """Write `module` (a registered architecture) atomically; `half` stores float weights as float16 (half the bytes;
+    `load` casts them back to the module's float32)."""
     if not hasattr(module, "arch") or not hasattr(module, "config"):
         raise NtcError(f"{type(module).__name__} is not a registered ntc-export architecture")
     payload = {
         "format": FORMAT,
         "arch": module.arch,
         "config": dict(module.config),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+        "state_dict": {k: _stored(v.detach().cpu().contiguous(), half) for k, v in module.state_dict().items()},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    return tensor.half() if half and tensor.dtype == torch.float32 else tensor
 
 
 def _read(path: Path) -> dict:

@@ -132,7 +132,8 @@ def test_train_command_smoke(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     model = load(out)
-    assert model.arch == "bc_autoencoder" and model.config["latent"] == 24 and model.config["dim"] == 32
+    assert model.arch == "bc_autoencoder" and model.config["latent"] == 96 and model.config["merge"] == 2 \
+        and model.config["dim"] == 32
     assert "final loss" in result.output
     bad = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "missing.npz"), "--out", str(out)])
     assert isinstance(bad.exception, NtcError) and "no such token file" in str(bad.exception)

