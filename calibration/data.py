@@ -10,28 +10,15 @@ import onnx
 from ..util.errors import NtcError
 
 MIN_SAMPLES = 16
-_NPZ_KEYS = ("patch_tokens", "tokens")
 
 
 def load_tokens(source) -> np.ndarray:
-    """float32 patch tokens from an array, an object with `.patch_tokens`, or an .npz (key patch_tokens/tokens, or its
-    only array; a token file from `ntc-export tokens` loses its CLS row)."""
+    """float32 patch tokens from an array, an object with `.patch_tokens`, or a token file (the one reader,
+    `ntc_export.data.tokens.read_patch_tokens`)."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise NtcError(f"{path}: no such token file")
-        try:
-            with np.load(path) as z:
-                keys = [k for k in _NPZ_KEYS if k in z.files] or (z.files if len(z.files) == 1 else [])
-                if not keys:
-                    raise NtcError(f"{path}: no 'patch_tokens' array (found {', '.join(z.files) or 'nothing'})")
-                tokens = np.asarray(z[keys[0]], np.float32)
-                if keys[0] == "tokens" and "grid" in z.files and tokens.ndim == 3 and \
-                        tokens.shape[1] == 1 + int(np.prod(z["grid"])):
-                    tokens = tokens[:, 1:]  # a token file from `ntc-export tokens`: drop the CLS row
-                return tokens
-        except (ValueError, OSError, EOFError) as e:
-            raise NtcError(f"{path}: not a readable .npz token file ({str(e).splitlines()[0][:200]})") from None
+        from ..data.tokens import read_patch_tokens
+
+        return read_patch_tokens(source)
     if hasattr(source, "patch_tokens"):
         source = source.patch_tokens
     return np.asarray(source, np.float32)

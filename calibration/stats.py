@@ -75,6 +75,15 @@ def _progress(description: str, total: int):
                     console=console, transient=True, disable=not console.is_terminal), total
 
 
+def _run(sess, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return sess.run(names, feeds)
+    except Exception as e:  # ORT's own exception types: a grid or width the graph cannot take
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items())
+        raise NtcError(f"the model cannot run on the calibration data ({shapes}): "
+                       f"{str(e).strip().splitlines()[0][:300]}") from None
+
+
 def collect(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndarray], batch: int = 8,
             num_bins: int = NUM_BINS, outputs: dict | None = None) -> dict[str, TensorStats]:
     """Running min/max and |x| histograms of `tensors` over `feeds` (streamed in batches). The first pass keeps
@@ -90,7 +99,7 @@ def collect(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndar
     with progress:
         task = progress.add_task("stats", total=total)
         for x in batches(feeds, batch):
-            values = dict(zip(wanted, sess.run(wanted, x)))
+            values = dict(zip(wanted, _run(sess, wanted, x)))
             for name in tensors:
                 value, s = values[name], stats[name]
                 if not np.all(np.isfinite(value)):

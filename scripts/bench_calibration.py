@@ -1,9 +1,12 @@
 """Calibration benchmark: our INT8/FP8 Q/DQ vs ONNX Runtime's quantize_static (and ModelOpt where it runs).
 
 For every zoo model (models/zoo/*.pt: projectors and BC-autoencoder decoders; freshly built projectors if none):
-output SNR/cosine vs PyTorch on held-out digits tokens for each of our INT8 methods, ORT's MinMax/Entropy/Percentile
-(QDQ, same calibration data, default settings and a per-channel MatMul/Gemm/Conv-only variant), our FP8, task-head
-accuracy and its delta to fp32 PyTorch, and ORT CPU latency of INT8 vs fp32 (ratio, same process). Models that take
+output SNR/cosine vs PyTorch on held-out tokens (default: the photo corpus, calibration split -> validation split;
+`--data digits` for the digits splits and task-head accuracy) for each of our INT8 methods, ORT's
+MinMax/Entropy/Percentile (QDQ, same calibration data, default settings and a per-channel MatMul/Gemm/Conv-only
+variant), our FP8, and ORT CPU latency of INT8 vs fp32 (ratio, same process). Every graph is scored with exact Q/DQ
+arithmetic (what TensorRT computes, the same on every CPU); the best of ours and of ORT's are also scored in ORT's
+fused int8 CPU kernels ("fused", CPU-dependent: the ISA is recorded). Models that take
 other inputs than tokens (the decoders: INT32 BC blocks) are fed `module.prepare_inputs(tokens)`; their ntc::BcDecode
 node runs through the project's ORT custom ops, for ORT's quantizer too. Decomposed attention lowering. Writes JSON.
 
@@ -25,8 +28,10 @@ import onnx
 import onnxruntime as ort
 import torch
 from ntc_export.backend.onnx.export import export_model
+from ntc_export.backend.onnxrt.runner import ort_session_options
 from ntc_export.calibration import calibrate
 from ntc_export.evaluate.fidelity import fidelity
+from ntc_export.evaluate.latency import cpu_isa
 from ntc_export.evaluate.validate import golden_outputs, model_feeds
 from ntc_export.models import build, load
 from ntc_export.ops.ort_registry import has_plugin_nodes, prepare_for_ort, register_custom_ops
@@ -40,25 +45,24 @@ OUR_INT8 = ("minmax", "percentile", "entropy", "mse", "auto")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 
 
-def digits(n_calib: int, n_val: int):
-    """(calib tokens, val tokens, val labels, source): the project's disjoint digits calib/val splits."""
+def held_out(name: str, n_calib: int, n_val: int):
+    """(calib tokens, val tokens, val labels or None, source): disjoint calib/val splits of a built-in set."""
     from ntc_export.data.tokens import builtin_tokens
 
-    cal = builtin_tokens("digits", 224, split="calib")
-    val = builtin_tokens("digits", 224, split="val")
-    return (cal.patch_tokens[:n_calib].astype(np.float32), val.patch_tokens[:n_val].astype(np.float32),
-            val.labels[:n_val], "ntc_export.data.tokens.builtin_tokens digits calib/val")
+    cal = builtin_tokens(name, 224, split="calib")
+    val = builtin_tokens(name, 224, split="val")
+    labels = None if val.labels is None else val.labels[:n_val]
+    return (cal.patch_tokens[:n_calib].astype(np.float32), val.patch_tokens[:n_val].astype(np.float32), labels,
+            f"ntc_export.data.tokens.builtin_tokens {name} calib/val")
 
 
-def session(path, threads=None):
-    """ORT CPU session of an ONNX file; graphs with ntc:: nodes run through the project's custom ops."""
+def session(path, threads=None, fused=False):
+    """ORT CPU session of an ONNX file (exact Q/DQ arithmetic unless `fused`); ntc:: nodes run through the project's
+    custom ops."""
     model = onnx.load(str(path))
     if has_plugin_nodes(model):
         model = prepare_for_ort(model)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
+    so = ort_session_options(threads, fused_qdq=fused)
     register_custom_ops(so)
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
@@ -68,8 +72,8 @@ def slices(feeds, batch):
     return [{k: v[i:i + batch] for k, v in feeds.items()} for i in range(0, n, batch)]
 
 
-def run_onnx(path, feeds, batch=16):
-    sess = session(path)
+def run_onnx(path, feeds, batch=16, fused=False):
+    sess = session(path, fused=fused)
     names = [o.name for o in sess.get_outputs()]
     outs = [sess.run(names, x) for x in slices(feeds, batch)]
     return {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
@@ -148,7 +152,7 @@ def modelopt_quantize(fp32, out, calib, method, site):
 
 def latency_ratio(fp32, int8, x, repeats=20):
     """Median ORT CPU latency of int8 / fp32 on the same batch (feeds), runs interleaved in one process."""
-    sessions = {"fp32": session(fp32, threads=2), "int8": session(int8, threads=2)}
+    sessions = {"fp32": session(fp32, threads=2), "int8": session(int8, threads=2, fused=True)}
     times = {k: [] for k in sessions}
     for _ in range(3):
         for s in sessions.values():
@@ -168,14 +172,14 @@ def bench_model(name, module, calib, val, labels, work: Path, opts):
     decoder = list(getattr(module, "input_names", ["tokens"])) != ["tokens"]
     n_calib, n_val = (opts.decoder_calib, opts.decoder_val) if decoder else (opts.calib, opts.val)
     calib_feeds, val_feeds = model_feeds(module, calib[:n_calib]), model_feeds(module, val[:n_val])
-    labels = labels[:n_val]
+    labels = None if labels is None else labels[:n_val]
     fp32 = export_model(module, work, precisions=("fp32",))["fp32"]
     ref = golden_outputs(module, val_feeds)
     row = {"arch": module.arch, "config": module.config, "inputs": {k: [str(v.dtype), list(v.shape[1:])]
                                                                     for k, v in val_feeds.items()},
            "samples": {"calib": n_calib, "val": n_val}, "fp32_onnx": score(ref, run_onnx(fp32, val_feeds), labels),
            "ours_int8": {}, "ort_int8": {}, "errors": {}}
-    if "logits" in ref:
+    if "logits" in ref and labels is not None:
         row["fp32_pytorch_accuracy"] = float((ref["logits"].argmax(1) == labels).mean())
     methods = opts.decoder_methods if decoder else opts.methods
     for method in methods:
@@ -198,6 +202,13 @@ def bench_model(name, module, calib, val, labels, work: Path, opts):
     if row["ort_int8"]:
         ort_best = max(row["ort_int8"], key=lambda k: row["ort_int8"][k]["snr_db"])
         row["ort_int8_best"] = {"config": ort_best, **row["ort_int8"][ort_best]}
+        row["fused"] = {"isa": cpu_isa(),
+                        "ours_best": score(ref, run_onnx(work / f"ours-{best}" / "model.int8.onnx", val_feeds,
+                                                         fused=True), labels),
+                        "ort_best": score(ref, run_onnx(work / f"ort-{ort_best.replace('/', '-')}.onnx", val_feeds,
+                                                        fused=True), labels)}
+        row["fused"]["ours_best_exact_minus_fused_db"] = round(
+            row["ours_int8_best"]["snr_db"] - row["fused"]["ours_best"]["snr_db"], 3)
         minmax = row["ort_int8"].get("MinMax/default")
         row["ours_best_minus_ort_best_db"] = round(row["ours_int8_best"]["snr_db"] - row["ort_int8_best"]["snr_db"], 3)
         if minmax and "minmax" in row["ours_int8"]:
@@ -235,9 +246,12 @@ def main(argv=None):
     ap.add_argument("--skip-modelopt", action="store_true", help="do not try nvidia-modelopt")
     ap.add_argument("--skip-latency", action="store_true", help="no ORT CPU latency ratio")
     ap.add_argument("--models", nargs="*", help="zoo model names to run (default: all)")
+    ap.add_argument("--data", default="photos", choices=("photos", "digits"),
+                    help="built-in calib/val splits (digits: with task-head accuracy)")
     ap.add_argument("--modelopt-site", default=None, help="extra PYTHONPATH holding nvidia-modelopt")
     args = ap.parse_args(argv)
-    calib, val, labels, source = digits(max(args.calib, args.decoder_calib), max(args.val, args.decoder_val))
+    calib, val, labels, source = held_out(args.data, max(args.calib, args.decoder_calib),
+                                          max(args.val, args.decoder_val))
     zoo = sorted(ZOO_DIR.glob("*.pt"))
     if args.models:
         zoo = [p for p in zoo if p.stem in args.models]

@@ -333,3 +333,28 @@ def test_cli_calibrate_writes_model_and_cache(tokens, merger, tmp_path):
     assert (tmp_path / "out" / "model.fp8.onnx").exists() and (tmp_path / "out" / "calibration" / "fp8.json").exists()
     np.savez(tmp_path / "few.npz", patch_tokens=calib[:4])
     assert main(["calibrate", str(path), "--data", str(tmp_path / "few.npz"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_cli_calibrate_takes_token_files_and_rejects_a_wrong_grid_in_one_line(tokens, merger, tmp_path, capsys):
+    """What `ntc-export tokens` writes (CLS row included) calibrates an exported ONNX; a grid the graph cannot take
+    (patch_merger needs an even side) or a wrong width is one line, exit 2, and writes nothing."""
+    from ntc_export.cli import main
+    from ntc_export.data.tokens import TokenSet
+
+    calib, _ = tokens
+    _, path = merger
+    cls = np.zeros((len(calib), 1, calib.shape[-1]), np.float32)
+    TokenSet(np.concatenate([cls, calib], 1), (16, 16)).save(tmp_path / "t.npz")
+    assert main(["calibrate", str(path), "--data", str(tmp_path / "t.npz"), "--method", "minmax",
+                 "--out", str(tmp_path / "ok")]) == 0
+    odd = calib.reshape(len(calib), 16, 16, -1)[:, :15, :15].reshape(len(calib), 225, -1)
+    TokenSet(np.concatenate([cls, odd], 1), (15, 15)).save(tmp_path / "odd.npz")
+    TokenSet(np.concatenate([cls, calib], 1)[..., :380], (16, 16)).save(tmp_path / "narrow.npz")
+    capsys.readouterr()
+    for name, message in (("odd", "cannot run on the calibration data (tokens [8, 225, 384])"),
+                          ("narrow", "shape [24, 256, 380]; model input 'tokens' expects [?, ?, 384]")):
+        assert main(["calibrate", str(path), "--data", str(tmp_path / f"{name}.npz"), "--out",
+                     str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / name / "model.int8.onnx").exists()

@@ -125,6 +125,8 @@ def test_int8_fp8_calibration_stage(setup):
     assert {p for p, _ in ort} == {"fp32", "int8", "fp8"}  # fp32 comes along as the calibration reference
     assert all(0.9 < r["cosine"] <= 1.0 for r in ort.values())
     assert report["calibration_data"]["samples"] == 32
+    manifest = json.loads((setup / "out" / "manifest.json").read_text())
+    assert manifest["data_sources"]["calibration"] == str(setup / "calib.npz")
     engines = {(r["target"], r["precision"]) for r in report["records"] if r["backend"] == "tensorrt_rtx"}
     assert engines == {("rtx-ada", "int8"), ("rtx-ada", "fp8")}
     assert (setup / "out" / "tiny" / "onnx" / "decomposed" / "model.int8.onnx").exists()

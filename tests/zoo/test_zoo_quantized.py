@@ -153,8 +153,8 @@ def test_feeds_are_checked_and_hashed_for_the_cache(zoo, tmp_path):
         calibrate(fp32, {"tokens": q.held}, "int8", METHOD, tmp_path, **QUIET)
     with pytest.raises(NtcError, match="feed 'blocks' is float32; the model input is int32"):
         calibrate(fp32, {"blocks": blocks.astype(np.float32)}, "int8", METHOD, tmp_path, **QUIET)
-    with pytest.raises(NtcError, match=r"feed 'blocks' has shape \[32, 12, 4, 4, 3\]; the model input expects "
-                                       r"\[\?, 12, \?, \?, 4\]"):
+    with pytest.raises(NtcError, match=r"feed 'blocks' has shape \[32, 48, 2, 2, 3\]; the model input expects "
+                                       r"\[\?, 48, \?, \?, 4\]"):
         calibrate(fp32, {"blocks": blocks[..., :3]}, "int8", METHOD, tmp_path, **QUIET)
     with pytest.raises(NtcError, match="too small: 8 samples"):
         calibrate(fp32, {"blocks": blocks[:8]}, "int8", METHOD, tmp_path, **QUIET)

@@ -53,7 +53,7 @@ def find_stamps(split: str, root: Path = STAMPS_DIR) -> list[Stamp]:
 def backgrounds(split: str) -> list[np.ndarray]:
     """Photographs for the backgrounds of one stamps split (pip-installable sources only, so results repeat)."""
     from .photos import SOURCES
-    from .tokens import to_rgb_uint8
+    from .pixels import to_rgb_uint8
 
     pip_sources = {name: find for name, find, _ in SOURCES if name in ("scikit-image", "scikit-learn")}
     wanted = ("train",) if split == "train" else ("calib", "val")

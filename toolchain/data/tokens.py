@@ -12,6 +12,7 @@ from ..util.atomic import atomic_path
 from ..util.errors import NtcError
 from ..util.paths import cache_dir
 from . import vit
+from .pixels import to_rgb_uint8
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -31,26 +32,6 @@ TOKENSET_VERSION = 1
 
 
 # ---- images -------------------------------------------------------------------------------------------------------
-
-
-def to_rgb_uint8(img: np.ndarray, what: str = "image") -> np.ndarray:
-    """Any 2-D gray / RGB / RGBA array (bool, uint8, uint16 or float in 0..1) -> uint8 HxWx3."""
-    a = np.asarray(img)
-    if a.dtype == bool:
-        a = a.astype(np.uint8) * 255
-    elif a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    elif np.issubdtype(a.dtype, np.floating):
-        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        raise NtcError(f"{what}: unsupported pixel type {a.dtype}")
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] in (3, 4):
-        a = a[:, :, :3]  # alpha is dropped: the ViT sees colour only
-    else:
-        raise NtcError(f"{what}: expected HxW, HxWx3 or HxWx4 pixels, got shape {list(a.shape)}")
-    return np.ascontiguousarray(a)
 
 
 def _skimage_images():
@@ -261,6 +242,27 @@ def load_tokens(path) -> TokenSet:
 
 
 # ---- built-in token sets (cached) ---------------------------------------------------------------------------------
+
+
+def read_patch_tokens(path) -> np.ndarray:
+    """float32 patch tokens [N, h*w, D] from any token file of ours: a TokenSet from `ntc-export tokens` (its CLS row
+    dropped) or the `patch_tokens` array `ntc-export decompress` writes."""
+    path = Path(path)
+    if not path.is_file():
+        raise NtcError(f"{path}: no such token file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            if "tokens" not in files and "patch_tokens" in files:
+                tokens = np.asarray(z["patch_tokens"], np.float32)
+                if tokens.ndim != 3 or not np.isfinite(tokens).all():
+                    raise NtcError(f"{path}: patch_tokens must be finite [N, h*w, D], got shape {list(tokens.shape)}")
+                return tokens
+    except NtcError:
+        raise
+    except Exception as e:  # zip/npy parsing raises many types; the message names the file
+        raise NtcError(f"{path}: not a readable .npz token file ({type(e).__name__})") from None
+    return np.ascontiguousarray(load_tokens(path).patch_tokens, dtype=np.float32)
 
 
 def split_indices(name: str, split: str, n: int) -> np.ndarray:

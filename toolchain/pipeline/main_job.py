@@ -289,6 +289,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     manifest = {
         "inputs": {**{n: r["sha256"] for n, r in report["models"].items()}, "data": data_hash,
                    "calibration_data": calib_hash},
+        "data_sources": {"validation": source, "calibration": calib_source},
         "versions": job.versions,
         "stages": report["stages"],
         "stages_run": [s["name"] for s in report["stages"] if s["status"] == "ran"],

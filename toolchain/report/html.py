@@ -80,7 +80,8 @@ def _devices(v: dict) -> str:
     measured = v["devices"]["measured_on"]
     return ("<ul>"
             f"<li>Accuracy rows: the device named by each row's backend/target (onnxruntime <code>cpu</code> = this "
-            f"machine's CPU).</li>"
+            f"machine's CPU, INT8/FP8 graphs with exact Q/DQ arithmetic as TensorRT computes it, not ORT's fused "
+            f"int8 kernels).</li>"
             f"<li>Latency measured on: {_e(', '.join(measured) or 'nothing (no latency measured)')}.</li>"
             f"<li>TensorRT engines: {_e(', '.join(v['devices']['tensorrt']))}. Engine latency is shown only where "
             f"the engine ran; nothing is estimated.</li></ul>")

@@ -24,7 +24,8 @@ def render(view: dict, image_files: dict[str, str]) -> str:
     lines += [f"- first layer below the drift threshold: {d['model']} {d['precision']}: **{d['first_below']}**"
               for d in view["drift"] if d["first_below"]]
     lines += ["", "## Where each number was measured", "",
-              "- accuracy rows: the device named by each row's backend/target (onnxruntime `cpu` = this machine's CPU)",
+              "- accuracy rows: the device named by each row's backend/target (onnxruntime `cpu` = this machine's CPU, "
+              "INT8/FP8 graphs with exact Q/DQ arithmetic as TensorRT computes it, not ORT's fused int8 kernels)",
               f"- latency measured on: {', '.join(view['devices']['measured_on']) or 'nothing'}",
               f"- TensorRT engines: {', '.join(view['devices']['tensorrt'])} (engine latency only where the engine "
               "ran; nothing is estimated)", ""]

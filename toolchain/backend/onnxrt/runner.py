@@ -8,13 +8,18 @@ import numpy as np
 from ...util.errors import NtcError
 
 
-def ort_session_options(threads: int | None = None):
+def ort_session_options(threads: int | None = None, fused_qdq: bool = False):
+    """Session options; unless `fused_qdq`, Q/DQ pairs keep their exact arithmetic (dequantize, float op), as
+    TensorRT computes them: ORT's fused int8 CPU kernels differ by CPU (on AVX2 without VNNI their u8 x s8 path
+    saturates 16-bit sums), so every fidelity figure uses exact sessions and only latency uses fused ones."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
+    if not fused_qdq:
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
     return so
 
 
@@ -22,17 +27,20 @@ class OrtRunner:
     """ONNX Runtime session over an ONNX file; the CUDA EP is used where onnxruntime-gpu and a GPU are present.
 
     `custom_ops=True` registers the ntc:: custom-op implementations so graphs with plugin nodes run on the CPU.
+    `fused_qdq=True` lets ORT fuse Q/DQ into its int8 kernels (deployment speed; CPU-dependent numerics).
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, path, providers=None, custom_ops: bool = True, threads: int | None = None):
+    def __init__(self, path, providers=None, custom_ops: bool = True, threads: int | None = None,
+                 fused_qdq: bool = False):
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.exists():
             raise NtcError(f"{self.path}: no such ONNX file")
-        so = ort_session_options(threads)
+        so = ort_session_options(threads, fused_qdq)
+        self.fused_qdq = fused_qdq
         source = str(self.path)
         if custom_ops:
             import onnx
