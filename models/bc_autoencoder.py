@@ -101,6 +101,8 @@ class BcAutoencoder(TokenModel):
             for i in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, merged)
+        for name in ("_divisor", "_basis_b", "_up_b"):  # set while in eval mode (see `train`)
+            self.register_buffer(name, None, persistent=False)
         for residual_end in (self.encoder[-1], self.out):  # residual branches start at zero
             nn.init.zeros_(residual_end.weight)
             nn.init.zeros_(residual_end.bias)
@@ -120,6 +122,7 @@ class BcAutoencoder(TokenModel):
         span = (hi - lo).clamp_min(1e-6)
         self.to_unit_scale.copy_(1.0 / span)
         self.to_unit_offset.copy_(-lo / span)
+        self.train(self.training)  # refresh the frozen weights of eval mode
 
     # ---- pieces -------------------------------------------------------------------------------------------------
 
@@ -147,21 +150,35 @@ class BcAutoencoder(TokenModel):
         b = tokens.shape[0]
         return u.transpose(1, 2).reshape(b, self.latent, h // k, w // k), h // k, w // k
 
-    def decode_latent(self, unit: torch.Tensor, h, w) -> torch.Tensor:
-        """Latent values in [0, 1] [B, h*w, L] on the latent grid -> tokens [B, (k h)*(k w), D].
-
-        The two matmuls reading z see it as z / s and their weights' rows times s, s = sqrt(max|z| / max|w|) per
-        latent (the same product): z's channels span ranges as different as the PCA spectrum, and this balance lets
-        one INT8 scale for the activation and one per weight column lose less (SmoothQuant's migration, alpha 0.5,
-        with max|z| read off the affine: unit in [0, 1])."""
+    def balanced_latent_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(divisor [L], basis rows [L, k*k*D], `up` weight [dim, L]) with z's per-channel range moved half into the
+        weights: the matmuls read z / s with weights times s, s = sqrt(max|z| / max|w|) per latent (the same
+        product). z's channels span ranges as different as the PCA spectrum; balanced, one INT8 scale for the
+        activation and one per weight column lose far less (SmoothQuant's migration, alpha 0.5; max|z| read off the
+        affine, since unit is in [0, 1])."""
         z_max = torch.maximum(self.to_unit_offset.abs(), (1 - self.to_unit_offset).abs()) / self.to_unit_scale.abs()
         w_max = torch.maximum(self.basis.abs().amax(1), self.up.weight.abs().amax(0)).clamp_min(1e-12)
         s = (z_max / w_max).sqrt()
-        zs = (unit - self.to_unit_offset) / (self.to_unit_scale * s)
-        x = nn.functional.linear(zs, self.up.weight * s, self.up.bias)
+        return self.to_unit_scale * s, self.basis * s[:, None], self.up.weight * s
+
+    def train(self, mode: bool = True):
+        """Entering eval mode freezes the balanced weights as buffers, so an export stores them as constants (the
+        weights Q/DQ quantizes); training computes them from the parameters on every step."""
+        super().train(mode)
+        frozen = None if mode else tuple(t.detach().clone() for t in self.balanced_latent_weights())
+        for name, value in zip(("_divisor", "_basis_b", "_up_b"), frozen or (None, None, None)):
+            self.register_buffer(name, value, persistent=False)
+        return self
+
+    def decode_latent(self, unit: torch.Tensor, h, w) -> torch.Tensor:
+        """Latent values in [0, 1] [B, h*w, L] on the latent grid -> tokens [B, (k h)*(k w), D]."""
+        divisor, basis, up_weight = ((self._divisor, self._basis_b, self._up_b) if self._divisor is not None
+                                     else self.balanced_latent_weights())
+        zs = (unit - self.to_unit_offset) / divisor
+        x = nn.functional.linear(zs, up_weight, self.up.bias)
         for block in self.blocks:
             x = block(x, h, w)
-        return _unmerge(zs @ (self.basis * s[:, None]) + self.center + self.out(self.norm(x)), h, w, self.merge)
+        return _unmerge(zs @ basis + self.center + self.out(self.norm(x)), h, w, self.merge)
 
     def _with_head(self, tokens: torch.Tensor):
         return tokens if self.head is None else (tokens, self.head(tokens.mean(dim=1)))

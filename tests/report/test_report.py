@@ -167,12 +167,12 @@ def test_drift_bad_inputs_are_clear(build_dir, feeds, tmp_path):
 
 
 def test_measure_latency_shape_and_device(build_dir, feeds):
-    from ntc_export.evaluate.latency import cpu_model
+    from ntc_export.evaluate.latency import cpu_isa, cpu_model
 
     lat = measure_latency(_onnx(build_dir, "fp32"), feeds, batches=(1, 8), repeats=5)
     assert set(lat) >= {"b1", "b8", "device", "backend", "provider"}
     assert lat["backend"] == "onnxruntime" and lat["provider"] == "CPUExecutionProvider"
-    assert lat["device"] == cpu_model()
+    assert lat["device"] == f"{cpu_model()}, {cpu_isa()}; ORT fused int8 kernels"
     for b in ("b1", "b8"):
         assert 0 < lat[b]["p50_ms"] <= lat[b]["p90_ms"] and 3 <= lat[b]["runs"] <= 5
     with pytest.raises(NtcError, match="batch sizes"):

@@ -123,20 +123,29 @@ def test_qdq_models_meet_thresholds_on_held_out_tokens(name, zoo):
 
 
 def test_decoder_scales_come_from_the_decoded_blocks(zoo):
-    """minmax scale of the decoder's first MatMul input = max |input of `up`| in PyTorch over the calibration
-    blocks (an independent run: PyTorch with the host BC decoder vs ONNX Runtime statistics)."""
+    """minmax scale of the decoder's latent matmuls' input = max |z / s| in PyTorch over the calibration blocks (an
+    independent run: PyTorch with the host BC decoder vs ONNX Runtime statistics), and both latent matmuls (basis
+    and `up`, balanced weights stored as constants) are quantized."""
     q = zoo("bcae_x64")
-    seen = []
-    hook = q.module.up.register_forward_hook(lambda mod, args, out: seen.append(args[0].abs().max().item()))
+    seen, decode_latent = [], q.module.decode_latent
+
+    def recording(unit, h, w):
+        seen.append(((unit - q.module.to_unit_offset) / q.module._divisor).abs().max().item())
+        return decode_latent(unit, h, w)
+
+    q.module.decode_latent = recording
     try:
         with torch.inference_mode():
             q.module(torch.from_numpy(q.calib_feeds["blocks"]))
     finally:
-        hook.remove()
+        del q.module.decode_latent
     model = onnx.load(str(q.onnx["native"]["fp32"]))
-    up = next(n for n in model.graph.node if n.op_type == "MatMul" and n.name.startswith("/up/"))
+    latent = [n for n in model.graph.node if n.op_type == "MatMul" and not n.name.startswith(("/blocks", "/out"))]
+    assert len(latent) == 2 and latent[0].input[0] == latent[1].input[0]
     for precision, qmax in (("int8", 127.0), ("fp8", 448.0)):
-        act = q.results["native", precision].activations[up.input[0]]
+        result = q.results["native", precision]
+        assert {n.name for n in latent} <= set(result.quantized_layers)
+        act = result.activations[latent[0].input[0]]
         assert act["amax"] == pytest.approx(max(seen), rel=1e-5)
         assert act["scale"] == pytest.approx(max(seen) / qmax, rel=1e-5)
     assert "blocks" not in q.results["native", "int8"].activations
