@@ -255,7 +255,8 @@ def main(argv=None):
     zoo = sorted(ZOO_DIR.glob("*.pt"))
     if args.models:
         zoo = [p for p in zoo if p.stem in args.models]
-    result = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, no GPU", "command": " ".join(sys.argv),
+    result = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs ({cpu_isa()}), no GPU",
+              "command": " ".join(sys.argv),
               "tokens": {"source": source, "calib": int(len(calib)), "val": int(len(val))},
               "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__},
               "models_source": "models/zoo" if zoo else "freshly built (random init; no zoo checkpoints found)",
@@ -272,7 +273,7 @@ def main(argv=None):
             result["models"][name]["bench_s"] = round(time.perf_counter() - t, 1)
             print(name, json.dumps({k: v for k, v in result["models"][name].items()
                                     if k in ("ours_int8_best", "ort_int8_best", "ours_best_minus_ort_best_db",
-                                             "ours_fp8", "error")}), file=sys.stderr)
+                                             "ours_fp8", "fused", "error")}), file=sys.stderr)
             write_json(args.out, result)
     write_json(args.out, result)
 
