@@ -9,9 +9,9 @@ per-token PCA keeps 0.968).
 compress:   tokens [B, h*w, D] -> (k x k merge: m) -> z = (m - center) @ basis.T + MLP(m) -> L latent channels
             -> per-channel affine to [0, 1] (clamped) -> BC encoder on the host (planes of 1 (BC4) or 2 (BC5)
             channels) -> blocks INT32 [B, P, h/4k, w/4k, W]
-deployable: blocks -> BcDecode (tokens layout) -> inverse affine z -> z @ basis + center
-            + Linear(LayerNorm(SwinBlocks(Linear up(z)))) -> (undo the merge) -> tokens_out [B, h*w, D]
-            (the graph `export` writes; input "blocks")
+deployable: blocks -> BcDecode (tokens layout) -> inverse affine z (read as z / s, see balanced_latent_weights)
+            -> z @ basis + center + Linear(LayerNorm(SwinBlocks(Linear up(z)))) -> (undo the merge)
+            -> tokens_out [B, h*w, D]           (the graph `export` writes; input "blocks")
 training:   the BC encoder + decoder are replaced by `bc_sim.bc4_simulate` (straight-through gradients). Both
             residual branches start at zero, so training starts from the linear coder.
 
