@@ -127,9 +127,27 @@ def test_int8_fp8_calibration_stage(setup):
     assert report["calibration_data"]["samples"] == 32
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
     assert manifest["data_sources"]["calibration"] == str(setup / "calib.npz")
+    graphs = report["calibrated_graphs"]
+    assert {(c["precision"], c["target_cosine"]) for c in graphs} == {("int8", None), ("fp8", None)}
+    assert all(c["quantized_layers"] > 0 and c["kept_high_precision"] == [] for c in graphs)
     engines = {(r["target"], r["precision"]) for r in report["records"] if r["backend"] == "tensorrt_rtx"}
     assert engines == {("rtx-ada", "int8"), ("rtx-ada", "fp8")}
     assert (setup / "out" / "tiny" / "onnx" / "decomposed" / "model.int8.onnx").exists()
+
+
+def test_target_cosine_keeps_layers_and_the_report_lists_them(setup):
+    rng = np.random.default_rng(8)
+    TokenSet(rng.standard_normal((32, 65, 48)).astype(np.float32), (8, 8)).save(setup / "calib.npz")
+    args = ["--calib-data", str(setup / "calib.npz"), "--precision", "int8", "--calib-method", "minmax",
+            "--target-cosine", "1.0"]  # unreachable in int8: every layer it can keep is kept
+    assert _run(setup, *args) in (0, 1)
+    report = json.loads((setup / "out" / "report.json").read_text())
+    kept = [c for c in report["calibrated_graphs"] if c["kept_high_precision"]]
+    assert kept and all(c["target_cosine"] == 1.0 for c in kept)
+    first = kept[0]
+    line = f"{first['model']} int8 ({first['lowering']}): {', '.join(first['kept_high_precision'])}"
+    assert f"- kept in high precision: {line}" in (setup / "out" / "report" / "report.md").read_text()
+    assert f"Kept in high precision: {line}" in (setup / "out" / "report" / "index.html").read_text()
 
 
 def test_same_calibration_and_validation_data_is_refused(setup, capsys):

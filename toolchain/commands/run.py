@@ -30,13 +30,16 @@ from .options import quiet_option
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
               default="mse", show_default=True,
               help="INT8/FP8 calibration method (mse: best or within 1 dB of the best on every zoo model, and fast).")
+@click.option("--target-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="Keep the most sensitive layers of each INT8/FP8 graph in high precision until its output cosine "
+                   "on the calibration tokens meets this (the report lists them).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
               help="Validate on the first N held-out samples only (default: all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out"),
               show_default=True, help="Output (and cache) directory.")
 @quiet_option
-def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, max_samples, out_dir,
-            quiet):
+def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, target_cosine,
+            max_samples, out_dir, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed, 2 on bad input.
@@ -46,6 +49,6 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions,
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
-                          quiet=quiet)
+                          quiet=quiet, target_cosine=target_cosine)
     if not report["pass"]:
         raise click.exceptions.Exit(1)

@@ -23,8 +23,8 @@ from .stages import Pipeline
 
 DEFAULT_PRECISIONS = ("fp32", "fp16")
 QUANTIZED = ("int8", "fp8")
-ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
-PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distortion chart  # fp32 stays the reference export; engines ship reduced precision
+ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
+PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distortion chart
 
 
 def token_hash(tokens) -> str:
@@ -63,17 +63,25 @@ def _engine_records(name, entry, precision, target) -> list[dict]:
              "max_abs": None, "rel_l2": None, "cosine": None, "snr_db": None, "task_metric": None}]
 
 
+def _calibration_summary(result) -> dict:
+    """What the report keeps of a calibration: counts and the layers kept in high precision."""
+    return {"quantized_layers": len(result.quantized_layers),
+            "kept_high_precision": [k["layer"] for k in result.kept_high_precision]}
+
+
 class MainJob:
     """One run of the main job over several models (see `run_main_job`)."""
 
     def __init__(self, out_dir: Path, precisions, targets, explicit_targets: bool, attention: str | None,
-                 calib_method: str, quiet: bool):
+                 calib_method: str, quiet: bool, target_cosine: float | None = None):
         self.out_dir = Path(out_dir).resolve()
         self.console = Console(stderr=True, quiet=quiet)
         self.pipe = Pipeline(self.out_dir, console=self.console, quiet=quiet)
         self.precisions = list(precisions)
         self.attention = attention
         self.calib_method = calib_method
+        self.target_cosine = target_cosine
+        self.calibration: list[dict] = []  # per calibrated graph: the layers kept in high precision
         self.versions = tool_versions()
         self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
         self.model_hashes: dict[str, str] = {}
@@ -114,14 +122,17 @@ class MainJob:
             for lowering, paths in onnx_paths.items():
                 out_dir = self.out_dir / name / "onnx" / lowering
                 fp32 = paths["fp32"]
-                self.pipe.stage(
+                result = self.pipe.stage(
                     f"{name}/calibrate/{lowering}/{precision}",
                     {"onnx": sha256_file(fp32), "data": calib_hash, "method": self.calib_method,
-                     "versions": self.versions},
-                    lambda: calibrate(fp32, feeds, precision, self.calib_method, out_dir,
-                                      log=lambda text: None).to_json()["model_path"],
+                     "target_cosine": self.target_cosine, "versions": self.versions},
+                    lambda: _calibration_summary(calibrate(fp32, feeds, precision, self.calib_method, out_dir,
+                                                           target_cosine=self.target_cosine, log=lambda text: None)),
                     outputs=[out_dir / f"model.{precision}.onnx"])
                 paths[precision] = out_dir / f"model.{precision}.onnx"
+                self.calibration.append({"model": name, "lowering": lowering, "precision": precision,
+                                         "method": self.calib_method, "target_cosine": self.target_cosine,
+                                         **result})
 
     def validate(self, name, module, onnx_paths, tokens, feeds, data_hash) -> list[dict]:
         records = []
@@ -215,14 +226,14 @@ class MainJob:
 def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
                  precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
                  calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
-                 command: str | None = None) -> dict:
+                 command: str | None = None, target_cosine: float | None = None) -> dict:
     """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
     explicit = targets is not None
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
-                  calib_method, quiet)
+                  calib_method, quiet, target_cosine)
     modules = {}
     for path in model_paths:
         modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
@@ -268,6 +279,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     report = {
         "command": command or " ".join(map(shlex.quote, ["ntc-export", *sys.argv[1:]])),
         "data": {"source": source, "sha256": data_hash, "samples": int(len(tokens)), "grid": list(tokens.grid)},
+        "calibrated_graphs": job.calibration,
         "calibration_data": None if calib is None else {"source": calib_source, "sha256": calib_hash,
                                                         "samples": int(len(calib))},
         "models": {n: {"path": str(p), "sha256": sha256_file(p), "arch": m.arch, "config": m.config}

@@ -197,6 +197,9 @@ def build_view(out_dir, report: dict) -> dict:
         "not_run": not_run(acc, eng, latency, drift, report.get("refused") or []),
         "reproducibility": reproducibility(report),
         "stages": report.get("stages", []),
+        "kept_high_precision": [f"{c['model']} {c['precision']} ({c['lowering']}): "
+                                f"{', '.join(c['kept_high_precision'])}"
+                                for c in report.get("calibrated_graphs") or [] if c.get("kept_high_precision")],
     }
 
 

@@ -73,6 +73,7 @@ def _summary(v: dict) -> str:
         items.append("<span class=\"flag\">no faster than fp16</span> " + _e(", ".join(flagged)))
     if drifted:
         items.append("First layer below the drift threshold: " + _e("; ".join(drifted)))
+    items += ["Kept in high precision: " + _e(k) for k in v.get("kept_high_precision", [])]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
