@@ -90,3 +90,19 @@ def test_rd_rows_and_probe(token_files, tmp_path):
     learned = {round(r["rate"]): r for r in rows if r["family"] == "bc_autoencoder"}
     assert set(learned) == {16, 63}
     assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pca_of_token_cells_fits_its_budget_and_round_trips(token_files, tmp_path):
+    train, val = _load(token_files["train"]).patch_tokens, _load(token_files["val"]).patch_tokens
+    cells = pca_reference.to_cells(val, 2)
+    assert cells.shape == (len(val), 64, 4 * 384)
+    np.testing.assert_array_equal(cells[0, 0], np.concatenate([val[0, 0], val[0, 1], val[0, 16], val[0, 17]]))
+    np.testing.assert_array_equal(pca_reference.from_cells(cells, 2), val)
+    codec = pca_reference.for_rate(train, 16, pca_reference.fit_basis(pca_reference.to_cells(train, 2)), cell=2)
+    payloads = codec.encode(val)
+    assert 8 * len(unpack(payloads[0]).body) <= 256 * 384 * 16 / 16 + 7
+    assert codec.decode(payloads).shape == val.shape and codec.arch.endswith("@2x2")
+    args = ["--data", str(token_files["val"]), "--fit", str(token_files["train"]), "--no-saliency", "--pca-cell", "2"]
+    assert main(["rd", str(ZOO_DIR / "bcae_x16.pt"), *args, "--out", str(tmp_path / "rd.json")]) == 0
+    rows = json.loads((tmp_path / "rd.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["original tokens (fp16)", "bcae_x16", "pca2x2@16x"]

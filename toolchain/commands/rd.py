@@ -23,12 +23,15 @@ def _fmt(value, spec: str) -> str:
 @click.option("--pca-rate", "pca_rates", type=float, multiple=True,
               help="Rates (x smaller than fp16 tokens) of the PCA reference rows; repeat the flag. Default: each "
                    "model's measured rate.")
+@click.option("--pca-cell", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="PCA reference on c x c token cells instead of single tokens (the fair line for compressors "
+                   "that code neighbouring tokens together, such as bc_autoencoder's 2x2 cells from 8x).")
 @click.option("--no-saliency", is_flag=True, help="Skip the saliency-head correlation (it needs the CLS token).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON: one row per model, the original tokens and each PCA reference.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of token cosine (and probe accuracy) against bytes per image, one line per family.")
-def command(models, data, fit_data, pca_rates, no_saliency, out, plot):
+def command(models, data, fit_data, pca_rates, pca_cell, no_saliency, out, plot):
     """Measure every compressor on the same tokens: bytes per image (mean length of its real payloads), rate vs fp16
     tokens, mean per-token cosine, rel L2, SNR, saliency-map r and linear-probe accuracy (where the data has labels),
     beside PCA + per-component uniform quantization fitted on training tokens at the same rates."""
@@ -43,7 +46,8 @@ def command(models, data, fit_data, pca_rates, no_saliency, out, plot):
     tokens = load_tokens(data)
     train = load_tokens(fit_data) if fit_data else builtin_tokens("photos", 224, split="train")
     fit_source = str(fit_data) if fit_data else "builtin:photos/train@224"
-    rows = rate_distortion(modules, tokens, train, list(pca_rates) or None, with_saliency=not no_saliency)
+    rows = rate_distortion(modules, tokens, train, list(pca_rates) or None, with_saliency=not no_saliency,
+                           pca_cell=int(pca_cell))
     write_json(out, {"data": str(data), "fit_data": fit_source, "samples": len(tokens), "rows": rows})
     click.echo(f"{'model':>24} {'family':>15} {'B/image':>9} {'rate':>6} {'cosine':>7} {'SNR dB':>7} "
                f"{'sal. r':>6} {'probe':>6}")

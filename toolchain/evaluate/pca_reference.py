@@ -4,6 +4,8 @@ Fitted on training tokens only: the mean, the top-k principal directions, and pe
 (0.1 / 99.9 percentiles of the training projections). Each token keeps k components quantized to b bits, packed
 into a real payload (family "pca", the same container as every compressor), so its bytes are measured exactly like
 a learned model's. For a target rate the (k, b) pair is chosen on the training tokens, never on evaluation data.
+With `cell` c > 1 the same codec runs on c x c token cells (c*c*D values each): the linear line for compressors that
+code neighbouring tokens together.
 """
 
 import hashlib
@@ -72,6 +74,41 @@ class PcaCodec:
         return np.stack(out)
 
 
+def to_cells(tokens: np.ndarray, cell: int) -> np.ndarray:
+    """Tokens [N, s*s, D] on a square grid -> c x c cells [N, (s/c)^2, c*c*D] (row, col, D order in a cell)."""
+    n, count, dim = tokens.shape
+    side = int(round(count ** 0.5))
+    if side * side != count or side % cell:
+        raise NtcError(f"{cell}x{cell} token cells need a square grid with a side divisible by {cell}, got {count} "
+                       "tokens")
+    g = side // cell
+    return tokens.reshape(n, g, cell, g, cell, dim).transpose(0, 1, 3, 2, 4, 5).reshape(n, g * g, cell * cell * dim)
+
+
+def from_cells(cells: np.ndarray, cell: int) -> np.ndarray:
+    """Inverse of to_cells."""
+    n, count, width = cells.shape
+    g, dim = int(round(count ** 0.5)), width // (cell * cell)
+    return cells.reshape(n, g, g, cell, cell, dim).transpose(0, 1, 3, 2, 4, 5).reshape(n, -1, dim)
+
+
+class CellPcaCodec:
+    """A PcaCodec fitted on c x c token cells, taking and giving tokens (its payloads hold the cell grid)."""
+
+    is_compressor = True
+    family = FAMILY
+
+    def __init__(self, inner: PcaCodec, cell: int):
+        self.inner, self.cell = inner, cell
+        self.arch = f"{inner.arch}@{cell}x{cell}"
+
+    def encode(self, patch_tokens) -> list[bytes]:
+        return self.inner.encode(to_cells(np.asarray(patch_tokens, np.float32), self.cell))
+
+    def decode(self, payloads) -> np.ndarray:
+        return from_cells(self.inner.decode(payloads), self.cell)
+
+
 def fit_basis(train_tokens: np.ndarray, max_tokens: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(mean [D], principal directions [D, D] by decreasing variance) of training tokens [N, T, D]."""
     x = np.asarray(train_tokens, np.float32).reshape(-1, train_tokens.shape[-1])
@@ -97,9 +134,13 @@ def codec(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray, k:
     return PcaCodec(mean, directions[:k], lo[:k], hi[:k], bits)
 
 
-def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: int = 64) -> PcaCodec:
+def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: int = 64, cell: int = 1):
     """The best PCA codec whose payload body stays within fp16 tokens / `rate`: for each bit depth the most
-    components that fit, the pair kept by token cosine on (a slice of) the training tokens."""
+    components that fit, the pair kept by token cosine on (a slice of) the training tokens. `cell` > 1: of c x c
+    token cells (`basis` then fitted on `to_cells(train_tokens, cell)`)."""
+    if cell > 1:
+        return CellPcaCodec(for_rate(to_cells(np.asarray(train_tokens, np.float32), cell), rate, basis,
+                                     select_samples), cell)
     train_tokens = np.asarray(train_tokens, np.float32)
     dim = train_tokens.shape[-1]
     mean, directions = basis if basis is not None else fit_basis(train_tokens)

@@ -77,20 +77,25 @@ def original_row(tokens, probe=None) -> dict:
             "samples": int(len(patches))}
 
 
-def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: bool = True) -> list[dict]:
+def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: bool = True,
+                    pca_cell: int = 1) -> list[dict]:
     """Rows for every model ({name: module with the compressor contract}), the original tokens, and a PCA
-    reference row at each model's measured rate (or at `pca_rates`), all on `tokens`; PCA and probe fit on `train`."""
+    reference row at each model's measured rate (or at `pca_rates`), all on `tokens`; PCA and probe fit on `train`
+    (`pca_cell` c > 1: PCA of c x c token cells)."""
     if train.patch_tokens.shape[-1] != tokens.patch_tokens.shape[-1]:
-        raise NtcError(f"training tokens are {train.patch_tokens.shape[-1]}-d, the data {tokens.patch_tokens.shape[-1]}-d")
+        raise NtcError(f"training tokens are {train.patch_tokens.shape[-1]}-d, the data "
+                       f"{tokens.patch_tokens.shape[-1]}-d")
     for name, module in models.items():
         if not getattr(module, "is_compressor", False):
             raise NtcError(f"{name} ({getattr(module, 'arch', '?')}) is not a compressor: rate-distortion needs one")
     probe = fit_probe(train.patch_tokens, train.labels) if train.labels is not None else None
     rows = [original_row(tokens, probe)]
     rows += [measure(name, module, tokens, probe, with_saliency) for name, module in models.items()]
-    basis = pca_reference.fit_basis(train.patch_tokens)
+    fit = train.patch_tokens if pca_cell == 1 else pca_reference.to_cells(train.patch_tokens, pca_cell)
+    basis = pca_reference.fit_basis(fit)
     rates = pca_rates or sorted({round(r["rate"], 1) for r in rows[1:]})
+    prefix = "pca" if pca_cell == 1 else f"pca{pca_cell}x{pca_cell}"
     for rate in rates:
-        ref = pca_reference.for_rate(train.patch_tokens, rate, basis)
-        rows.append(measure(f"pca@{rate:g}x", ref, tokens, probe, with_saliency))
+        ref = pca_reference.for_rate(train.patch_tokens, rate, basis, cell=pca_cell)
+        rows.append(measure(f"{prefix}@{rate:g}x", ref, tokens, probe, with_saliency))
     return rows
