@@ -48,3 +48,13 @@ def test_subcommands_on_zoo_model(name, token_file, tmp_path):
     assert kinds == {("rtx-ampere", "engine"), ("jetson-orin", "bundle")}
     engine = next(e for e in manifest["engines"] if e["kind"] == "engine")
     assert set(engine["profiles"]) == {i["name"] for i in engine["inputs"] if -1 in i["shape"]}
+
+
+def test_build_calibrates_a_checkpoint_for_int8_and_the_manifest_names_the_data(token_file, tmp_path):
+    _ok("build", ZOO_DIR / "mlp2x_gelu.pt", "--target", "rtx-ampere", "--precision", "int8", "--calib-data", token_file,
+        "--calib-method", "minmax", "--out", tmp_path)
+    entries = json.loads((tmp_path / "engines" / "manifest.json").read_text())["engines"]
+    assert [(e["target"], e["precision"]) for e in entries] == [("rtx-ampere", "int8")]
+    assert entries[0]["calibration_data"] == str(token_file) and entries[0]["calibration_method"] == "minmax"
+    assert len(entries[0]["calibration_sha256"]) == 64
+    assert entries[0]["onnx"].endswith("model.int8.onnx")

@@ -29,8 +29,20 @@ def _plan(targets, precisions, skip_unsupported):
     return todo, refused
 
 
-def _onnx_sources(model: Path, todo, out_dir: Path, module) -> dict[tuple[str, str], Path]:
-    """(attention, precision) -> ONNX: exported from a checkpoint per attention lowering, or the given ONNX as is."""
+def _calibrated(module, model: Path, fp32: Path, precision: str, calib, method: str, out_dir: Path) -> Path:
+    """A checkpoint's Q/DQ graph: `fp32` calibrated on its own feeds from the calibration tokens."""
+    from ..calibration.api import calibrate
+    from ..evaluate.validate import model_feeds
+
+    result = calibrate(fp32, model_feeds(module, calib.patch_tokens), precision, method, out_dir,
+                       log=lambda text: click.echo(text, err=True))
+    return Path(result.model_path)
+
+
+def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: str = "mse"
+                  ) -> dict[tuple[str, str], Path]:
+    """(attention, precision) -> ONNX: exported from a checkpoint per attention lowering (INT8/FP8: then calibrated
+    on `calib`), or the given ONNX as is."""
     from ..backend.onnx.inspect import load_onnx_for, onnx_precision
     from ..util.errors import NtcError
 
@@ -48,17 +60,21 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module) -> dict[tuple[str, s
         return {(t.attention, p): model for t, p in todo}
     from ..backend.onnx.export import PRECISIONS as EXPORTED
     from ..backend.onnx.export import export_model
+    from ..pipeline.main_job import QUANTIZED
 
-    not_exported = sorted({p for _, p in todo if p not in EXPORTED})
-    if not_exported:
-        raise NtcError(f"{', '.join(not_exported)} need a Q/DQ or converted ONNX (ntc-export calibrate); "
-                       f"a checkpoint exports {'/'.join(EXPORTED)} only")
+    other = sorted({p for _, p in todo if p not in EXPORTED and p not in QUANTIZED})
+    if other:
+        raise NtcError(f"{', '.join(other)} need a converted ONNX; a checkpoint exports {'/'.join(EXPORTED)} and "
+                       f"calibrates {'/'.join(QUANTIZED)}")
     sources = {}
     for attention in sorted({t.attention for t, _ in todo}):
         wanted = sorted({p for t, p in todo if t.attention == attention})
-        paths = export_model(module, out_dir / "onnx" / attention, precisions=wanted, attention=attention,
-                             name=model.stem)
+        exported = sorted({p for p in wanted if p in EXPORTED} | ({"fp32"} if set(wanted) & set(QUANTIZED) else set()))
+        folder = out_dir / "onnx" / attention
+        paths = export_model(module, folder, precisions=exported, attention=attention, name=model.stem)
         sources.update({(attention, p): Path(path) for p, path in paths.items()})
+        for p in (p for p in wanted if p in QUANTIZED):
+            sources[(attention, p)] = _calibrated(module, model, Path(paths["fp32"]), p, calib, method, folder)
     return sources
 
 
@@ -74,15 +90,22 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module) -> dict[tuple[str, s
 @click.option("--grid", default="16,16,32", show_default=True, help="min,opt,max square grid side (N = grid^2).")
 @click.option("--plugin-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="libntc_trt_plugins.so to embed in TensorRT-RTX engines (default: Python plugin creators).")
+@click.option("--calib-data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Calibration tokens for int8/fp8 from a checkpoint (default: the photo corpus's calibration "
+                   "split); the manifest records them.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]), default="mse",
+              show_default=True, help="INT8/FP8 calibration method for a checkpoint.")
 @click.option("--skip-unsupported", is_flag=True, help="Skip (and list) target/precision pairs a target cannot build.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_unsupported, as_json):
+def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_data, calib_method, skip_unsupported,
+            as_json):
     """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
     from ..backend.onnx.inspect import onnx_precision
     from ..backend.trt.build import build_engine
     from ..backend.trt.bundle import write_bundle
     from ..backend.trt.targets import get_target
     from ..models import load
+    from ..pipeline.main_job import QUANTIZED
 
     batch_t, grid_t = _triple(batch), _triple(grid)
     chosen = [get_target(t) for t in dict.fromkeys(targets)]
@@ -98,18 +121,28 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, skip_u
     module = load(model) if model.suffix != ".onnx" else None
     shapes = module.input_profiles(batch_t, grid_t) if module is not None else None
     name = model.stem if module is not None else None  # an ONNX keeps its own model name
-    sources = _onnx_sources(model, todo, out_dir, module) if todo else {}
+    calib, provenance = None, {}
+    if module is not None and any(p in QUANTIZED for _, p in todo):
+        from ..data.tokens import load_data
+        from ..pipeline.main_job import token_hash
+
+        calib, source = load_data(calib_data, "calib")  # checked before any export
+        provenance = {"calibration_data": source, "calibration_sha256": token_hash(calib),
+                      "calibration_method": calib_method}
+    sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method) if todo else {}
     results = [{**r, "status": "refused"} for r in refused]
     for t, p in todo:
         onnx_path = sources[(t.attention, p)]
+        extra = provenance if p in QUANTIZED else None
         if t.backend == "tensorrt_rtx":
             r = build_engine(onnx_path, t, p, out_dir, profiles=shapes, plugin_lib=plugin_lib, batch=batch_t, grid=grid_t,
-                             name=name)
+                             name=name, provenance=extra)
             results.append({"target": t.name, "precision": p, "status": f"engine ({r['cache']})",
                             "path": r["engine_path"], "bytes": r["engine_bytes"], "seconds": r["build_seconds"],
                             "layers": r["layer_summary"]["layers"]})
         else:
-            r = write_bundle(onnx_path, t, p, out_dir, profiles=shapes, batch=batch_t, grid=grid_t, name=name)
+            r = write_bundle(onnx_path, t, p, out_dir, profiles=shapes, batch=batch_t, grid=grid_t, name=name,
+                             provenance=extra)
             results.append({"target": t.name, "precision": p, "status": "bundle", "path": r["bundle_path"],
                             "reason": r["reason"]})
     if as_json:

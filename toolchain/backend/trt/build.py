@@ -138,9 +138,11 @@ def _configure(trt, builder, network, config, target, profiles, batch, grid) -> 
 
 
 def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
-                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None) -> dict:
+                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None,
+                 provenance: dict | None = None) -> dict:
     """Build `<out>/engines/<target>/<model>.<precision>.engine` for a tensorrt_rtx target; returns its manifest entry
-    plus "cache" ("hit" or "miss") and "engine_path". `profiles`: input name -> [min, opt, max] shapes."""
+    plus "cache" ("hit" or "miss") and "engine_path". `profiles`: input name -> [min, opt, max] shapes;
+    `provenance`: fields the manifest entry records as well (e.g. the calibration data of a Q/DQ graph)."""
     target = check_precision(get_target(target), precision)
     if target.backend != "tensorrt_rtx":
         raise NtcError(f"{target.name} builds with TensorRT on the device ({target.trt_range}): "
@@ -212,6 +214,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "layer_summary": build_log.summarize(layers),
         "layers": layers,
         "build_log": f"{target.name}/{name}.{precision}.build.log",
+        **(provenance or {}),
     }
     update_manifest(out_dir, entry)
     return {**entry, "cache": "miss", "engine_path": str(engine_path)}

@@ -73,8 +73,9 @@ def _copy_plugins(dest: Path) -> list[str]:
 
 
 def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, batch=DEFAULT_BATCH,
-                 grid=DEFAULT_GRID, name: str | None = None) -> dict:
-    """Write the deploy bundle for a tensorrt-backend target; returns its manifest entry (kind "bundle")."""
+                 grid=DEFAULT_GRID, name: str | None = None, provenance: dict | None = None) -> dict:
+    """Write the deploy bundle for a tensorrt-backend target; returns its manifest entry (kind "bundle");
+    `provenance`: fields the entry records as well."""
     target = check_precision(get_target(target), precision)
     if target.backend != "tensorrt":
         raise NtcError(f"{target.name} builds here with TensorRT-RTX (ntc_export.backend.trt.build.build_engine), not as a bundle")
@@ -152,6 +153,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "plugins": [{"op": op, "version": PLUGIN_VERSION, "nodes": n, "provider": "library",
                      "library": PLUGIN_LIBRARY}
                     for op, n in sorted(ops.items())],
+        **(provenance or {}),
     }
     update_manifest(out_dir, entry)
     return {**entry, "bundle_path": str(bundle)}
