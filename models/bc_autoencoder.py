@@ -42,7 +42,7 @@ def latent_for_rate(rate: float, input_dim: int = 384, merge: int = 1) -> int:
     return max(2, int(round(latent / 2)) * 2)
 
 
-def _merge(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
+def merge_cells(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
     """[B, h*w, C] -> [B, (h/k)*(w/k), k*k*C] (row, col, C order inside each k x k cell)."""
     if k == 1:
         return x
@@ -51,14 +51,19 @@ def _merge(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
     return x.reshape(b, -1, k * k * c)
 
 
-def _unmerge(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
-    """Inverse of _merge: [B, h*w, k*k*C] on the latent grid (h, w) -> [B, (k h)*(k w), C]."""
+def unmerge_cells(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
+    """Inverse of merge_cells: [B, h*w, k*k*C] on the latent grid (h, w) -> [B, (k h)*(k w), C]."""
     if k == 1:
         return x
     b = x.shape[0]
     c = x.shape[-1] // (k * k)
     x = x.reshape(b, h, w, k, k, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(b, -1, c)
+
+
+def _refresh_frozen_weights(module, incompatible_keys) -> None:
+    """After load_state_dict: eval mode's frozen weights follow the loaded parameters."""
+    module.train(module.training)
 
 
 @register("bc_autoencoder")
@@ -103,6 +108,7 @@ class BcAutoencoder(TokenModel):
         self.out = nn.Linear(dim, merged)
         for name in ("_divisor", "_basis_b", "_up_b"):  # set while in eval mode (see `train`)
             self.register_buffer(name, None, persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_frozen_weights)
         for residual_end in (self.encoder[-1], self.out):  # residual branches start at zero
             nn.init.zeros_(residual_end.weight)
             nn.init.zeros_(residual_end.bias)
@@ -138,7 +144,7 @@ class BcAutoencoder(TokenModel):
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, h*w, D] -> the k x k token cells the latent codes, [B, (h/k)*(w/k), k*k*D]."""
         h, w = self._check_tokens(tokens)
-        return _merge(tokens, h, w, self.merge)
+        return merge_cells(tokens, h, w, self.merge)
 
     def encode_unit(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """tokens -> latent planes in [0, 1] as [B, L, h/k, w/k] and the latent grid."""
@@ -178,7 +184,7 @@ class BcAutoencoder(TokenModel):
         x = nn.functional.linear(zs, up_weight, self.up.bias)
         for block in self.blocks:
             x = block(x, h, w)
-        return _unmerge(zs @ basis + self.center + self.out(self.norm(x)), h, w, self.merge)
+        return unmerge_cells(zs @ basis + self.center + self.out(self.norm(x)), h, w, self.merge)
 
     def _with_head(self, tokens: torch.Tensor):
         return tokens if self.head is None else (tokens, self.head(tokens.mean(dim=1)))

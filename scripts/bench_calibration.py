@@ -58,7 +58,8 @@ def held_out(name: str, n_calib: int, n_val: int):
 
 def session(path, threads=None, fused=False):
     """ORT CPU session of an ONNX file (exact Q/DQ arithmetic unless `fused`); ntc:: nodes run through the project's
-    custom ops."""
+    custom ops (always registered: ORT's quantizer output holds them in the extensions domain, which OrtRunner's
+    ntc-domain check does not see)."""
     model = onnx.load(str(path))
     if has_plugin_nodes(model):
         model = prepare_for_ort(model)

@@ -98,7 +98,8 @@ def test_pca_of_token_cells_fits_its_budget_and_round_trips(token_files, tmp_pat
     assert cells.shape == (len(val), 64, 4 * 384)
     np.testing.assert_array_equal(cells[0, 0], np.concatenate([val[0, 0], val[0, 1], val[0, 16], val[0, 17]]))
     np.testing.assert_array_equal(pca_reference.from_cells(cells, 2), val)
-    codec = pca_reference.for_rate(train, 16, pca_reference.fit_basis(pca_reference.to_cells(train, 2)), cell=2)
+    train_cells = pca_reference.to_cells(train, 2)
+    codec = pca_reference.CellPcaCodec(pca_reference.for_rate(train_cells, 16, pca_reference.fit_basis(train_cells)), 2)
     payloads = codec.encode(val)
     assert 8 * len(unpack(payloads[0]).body) <= 256 * 384 * 16 / 16 + 7
     assert codec.decode(payloads).shape == val.shape and codec.arch.endswith("@2x2")

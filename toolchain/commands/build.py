@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..backend.trt.targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
+from .options import CALIB_METHODS
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -29,7 +30,7 @@ def _plan(targets, precisions, skip_unsupported):
     return todo, refused
 
 
-def _calibrated(module, model: Path, fp32: Path, precision: str, calib, method: str, out_dir: Path) -> Path:
+def _calibrated(module, fp32: Path, precision: str, calib, method: str, out_dir: Path) -> Path:
     """A checkpoint's Q/DQ graph: `fp32` calibrated on its own feeds from the calibration tokens."""
     from ..calibration.api import calibrate
     from ..evaluate.validate import model_feeds
@@ -74,7 +75,7 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
         paths = export_model(module, folder, precisions=exported, attention=attention, name=model.stem)
         sources.update({(attention, p): Path(path) for p, path in paths.items()})
         for p in (p for p in wanted if p in QUANTIZED):
-            sources[(attention, p)] = _calibrated(module, model, Path(paths["fp32"]), p, calib, method, folder)
+            sources[(attention, p)] = _calibrated(module, Path(paths["fp32"]), p, calib, method, folder)
     return sources
 
 
@@ -93,8 +94,8 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
 @click.option("--calib-data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Calibration tokens for int8/fp8 from a checkpoint (default: the photo corpus's calibration "
                    "split); the manifest records them.")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]), default="mse",
-              show_default=True, help="INT8/FP8 calibration method for a checkpoint.")
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="mse", show_default=True,
+              help="INT8/FP8 calibration method for a checkpoint.")
 @click.option("--skip-unsupported", is_flag=True, help="Skip (and list) target/precision pairs a target cannot build.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_data, calib_method, skip_unsupported,

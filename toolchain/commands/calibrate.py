@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from ..util.errors import NtcError
+from .options import CALIB_METHODS
 
 
 def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
@@ -31,7 +32,7 @@ def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="Calibration tokens (.npz with patch_tokens [N, tokens, D]; at least 16 samples).")
 @click.option("--precision", type=click.Choice(["int8", "fp8"]), default="int8", show_default=True)
-@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]), default="auto",
+@click.option("--method", type=click.Choice(CALIB_METHODS), default="auto",
               show_default=True, help="Activation calibrator; auto picks per tensor by measured output error.")
 @click.option("--target-cosine", type=float, default=None,
               help="Keep the most sensitive layers in high precision until the output cosine meets this.")

@@ -2,7 +2,10 @@
 
 import click
 
+from ..calibration.calibrators import METHODS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
+
+CALIB_METHODS = (*METHODS["int8"], "auto")  # every calibrator, and the per-tensor choice among them
 
 attention_option = click.option(
     "--attention", type=click.Choice(ATTENTION_MODES), default="decomposed", show_default=True,

@@ -6,7 +6,7 @@ import click
 
 from ..backend.trt.targets import PRECISIONS, TARGETS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
-from .options import quiet_option
+from .options import CALIB_METHODS, quiet_option
 
 
 @click.command("run")
@@ -27,8 +27,7 @@ from .options import quiet_option
 @click.option("--attention", type=click.Choice(ATTENTION_MODES), default=None,
               help="Force one window-attention lowering for every graph (default: per target profile; "
                    "`decomposed` for validation).")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
-              default="mse", show_default=True,
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="mse", show_default=True,
               help="INT8/FP8 calibration method (mse: best or within 1 dB of the best on every zoo model, and fast).")
 @click.option("--target-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
               help="Keep the most sensitive layers of each INT8/FP8 graph in high precision until its output cosine "

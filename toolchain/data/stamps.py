@@ -42,8 +42,8 @@ def find_stamps(split: str, root: Path = STAMPS_DIR) -> list[Stamp]:
         raise NtcError(f"unknown stamps split {split!r}; choose all, train or val")
     if not root.is_dir():
         raise NtcError(f"the labelled stamps task needs Tux Paint's stamps ({root} is missing): {INSTALL}")
-    stamps = [Stamp(f"tuxpaint-stamps-default:{path.relative_to(root)}", path, label) for label, category in enumerate(CATEGORIES)
-              for path in sorted((root / category).rglob("*.png"))
+    stamps = [Stamp(f"tuxpaint-stamps-default:{path.relative_to(root)}", path, label)
+              for label, category in enumerate(CATEGORIES) for path in sorted((root / category).rglob("*.png"))
               if "cartoon" not in path.relative_to(root).parts and not path.stem.endswith(VARIANTS)]
     if not stamps:
         raise NtcError(f"{root}: no photographic stamps in {', '.join(CATEGORIES)}")

@@ -75,21 +75,26 @@ class PcaCodec:
 
 
 def to_cells(tokens: np.ndarray, cell: int) -> np.ndarray:
-    """Tokens [N, s*s, D] on a square grid -> c x c cells [N, (s/c)^2, c*c*D] (row, col, D order in a cell)."""
-    n, count, dim = tokens.shape
-    side = int(round(count ** 0.5))
-    if side * side != count or side % cell:
-        raise NtcError(f"{cell}x{cell} token cells need a square grid with a side divisible by {cell}, got {count} "
-                       "tokens")
-    g = side // cell
-    return tokens.reshape(n, g, cell, g, cell, dim).transpose(0, 1, 3, 2, 4, 5).reshape(n, g * g, cell * cell * dim)
+    """Tokens [N, s*s, D] on a square grid -> c x c cells [N, (s/c)^2, c*c*D], laid out as bc_autoencoder's."""
+    import torch
+
+    from ..models.bc_autoencoder import merge_cells
+
+    side = int(round(tokens.shape[1] ** 0.5))
+    if side * side != tokens.shape[1] or side % cell:
+        raise NtcError(f"{cell}x{cell} token cells need a square grid with a side divisible by {cell}, got "
+                       f"{tokens.shape[1]} tokens")
+    return merge_cells(torch.from_numpy(np.ascontiguousarray(tokens, np.float32)), side, side, cell).numpy()
 
 
 def from_cells(cells: np.ndarray, cell: int) -> np.ndarray:
     """Inverse of to_cells."""
-    n, count, width = cells.shape
-    g, dim = int(round(count ** 0.5)), width // (cell * cell)
-    return cells.reshape(n, g, g, cell, cell, dim).transpose(0, 1, 3, 2, 4, 5).reshape(n, -1, dim)
+    import torch
+
+    from ..models.bc_autoencoder import unmerge_cells
+
+    g = int(round(cells.shape[1] ** 0.5))
+    return unmerge_cells(torch.from_numpy(np.ascontiguousarray(cells)), g, g, cell).numpy()
 
 
 class CellPcaCodec:
@@ -134,13 +139,9 @@ def codec(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray, k:
     return PcaCodec(mean, directions[:k], lo[:k], hi[:k], bits)
 
 
-def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: int = 64, cell: int = 1):
+def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: int = 64) -> PcaCodec:
     """The best PCA codec whose payload body stays within fp16 tokens / `rate`: for each bit depth the most
-    components that fit, the pair kept by token cosine on (a slice of) the training tokens. `cell` > 1: of c x c
-    token cells (`basis` then fitted on `to_cells(train_tokens, cell)`)."""
-    if cell > 1:
-        return CellPcaCodec(for_rate(to_cells(np.asarray(train_tokens, np.float32), cell), rate, basis,
-                                     select_samples), cell)
+    components that fit, the pair kept by token cosine on (a slice of) the training tokens (or cells: `to_cells`)."""
     train_tokens = np.asarray(train_tokens, np.float32)
     dim = train_tokens.shape[-1]
     mean, directions = basis if basis is not None else fit_basis(train_tokens)

@@ -96,6 +96,8 @@ def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: 
     rates = pca_rates or sorted({round(r["rate"], 1) for r in rows[1:]})
     prefix = "pca" if pca_cell == 1 else f"pca{pca_cell}x{pca_cell}"
     for rate in rates:
-        ref = pca_reference.for_rate(train.patch_tokens, rate, basis, cell=pca_cell)
+        ref = pca_reference.for_rate(fit, rate, basis)
+        if pca_cell > 1:
+            ref = pca_reference.CellPcaCodec(ref, pca_cell)
         rows.append(measure(f"{prefix}@{rate:g}x", ref, tokens, probe, with_saliency))
     return rows

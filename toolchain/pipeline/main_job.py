@@ -81,7 +81,7 @@ class MainJob:
         self.attention = attention
         self.calib_method = calib_method
         self.target_cosine = target_cosine
-        self.calibration: list[dict] = []  # per calibrated graph: the layers kept in high precision
+        self.calibrated_graphs: list[dict] = []  # per calibrated graph: the layers kept in high precision
         self.versions = tool_versions()
         self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
         self.model_hashes: dict[str, str] = {}
@@ -130,7 +130,7 @@ class MainJob:
                                                            target_cosine=self.target_cosine, log=lambda text: None)),
                     outputs=[out_dir / f"model.{precision}.onnx"])
                 paths[precision] = out_dir / f"model.{precision}.onnx"
-                self.calibration.append({"model": name, "lowering": lowering, "precision": precision,
+                self.calibrated_graphs.append({"model": name, "lowering": lowering, "precision": precision,
                                          "method": self.calib_method, "target_cosine": self.target_cosine,
                                          **result})
 
@@ -279,7 +279,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     report = {
         "command": command or " ".join(map(shlex.quote, ["ntc-export", *sys.argv[1:]])),
         "data": {"source": source, "sha256": data_hash, "samples": int(len(tokens)), "grid": list(tokens.grid)},
-        "calibrated_graphs": job.calibration,
+        "calibrated_graphs": job.calibrated_graphs,
         "calibration_data": None if calib is None else {"source": calib_source, "sha256": calib_hash,
                                                         "samples": int(len(calib))},
         "models": {n: {"path": str(p), "sha256": sha256_file(p), "arch": m.arch, "config": m.config}

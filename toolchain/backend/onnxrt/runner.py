@@ -40,7 +40,6 @@ class OrtRunner:
         if not self.path.exists():
             raise NtcError(f"{self.path}: no such ONNX file")
         so = ort_session_options(threads, fused_qdq)
-        self.fused_qdq = fused_qdq
         source = str(self.path)
         if custom_ops:
             import onnx
