@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..backend.trt.targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
+from ..pipeline.executor import EXECUTORS
 from .options import CALIB_METHODS
 
 
@@ -97,15 +98,22 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="mse", show_default=True,
               help="INT8/FP8 calibration method for a checkpoint.")
 @click.option("--skip-unsupported", is_flag=True, help="Skip (and list) target/precision pairs a target cannot build.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where engine builds run: a local process pool, or one Ray task per build (pip install "
+                   "'ntc-export[ray]').")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Engine builds at once (local: worker processes; ray with a local cluster: its CPUs).")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to submit builds to (nodes advertise sm_<N> resources); default: a local one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_data, calib_method, skip_unsupported,
-            as_json):
+            executor, n_jobs, ray_address, as_json):
     """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
     from ..backend.onnx.inspect import onnx_precision
-    from ..backend.trt.build import build_engine
     from ..backend.trt.bundle import write_bundle
     from ..backend.trt.targets import get_target
     from ..models import load
+    from ..pipeline.executor import BuildJob, run_builds
     from ..pipeline.main_job import QUANTIZED
 
     batch_t, grid_t = _triple(batch), _triple(grid)
@@ -132,16 +140,20 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
                       "calibration_method": calib_method}
     sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method) if todo else {}
     results = [{**r, "status": "refused"} for r in refused]
+    # Engine builds are independent: the executor runs them (a process pool, or Ray tasks) before the bundles.
+    jobs = [(t, p, BuildJob(str(sources[(t.attention, p)]), t.name, p, profiles=shapes,
+                            plugin_lib=str(plugin_lib) if plugin_lib else None, batch=batch_t, grid=grid_t, name=name,
+                            provenance=provenance if p in QUANTIZED else None))
+            for t, p in todo if t.backend == "tensorrt_rtx"]
+    built = run_builds([j for _, _, j in jobs], out_dir, executor, n_jobs, ray_address)
+    for (t, p, _), r in zip(jobs, built):
+        results.append({"target": t.name, "precision": p, "status": f"engine ({r['cache']})",
+                        "path": r["engine_path"], "bytes": r["engine_bytes"], "seconds": r["build_seconds"],
+                        "layers": r["layer_summary"]["layers"]})
     for t, p in todo:
         onnx_path = sources[(t.attention, p)]
         extra = provenance if p in QUANTIZED else None
-        if t.backend == "tensorrt_rtx":
-            r = build_engine(onnx_path, t, p, out_dir, profiles=shapes, plugin_lib=plugin_lib, batch=batch_t, grid=grid_t,
-                             name=name, provenance=extra)
-            results.append({"target": t.name, "precision": p, "status": f"engine ({r['cache']})",
-                            "path": r["engine_path"], "bytes": r["engine_bytes"], "seconds": r["build_seconds"],
-                            "layers": r["layer_summary"]["layers"]})
-        else:
+        if t.backend != "tensorrt_rtx":
             r = write_bundle(onnx_path, t, p, out_dir, profiles=shapes, batch=batch_t, grid=grid_t, name=name,
                              provenance=extra)
             results.append({"target": t.name, "precision": p, "status": "bundle", "path": r["bundle_path"],

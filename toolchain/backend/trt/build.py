@@ -137,6 +137,29 @@ def _configure(trt, builder, network, config, target, profiles, batch, grid) -> 
     return chosen, workspace
 
 
+def engine_cache_key(onnx_path, target, precision: str, plugin_lib=None, profiles: dict | None = None,
+                     batch=DEFAULT_BATCH, grid=DEFAULT_GRID) -> str:
+    """The key of the engine these inputs build (what the manifest's cache_key records), without building it."""
+    target = get_target(target)
+    plugin_lib = _check_plugin_lib(plugin_lib)
+    return _cache_key(onnx=sha256_file(onnx_path), target=target.name, sm=target.sm, precision=precision,
+                      trt=trt_env.version_info(target.backend),
+                      plugin_lib=sha256_file(plugin_lib) if plugin_lib else None, profiles=profiles,
+                      batch=list(batch), grid=list(grid))
+
+
+def cached_build(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
+                 batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None) -> dict | None:
+    """build_engine's result on an engine-cache hit in `out_dir`, else None (nothing is built)."""
+    target = get_target(target)
+    name = name or model_name(Path(onnx_path))
+    key = engine_cache_key(onnx_path, target, precision, plugin_lib, profiles, batch, grid)
+    hit = cached_entry(out_dir, name, target.name, precision, key)
+    if hit is None:
+        return None
+    return {**hit, "cache": "hit", "engine_path": str(Path(out_dir) / "engines" / hit["engine"])}
+
+
 def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
                  batch=DEFAULT_BATCH, grid=DEFAULT_GRID, name: str | None = None,
                  provenance: dict | None = None) -> dict:
@@ -158,9 +181,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     name = name or model_name(onnx_path)
     version = trt_env.version_info(target.backend)
     onnx_sha = sha256_file(onnx_path)
-    cache_key = _cache_key(onnx=onnx_sha, target=target.name, sm=target.sm, precision=precision, trt=version,
-                           plugin_lib=sha256_file(plugin_lib) if plugin_lib else None, profiles=profiles,
-                           batch=list(batch), grid=list(grid))
+    cache_key = engine_cache_key(onnx_path, target, precision, plugin_lib, profiles, batch, grid)
     hit = cached_entry(out_dir, name, target.name, precision, cache_key)
     if hit is not None:
         log.info("engine cache hit for %s %s %s: build skipped", name, target.name, precision)

@@ -1,0 +1,60 @@
+"""README.md of a model repository: what is in it and the two launch lines (CPU twin here, GPU in NGC's container)."""
+
+from pathlib import Path
+
+PLUGIN_LIB = "libntc_trt_plugins.so"
+
+
+def _model_rows(index: dict) -> list[str]:
+    rows = ["| model | kind | version | plans (target: file) |", "|---|---|---|---|"]
+    for name, m in sorted(index["models"].items()):
+        if "plans" in m:
+            kind = f"{m['precision']} plan + CPU twin"
+            plans = ", ".join(f"{p['target']} (sm_{p['sm']}): {p['file']}" for p in m["plans"])
+        elif "ensemble" in m:
+            kind, plans = "ensemble: " + " → ".join(m["ensemble"]), ""
+        else:
+            kind, plans = "payload → BC blocks (Python, host)", ""
+        rows.append(f"| {name} | {kind} | {m['version']} | {plans} |")
+    return rows
+
+
+def render(index: dict, repo: Path) -> str:
+    plugins = sorted({op for m in index["models"].values() for op in m.get("plugins", [])})
+    lib = index.get("plugin_lib") or f"/path/to/{PLUGIN_LIB}"
+    lines = [
+        "# Triton model repository (ntc-export)", "",
+        f"Written by `ntc-export triton {index['build_dir']} --out {repo}` from the build's engines/manifest.json.",
+        "", *_model_rows(index), "",
+        "Each plan model has `config.pbtxt` (platform `tensorrt_plan`, one plan per compute capability in "
+        "`cc_model_filenames`, dynamic batching, one GPU instance group per optimization profile) and "
+        "`configs/cpu.pbtxt`, its CPU twin: the Python backend running the plan's ONNX (`model.onnx`) with ONNX "
+        "Runtime and ntc-export's CPU custom ops, with the same inputs, outputs and batching.",
+        "",
+        "## Launch on a CPU (the twins)", "",
+        "In a Python 3.11 environment with ntc-export, `pip install --no-deps nvidia-pytriton==0.7.0` (its "
+        "tritonserver 2.51) and Debian's `libpython3.11`:", "",
+        "```bash", f"python -m ntc_export.serving.tritonserver {repo} --http-port 8000 --grpc-port 8001", "```", "",
+        "(it runs `tritonserver --model-repository=... --model-config-name=cpu` with the wheel's libraries; "
+        "`--print-command` shows the full line).", "",
+        "## Launch on a GPU (NGC container)", "",
+        "Use the `nvcr.io/nvidia/tritonserver:<yy.mm>-py3` release whose TensorRT matches the engines' "
+        "(`plans[].backend_version` in repository.json); the Python steps of the ensembles need "
+        "`pip install ntc-export` inside the container.", "",
+        "```bash",
+        f"docker run --gpus all --rm --net host -v {repo}:/models -v {Path(lib).parent}:/plugins "
+        "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models "
+        f"--backend-config=tensorrt,plugins=/plugins/{Path(lib).name}",
+        "```", "",
+        f"Engines with ntc:: plugin layers ({', '.join(plugins) or 'none here'}) need `{PLUGIN_LIB}`: Triton's "
+        "TensorRT backend dlopens each library named in `plugins=` (older servers: "
+        f"`-e LD_PRELOAD=/plugins/{Path(lib).name}`), and the library registers its creators with TensorRT's plugin "
+        "registry when it is loaded (`getCreators` serves TensorRT's `loadLibrary` as well).", "",
+        "TensorRT-RTX plans (targets rtx-*, gb10) deserialize only with a TensorRT-RTX runtime of the same version; "
+        "the container's TensorRT backend links TensorRT, so serve those through a TensorRT backend built against "
+        "TensorRT-RTX, and plans built with TensorRT (the Jetson/datacenter deploy bundles' `build_engine.py`, run in "
+        "the container) with the stock one. Not run here: this repository was written on a machine without a GPU.",
+    ]
+    if index.get("skipped"):
+        lines += ["", "## Not in this repository", "", *(f"- {s}" for s in index["skipped"])]
+    return "\n".join(lines) + "\n"
