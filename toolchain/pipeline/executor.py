@@ -1,7 +1,7 @@
 """Build executors: independent (model, target, precision) engine builds run one by one, on a local process pool, or
 as Ray tasks on a cluster; either way engines, build logs and manifest entries land in one output directory.
 
-`local` (default): `jobs` worker processes (spawned: the parent holds torch's threads, a fork could inherit locks).
+`local` (default): `jobs` worker processes (forked from a fork server that imported the builder once).
 `ray`: one task per build, asking for the target's compute capability as a custom resource (`sm_86: 1`), so a
 cluster routes builds to the nodes that advertise it; the ONNX travels with the task and the engine comes back.
 """
@@ -56,7 +56,11 @@ def _build_in_worker(job: BuildJob, out_dir: str) -> dict:
 def _run_local(jobs: list[BuildJob], out_dir, workers: int) -> list[dict]:
     if workers <= 1 or len(jobs) <= 1:
         return [job.build(out_dir) for job in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+    # Workers fork from a server process that imported the builder once: no per-worker import, and none of the
+    # parent's torch threads or locks (a plain fork of the parent could inherit a held lock).
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["ntc_export.backend.trt.build"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
         return list(pool.map(_build_in_worker, jobs, [str(out_dir)] * len(jobs)))
 
 

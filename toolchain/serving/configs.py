@@ -7,7 +7,8 @@ from .pbtxt import Enum
 # Manifest dtype names (backend/trt/build_log.normalize_dtype) -> Triton data types.
 TRITON_TYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16", "bf16": "TYPE_BF16", "int32": "TYPE_INT32",
                 "int64": "TYPE_INT64", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
-QUEUE_DELAY_US = 2000  # long enough for concurrent requests to meet in one batch, short against a CPU inference
+QUEUE_DELAY_US = 2000  # long enough for concurrent requests to meet in one batch, short against an inference
+CPU_QUEUE_DELAY_US = 5000  # a CPU twin's clients are slower to send than a GPU's to answer: wait a little longer
 
 
 def cc_key(sm: int) -> str:
@@ -45,10 +46,10 @@ def _tensors(tensors: list[dict]) -> list[dict]:
     return [{"name": t["name"], "data_type": triton_type(t["data_type"]), "dims": t["dims"]} for t in tensors]
 
 
-def _batching(signature: dict) -> dict:
+def _batching(signature: dict, delay_us: int = QUEUE_DELAY_US) -> dict:
     return {"max_batch_size": signature["max_batch_size"], "input": _tensors(signature["input"]),
             "output": _tensors(signature["output"]),
-            "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US}}
+            "dynamic_batching": {"max_queue_delay_microseconds": delay_us}}
 
 
 def plan_config(name: str, signature: dict, plans: dict[int, str], n_profiles: int = 1) -> dict:
@@ -63,7 +64,7 @@ def plan_config(name: str, signature: dict, plans: dict[int, str], n_profiles: i
 
 def python_config(name: str, signature: dict, parameters: dict | None = None) -> dict:
     """backend python on CPU instances (a CPU twin or a host step), same tensors and batching as the plan model."""
-    config = {"name": name, "backend": "python", **_batching(signature),
+    config = {"name": name, "backend": "python", **_batching(signature, CPU_QUEUE_DELAY_US),
               "instance_group": [{"kind": Enum("KIND_CPU"), "count": 1}]}
     if parameters:
         config["parameters"] = [{"key": k, "value": {"string_value": str(v)}} for k, v in parameters.items()]

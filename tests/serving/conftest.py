@@ -1,0 +1,58 @@
+"""Shared fixtures: fp32 engines of a compressor decoder and a projector built here (TensorRT-RTX, ahead of time),
+their Triton repository, and a real tritonserver serving its CPU twins."""
+
+import pytest
+
+pytest.importorskip("tensorrt_rtx_bindings", reason="tensorrt_rtx (TensorRT-RTX wheel) is not installed")
+
+from ntc_export.models import load  # noqa: E402
+from ntc_export.util.errors import NtcError  # noqa: E402
+from ntc_export.util.paths import ZOO_DIR  # noqa: E402
+
+COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"
+TARGETS = ("rtx-ampere", "rtx-ada")
+
+
+@pytest.fixture(scope="session")
+def served_build(tmp_path_factory):
+    """A build directory with fp32 engines of COMPRESSOR and PROJECTOR for TARGETS (two local build workers)."""
+    from ntc_export.cli import main
+
+    out = tmp_path_factory.mktemp("serving_build")
+    for model in (COMPRESSOR, PROJECTOR):
+        args = ["build", str(ZOO_DIR / f"{model}.pt"), "--precision", "fp32", "--out", str(out), "--jobs", "2",
+                "--json", *[a for t in TARGETS for a in ("--target", t)]]
+        assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def served_repo(served_build, tmp_path_factory):
+    from ntc_export.serving.repository import write_repository
+
+    repo = tmp_path_factory.mktemp("serving_repo") / "models"
+    index = write_repository(served_build, repo)
+    return repo, index
+
+
+@pytest.fixture(scope="session")
+def modules():
+    return {name: load(ZOO_DIR / f"{name}.pt").eval() for name in (COMPRESSOR, PROJECTOR)}
+
+
+@pytest.fixture(scope="session")
+def triton(served_repo):
+    """tritonserver on 127.0.0.1 (free ports) with the CPU twins; skipped only when it cannot start here."""
+    from ntc_export.serving.tritonserver import TritonServer, prepare_server
+
+    try:
+        prepare_server()
+    except NtcError as e:
+        pytest.skip(f"tritonserver cannot start here: {e}")
+    repo, _ = served_repo
+    server = TritonServer(repo, config_name="cpu", start_timeout=120)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,152 @@
+"""The Triton repository written from a build: every config (GPU and CPU variants) parses with Triton's own
+model_config_pb2; plan configs name one plan per built target and their dims match the engines' profiles; the demo's
+models (every zoo model, fp16, default RTX targets) get the same; bad build folders are one-line errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+from ntc_export.backend.trt.targets import DEFAULT_TARGETS, get_target
+from ntc_export.util.errors import NtcError
+from ntc_export.util.paths import ZOO_DIR
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed")
+from google.protobuf import text_format  # noqa: E402
+
+COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"  # what conftest builds
+DEMO_TARGETS = tuple(t for t in DEFAULT_TARGETS if get_target(t).backend == "tensorrt_rtx")
+
+
+def parse(path: Path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def manifest(build: Path) -> list[dict]:
+    return json.loads((build / "engines" / "manifest.json").read_text())["engines"]
+
+
+def check_plan_configs(build: Path, repo: Path) -> int:
+    """Each engine group's config.pbtxt against the manifest: plans per target, dims from the profiles."""
+    groups: dict[str, list[dict]] = {}
+    for e in (e for e in manifest(build) if e.get("kind", "engine") == "engine"):
+        groups.setdefault(f"{e['model']}_{e['precision']}", []).append(e)
+    for name, entries in groups.items():
+        config = parse(repo / name / "config.pbtxt")
+        assert config.name == name and config.platform == "tensorrt_plan"
+        plans = dict(config.cc_model_filenames)
+        assert sorted(plans) == sorted(f"{e['sm'] // 10}.{e['sm'] % 10}" for e in entries)
+        assert len(set(plans.values())) == len(entries)  # one plan per built target
+        version = repo / name / "1"
+        for e in entries:
+            plan = version / plans[f"{e['sm'] // 10}.{e['sm'] % 10}"]
+            assert plan.read_bytes() == (build / "engines" / e["engine"]).read_bytes()
+        assert config.default_model_filename in plans.values()
+        profiles = entries[0]["profiles"]
+        assert config.max_batch_size == max(p[2][0] for p in profiles.values())
+        for tensor in config.input:
+            lo, _, hi = profiles[tensor.name]
+            assert list(tensor.dims) == [b if a == b else -1 for a, b in zip(lo[1:], hi[1:])], tensor.name
+        engine_outputs = {t["name"]: t for t in entries[0]["outputs"]}
+        assert [t.name for t in config.output] == list(engine_outputs)
+        for tensor in config.output:
+            assert list(tensor.dims) == engine_outputs[tensor.name]["shape"][1:]
+        assert config.dynamic_batching.max_queue_delay_microseconds > 0
+        assert [(g.kind, list(g.profile)) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, ["0"])]
+    return len(groups)
+
+
+def test_every_config_parses(served_repo):
+    repo, index = served_repo
+    configs = sorted(repo.glob("*/config.pbtxt")) + sorted(repo.glob("*/configs/*.pbtxt"))
+    assert len(configs) == 2 * 2 + 2  # two plan models with CPU twins, the payload step, the ensemble
+    for path in configs:
+        config = parse(path)
+        assert config.name == path.parts[len(repo.parts)]
+    assert set(index["models"]) == {f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32", f"{COMPRESSOR}_unpack",
+                                    f"{COMPRESSOR}_{PROJECTOR}_fp32"}
+
+
+def test_plan_configs_match_the_engines(served_build, served_repo):
+    repo, _ = served_repo
+    assert check_plan_configs(served_build, repo) == 2
+
+
+def test_cpu_twins_mirror_the_plan_configs(served_repo):
+    repo, _ = served_repo
+    for name in (f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32"):
+        gpu, cpu = parse(repo / name / "config.pbtxt"), parse(repo / name / "configs" / "cpu.pbtxt")
+        assert cpu.backend == "python" and cpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+        assert (cpu.input, cpu.output, cpu.max_batch_size) == (gpu.input, gpu.output, gpu.max_batch_size)
+        assert (repo / name / "1" / "model.onnx").is_file() and (repo / name / "1" / "model.py").is_file()
+
+
+def test_ensemble_chains_payload_to_embeddings(served_repo):
+    repo, _ = served_repo
+    config = parse(repo / f"{COMPRESSOR}_{PROJECTOR}_fp32" / "config.pbtxt")
+    assert config.platform == "ensemble"
+    assert [s.model_name for s in config.ensemble_scheduling.step] == [
+        f"{COMPRESSOR}_unpack", f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32"]
+    assert [t.name for t in config.input] == ["payload"] and [t.name for t in config.output] == ["tokens", "embeddings"]
+    unpack = parse(repo / f"{COMPRESSOR}_unpack" / "config.pbtxt")
+    assert unpack.parameters["fingerprint"].string_value and unpack.backend == "python"
+
+
+def test_readme_has_both_launch_lines(served_repo):
+    repo, _ = served_repo
+    text = (repo / "README.md").read_text()
+    assert f"python -m ntc_export.serving.tritonserver {repo}" in text
+    assert "tritonserver --model-repository=/models --backend-config=tensorrt,plugins=" in text
+
+
+def test_rewrite_numbers_a_new_version_and_keeps_the_old(served_build, tmp_path):
+    from ntc_export.serving.repository import write_repository
+
+    repo = tmp_path / "repo"
+    write_repository(served_build, repo)
+    index = write_repository(served_build, repo)
+    assert index["models"][f"{PROJECTOR}_fp32"]["version"] == 2
+    assert (repo / f"{PROJECTOR}_fp32" / "1" / "model.onnx").is_file()
+    assert (repo / f"{PROJECTOR}_fp32" / "2" / "model.onnx").is_file()
+    assert not list(tmp_path.glob(".repo.*"))  # no temp folder left behind
+
+
+def test_bad_build_folders_are_one_line_errors(tmp_path):
+    from ntc_export.serving.repository import write_repository
+
+    with pytest.raises(NtcError, match="no engines in engines/manifest.json"):
+        write_repository(tmp_path, tmp_path / "repo")
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "manifest.json").write_text("{not json")
+    with pytest.raises(NtcError, match="corrupt manifest"):
+        write_repository(tmp_path, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory):
+    """The demo's engines: every zoo model at fp16 for the default RTX targets (two local build workers)."""
+    from ntc_export.cli import main
+
+    out = tmp_path_factory.mktemp("demo_build")
+    for ckpt in sorted(ZOO_DIR.glob("*.pt")):
+        args = ["build", str(ckpt), "--precision", "fp16", "--out", str(out), "--jobs", "2", "--json",
+                *[a for t in DEMO_TARGETS for a in ("--target", t)]]
+        assert main(args) == 0
+    return out
+
+
+def test_demo_models_gpu_configs(demo_build, tmp_path):
+    from ntc_export.serving.repository import write_repository
+
+    index = write_repository(demo_build, tmp_path / "repo")
+    zoo = sorted(p.stem for p in ZOO_DIR.glob("*.pt"))
+    assert check_plan_configs(demo_build, tmp_path / "repo") == len(zoo)
+    for name in zoo:
+        assert [p["target"] for p in index["models"][f"{name}_fp16"]["plans"]] == list(DEMO_TARGETS)
+    ensembles = [n for n, m in index["models"].items() if "ensemble" in m]
+    compressors = [n for n in zoo if n.startswith("bcae")]
+    assert len(ensembles) == len(compressors) * (len(zoo) - len(compressors))
+    for path in (tmp_path / "repo").glob("*/config*.pbtxt"):
+        parse(path)
+    for path in (tmp_path / "repo").glob("*/configs/*.pbtxt"):
+        parse(path)
