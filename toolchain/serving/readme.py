@@ -43,13 +43,15 @@ def render(index: dict, repo: Path) -> str:
         "`pip install ntc-export` inside the container.", "",
         "```bash",
         f"docker run --gpus all --rm --net host -v {repo}:/models -v {Path(lib).parent}:/plugins "
-        "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models "
-        f"--backend-config=tensorrt,plugins=/plugins/{Path(lib).name}",
+        "-e NTC_TRT_REGISTER_ON_LOAD=1 nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver "
+        f"--model-repository=/models --backend-config=tensorrt,plugins=/plugins/{Path(lib).name}",
         "```", "",
-        f"Engines with ntc:: plugin layers ({', '.join(plugins) or 'none here'}) need `{PLUGIN_LIB}`: Triton's "
-        "TensorRT backend dlopens each library named in `plugins=` (older servers: "
-        f"`-e LD_PRELOAD=/plugins/{Path(lib).name}`), and the library registers its creators with TensorRT's plugin "
-        "registry when it is loaded (`getCreators` serves TensorRT's `loadLibrary` as well).", "",
+        f"Engines with ntc:: plugin layers ({', '.join(plugins) or 'none here'}) need `{PLUGIN_LIB}`, built against "
+        "the container's TensorRT headers. Triton's TensorRT backend only dlopens each library named in `plugins=` "
+        f"(older servers: `-e LD_PRELOAD=/plugins/{Path(lib).name}` instead) and never calls `getCreators`; with "
+        "`NTC_TRT_REGISTER_ON_LOAD=1` the library registers its creators at load time with `getPluginRegistry()` of "
+        "`libnvinfer.so.<major>` (without it, loading registers nothing: TensorRT's `loadLibrary` calls "
+        "`getCreators` itself).", "",
         "TensorRT-RTX plans (targets rtx-*, gb10) deserialize only with a TensorRT-RTX runtime of the same version; "
         "the container's TensorRT backend links TensorRT, so serve those through a TensorRT backend built against "
         "TensorRT-RTX, and plans built with TensorRT (the Jetson/datacenter deploy bundles' `build_engine.py`, run in "
