@@ -6,6 +6,7 @@ import click
 
 from ..backend.trt.targets import PRECISIONS, TARGETS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
+from ..pipeline.executor import EXECUTORS
 from .options import CALIB_METHODS, quiet_option
 
 
@@ -36,9 +37,16 @@ from .options import CALIB_METHODS, quiet_option
               help="Validate on the first N held-out samples only (default: all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out"),
               show_default=True, help="Output (and cache) directory.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where engine builds run: a local process pool, or Ray tasks (see `ntc-export build`).")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Engine builds of a model at once.")
+@click.option("--ray-address", default=None, help="Ray cluster for --executor ray; default: a local one.")
+@click.option("--triton-repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
 @quiet_option
 def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, target_cosine,
-            max_samples, out_dir, quiet):
+            max_samples, out_dir, executor, n_jobs, ray_address, triton_repo, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed, 2 on bad input.
@@ -48,6 +56,11 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions,
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
-                          quiet=quiet, target_cosine=target_cosine)
+                          quiet=quiet, target_cosine=target_cosine, executor=(executor, n_jobs, ray_address))
+    if triton_repo is not None:
+        from ..serving.repository import write_repository
+
+        write_repository(out_dir, triton_repo)
+        click.echo(f"Triton repository: {triton_repo} (launch lines in its README.md)", err=True)
     if not report["pass"]:
         raise click.exceptions.Exit(1)

@@ -191,12 +191,29 @@ class MainJob:
         return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash,
                                                        "fit": fit_hash, "versions": self.versions}, run)
 
+    executor: tuple | None = None  # (executor, jobs, ray address): a model's engine builds run there together
+
+    def prebuild(self, name, module, onnx_paths) -> dict:
+        """Every RTX engine of one model built at once by the build executor, when one is set: (target, precision)
+        -> build_engine's result."""
+        if self.executor is None:
+            return {}
+        from .executor import BuildJob, run_builds
+
+        profiles = module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID)
+        pairs = [(t, p, onnx_paths[t.attention if t.attention in onnx_paths else next(iter(onnx_paths))].get(p))
+                 for t, p in self.todo if t.backend == "tensorrt_rtx"]
+        pairs = [(t, p, path) for t, p, path in pairs if path is not None]
+        jobs = [BuildJob(str(path), t.name, p, profiles=profiles, name=name) for t, p, path in pairs]
+        return {(t.name, p): e for (t, p, _), e in zip(pairs, run_builds(jobs, self.out_dir, *self.executor))}
+
     def build(self, name, module, onnx_paths) -> tuple[list[dict], list[dict]]:
         """Engines for RTX targets, deploy bundles for TensorRT targets; engine records say whether they ran."""
         from ..backend.trt.build import build_engine
         from ..backend.trt.bundle import write_bundle
 
         entries, records = [], []
+        prebuilt = self.prebuild(name, module, onnx_paths)
         for target, precision in self.todo:
             lowering = target.attention if target.attention in onnx_paths else next(iter(onnx_paths))
             onnx_path = onnx_paths[lowering].get(precision)
@@ -207,9 +224,11 @@ class MainJob:
             profiles = module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID)
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
-                    entry = build_engine(onnx_path, target, precision, self.out_dir,
-                                         profiles=profiles, name=name)
-                self.pipe.note(stage, entry.get("cache") == "hit", time.perf_counter() - start, "engine cache hit")
+                    entry = prebuilt.get((target.name, precision)) or build_engine(
+                        onnx_path, target, precision, self.out_dir, profiles=profiles, name=name)
+                # A build the executor ran before this loop: its own build time, not the lookup's.
+                took = entry["build_seconds"] if (target.name, precision) in prebuilt else time.perf_counter() - start
+                self.pipe.note(stage, entry.get("cache") == "hit", took, "engine cache hit")
             else:
                 bundle_dir = self.out_dir / "engines" / target.name / f"{name}.{precision}.bundle"
                 entry = self.pipe.stage(
@@ -226,7 +245,8 @@ class MainJob:
 def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
                  precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
                  calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
-                 command: str | None = None, target_cosine: float | None = None) -> dict:
+                 command: str | None = None, target_cosine: float | None = None,
+                 executor: tuple | None = None) -> dict:
     """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
@@ -234,6 +254,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     explicit = targets is not None
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
                   calib_method, quiet, target_cosine)
+    job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
     modules = {}
     for path in model_paths:
         modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
