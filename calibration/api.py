@@ -137,7 +137,8 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
     messages = []
     key = {"model_sha256": sha256_file(path), "data_sha256": feeds_hash(feeds), "holdout_sha256": feeds_hash(held),
            "precision": precision, "method": method, "target_cosine": target_cosine,
-           "settings": {"num_bins": NUM_BINS, "percentile": PERCENTILE, "weights": "per-channel max",
+           "settings": {"num_bins": NUM_BINS, "percentile": PERCENTILE,
+                        "weights": "per-channel max, int8 adjacent-K pairs <= 128",  # older caches recompute
                         "entropy": "kl, floored at mse",  # scales cached before the floor are recomputed
                         "plugin_sha256": sha256_file(plugin_onnx) if plugin_onnx is not None else None},
            "versions": cache.tool_versions()}

@@ -71,10 +71,40 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
     return layers
 
 
+# ONNX Runtime's x86 int8 kernels without VNNI (AVX2) add 128 to symmetric int8 activations (u8 0..255) and sum
+# adjacent-K products pairwise in int16 (vpmaddubsw), which saturates above 32767 = 255 * 128.5: two same-sign
+# weight codes next to each other along K must stay within 128 in magnitude together. TensorRT is unaffected.
+U8S8_PAIR_MAX = 127.0  # pair bound in units of the scale; with rounding, |c0| + |c1| <= 128
+
+
+def _k_rows(weight: np.ndarray, axis: int) -> list[np.ndarray]:
+    """The weight as [channels, K] in each K order an int8 GEMM may use (Conv: NCHW im2col and NHWC)."""
+    w = np.moveaxis(weight, axis, 0)
+    rows = [w.reshape(len(w), -1)]
+    if w.ndim > 2:  # [Cout, Cin, kh, kw] -> [Cout, kh, kw, Cin]
+        rows.append(np.moveaxis(w, 1, -1).reshape(len(w), -1))
+    return rows
+
+
+def same_sign_pair_max(weight: np.ndarray, axis: int) -> np.ndarray:
+    """Per output channel: the largest |w[2i]| + |w[2i+1]| over adjacent-K pairs of equal sign."""
+    best = np.zeros(weight.shape[axis])
+    for rows in _k_rows(np.asarray(weight, np.float64), axis):
+        if rows.shape[1] % 2:
+            rows = np.pad(rows, ((0, 0), (0, 1)))
+        a, b = rows[:, 0::2], rows[:, 1::2]
+        best = np.maximum(best, np.where(a * b > 0, np.abs(a) + np.abs(b), 0.0).max(axis=1))
+    return best
+
+
 def weight_scales(weight: np.ndarray, axis: int, precision: str) -> np.ndarray:
-    """Per-output-channel symmetric scales from each channel's max |w|."""
+    """Per-output-channel symmetric scales from each channel's max |w|; INT8 channels widen where an adjacent-K
+    pair of same-sign codes would overflow the 16-bit pair sums of CPU int8 kernels without VNNI (see above)."""
     reduce = tuple(d for d in range(weight.ndim) if d != axis)
-    return scale_of(np.abs(weight).max(axis=reduce), precision).astype(np.float32)
+    scales = scale_of(np.abs(weight).max(axis=reduce), precision)
+    if precision == "int8":
+        scales = np.maximum(scales, same_sign_pair_max(weight, axis) / U8S8_PAIR_MAX)
+    return scales.astype(np.float32)
 
 
 def _set_opset(model: onnx.ModelProto, minimum: int) -> None:

@@ -54,3 +54,33 @@ def test_exact_session_keeps_qdq_arithmetic_and_fused_depends_on_the_cpu(tmp_pat
         assert rel > 0.1, rel
     else:  # VNNI / AMX accumulate in int32 like TensorRT
         assert rel < 1e-6, rel
+
+
+def test_calibrated_int8_weights_keep_fused_avx2_sessions_exact(tmp_path):
+    """Our INT8 weight scales keep every same-sign adjacent-K pair of codes within 128, so the same saturating case
+    (activations at the top code, weights all near their channel maximum) computes exactly in ORT's fused kernels
+    on any CPU, AVX2 included."""
+    from ntc_export.calibration.qdq import find_layers, insert_qdq, node_names, same_sign_pair_max, weight_scales
+
+    w = (np.random.default_rng(0).uniform(1.20, 1.27, (K, N))).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["out"])], "matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, K])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, N])],
+                              [numpy_helper.from_array(w, "w")])
+    model = node_names(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]))
+    model.ir_version = 9
+    layers = find_layers(model)
+    scales = weight_scales(w, layers[0].axis, "int8")
+    assert np.all(same_sign_pair_max(w, 1) / scales <= 127 + 1e-4)
+    path = tmp_path / "q.onnx"
+    onnx.save(insert_qdq(model, layers, {"x": 1 / 127}, {"w": scales}, "int8"), path)
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    codes = np.abs(next(v for k, v in inits.items() if k.endswith("_codes")).astype(np.int64))
+    assert (codes[0::2] + codes[1::2]).max() <= 128  # 255 * 128 = 32640 fits an int16 pair sum
+    assert codes.max() >= 63  # the bound halves the scale at most
+    x = np.ones((4, K), np.float32)  # quantizes to 127: u8 255 in the kernel
+    ref = (127 * codes.astype(np.int64) * (1 / 127) * scales.astype(np.float64)).sum(0)
+    exact = OrtRunner(path, custom_ops=False).run({"x": x})["out"]
+    fused = OrtRunner(path, custom_ops=False, fused_qdq=True).run({"x": x})["out"]
+    np.testing.assert_allclose(exact, np.broadcast_to(ref, exact.shape), rtol=1e-5)
+    np.testing.assert_allclose(fused, exact, rtol=1e-5)

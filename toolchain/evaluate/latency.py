@@ -25,17 +25,22 @@ def cpu_model() -> str:
     return f"{name or platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)"
 
 
-ISA_FLAGS = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"))
+# (/proc/cpuinfo flag, name, the CPUID feature numpy must also see): /proc/cpuinfo describes the host, while an
+# emulator or VM may hide features from this process; numpy's runtime dispatch reads CPUID as ORT's kernels do.
+ISA_FLAGS = (("amx_int8", "AMX", "AVX512F"), ("avx512_vnni", "AVX-512 VNNI", "AVX512VNNI"),
+             ("avx_vnni", "AVX-VNNI", "AVX2"), ("avx2", "AVX2", "AVX2"))
 
 
 def cpu_isa() -> str:
-    """The best int8 instruction set the CPU offers (what ORT's fused int8 kernels run on)."""
+    """The best int8 instruction set the CPU offers this process (what ORT's fused int8 kernels run on)."""
     try:
         flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("flags")), [])
     except OSError:
         flags = []
-    return next((name for flag, name in ISA_FLAGS if flag in flags), platform.machine())
+    seen = getattr(np, "_core", np.core)._multiarray_umath.__cpu_features__
+    return next((name for flag, name, feature in ISA_FLAGS if flag in flags and seen.get(feature, False)),
+                platform.machine())
 
 
 def batch_feeds(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
