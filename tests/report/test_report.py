@@ -240,9 +240,9 @@ def test_json_follows_the_schema_and_the_measurements(written):
     assert {p["precision"] for p in view["pareto"]} == {"fp32", "fp16"}
     model_sha = hashlib.sha256(open(report["models"]["tiny"]["path"], "rb").read()).hexdigest()
     assert view["reproducibility"]["models"]["tiny"]["sha256"] == model_sha
-    arts = {a["path"]: a["sha256"] for a in view["reproducibility"]["artifacts"]}
-    assert arts[str(_onnx_path := report["latency"]["tiny"]["fp16"]["artifact"])] == hashlib.sha256(
-        open(_onnx_path, "rb").read()).hexdigest()
+    arts = {a["path"]: a["sha256"] for a in view["reproducibility"]["artifacts"]}  # relative to the build dir
+    onnx_path = report["latency"]["tiny"]["fp16"]["artifact"]
+    assert arts["tiny/onnx/decomposed/model.fp16.onnx"] == hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
     # the schema is a real contract: an engine that did not run may not carry latency numbers
     bad = json.loads(json.dumps(view))
     bad["engines"][0]["latency"] = {"b1": {"p50_ms": 1.0, "p90_ms": 1.0}}
@@ -260,11 +260,14 @@ def test_engines_that_did_not_run_say_so(written):
     assert "no CUDA device" in mine["reason"] or "sm_1," in mine["reason"]
     assert mine["layer_precisions"] == {"fp16": 5, "fp32": 2} and mine["engine_bytes"] == len(FAKE_ENGINE)
     assert rows["jetson-orin"]["reason"].startswith("not executed: TensorRT")
-    assert mine["reason"] in view["devices"]["tensorrt"]
+    counted = [d for d in view["devices"]["tensorrt"] if d.startswith(f"{mine['reason']} (")]  # one line per reason
+    n_same = sum(r["reason"] == mine["reason"] for r in view["engines"])
+    assert counted == [f"{mine['reason']} ({n_same} artifact{'s' if n_same != 1 else ''})"]
     html = files["html"].read_text()
     cells = re.findall(r'<td colspan="2" class="engine-not-run">([^<]*)</td>', html)
     assert len(cells) == len(view["engines"]) and all(c.startswith("not executed: ") for c in cells)
-    assert any(line.startswith("engine tiny fp16 for rtx-sm1, latency: not executed") for line in view["not_run"])
+    groups = {g["reason"]: g["items"] for g in view["not_run"]}
+    assert "engine tiny fp16 for rtx-sm1, latency" in groups[mine["reason"]]
 
 
 def test_flag_and_rate_distortion_render(build_dir, tmp_path):
@@ -288,7 +291,7 @@ def test_report_command(build_dir, capsys):
     shutil.rmtree(out / "report", ignore_errors=True)
     assert main(["report", str(out), "--json", "--quiet"]) == 0
     view = json.loads(capsys.readouterr().out)
-    assert view["schema"] == "ntc-export/report/1" and {r["precision"] for r in view["latency"]} == {"fp32", "fp16"}
+    assert view["schema"] == "ntc-export/report/2" and {r["precision"] for r in view["latency"]} == {"fp32", "fp16"}
     assert (out / "report" / "index.html").is_file() and (out / "report" / "report.md").is_file()
     assert main(["report", str(build_dir)]) == 2
     assert "no report.json" in capsys.readouterr().err

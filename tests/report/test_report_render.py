@@ -1,4 +1,5 @@
-"""The HTML report renders in headless Chromium: every section present, plots decoded, a non-blank screenshot."""
+"""The HTML report renders in headless Chromium: every section present, plots decoded, a non-blank screenshot, and
+the decision table and the trade-off chart on the first screen (1280x800) of a demo-sized report."""
 
 import hashlib
 import re
@@ -35,6 +36,36 @@ def _latency(p50):
             "provider": "CPUExecutionProvider", "executed": True}
 
 
+# A demo-sized build: ten models, four precisions validated, engines for three RTX targets, Jetson bundles.
+ZOO = [f"model{i}" for i in range(8)]
+RTX = {"rtx-ampere": ("fp16", "int8"), "rtx-ada": ("fp16", "int8", "fp8"), "rtx-blackwell": ("fp16", "int8", "fp8")}
+FIDELITY = {"fp32": (1.0, 130.0), "fp16": (0.99999, 47.0), "int8": (0.9993, 29.0), "fp8": (0.9985, 25.0)}
+SIZE = {"fp16": 2_000_000, "int8": 1_100_000, "fp8": 1_150_000}
+
+
+def _zoo_records_and_engines():
+    records, engines = [], []
+    for i, m in enumerate(ZOO):
+        for p, (cosine, snr) in FIDELITY.items():
+            records.append({**_record(m, p, cosine - i * 1e-4 * (p in ("int8", "fp8"))), "snr_db": snr - i,
+                            "artifact": f"{m}/onnx/decomposed/model.{p}.onnx"})
+        for target, precisions in RTX.items():
+            for p in precisions:
+                engines.append({"kind": "engine", "model": m, "target": target, "precision": p, "sm": 89,
+                                "backend": "tensorrt_rtx", "backend_version": "1.7.1",
+                                "engine": f"{target}/{m}.{p}.engine", "engine_bytes": SIZE[p] + 1000 * i,
+                                "onnx": f"{m}/onnx/decomposed/model.{p}.onnx", "build_seconds": 1.2, "plugins": [],
+                                "layer_summary": {"layers": 10, "fused": 2, "by_precision": {p: 7, "fp32": 3}},
+                                "latency": {"executed": False, "reason": "no CUDA device"}})
+        for p in ("fp16", "int8"):
+            engines.append({"kind": "bundle", "model": m, "target": "jetson-orin", "precision": p, "sm": 87,
+                            "backend": "tensorrt", "backend_version": "10.3", "engine": None, "executed": False,
+                            "onnx": f"{m}/onnx/plugin/model.{p}.onnx", "plugins": [],
+                            "reason": f"TensorRT 10.3 is not installable here: build on the device with "
+                                      f"jetson-orin/{m}.{p}.bundle/build_engine.py"})
+    return records, engines
+
+
 def _drift(first_bad: int | None):
     rows = []
     for i, name in enumerate(["ln", "mlp.0", "mlp.1", "mlp.2"]):
@@ -68,6 +99,9 @@ def report_dir(tmp_path):
                      "layer_summary": {"layers": 8, "fused": 3, "by_precision": {"fp16": 7, "none": 1}},
                      "latency": {"executed": False, "reason": "no CUDA device"}}],
     }
+    zoo_records, zoo_engines = _zoo_records_and_engines()
+    report["records"] += zoo_records
+    report["engines"] += zoo_engines
     write_report(tmp_path, report)
     return tmp_path / "report"
 
@@ -111,3 +145,39 @@ def test_screenshot_is_not_blank(report_dir, tmp_path):
     rows_with_ink = (pixels.min(axis=(1, 2)) < 128).mean()
     assert rows_with_ink > 0.3  # dark text spread down the page
     assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 50  # colours of the badge, flags and plot
+
+
+# Appended to a copy of the page only: the page position (left, top, right, bottom) of the decision table and chart.
+FOLD_PROBE = ('<script>window.addEventListener("load",function(){var r=[];'
+              '["decision-table","tradeoff-plot"].forEach(function(i){var b=document.getElementById(i)'
+              '.getBoundingClientRect();r.push(i+":"+[b.left,b.top,b.right,b.bottom].map(Math.round).join(","))});'
+              'var p=document.createElement("pre");p.id="fold-probe";p.textContent=r.join(";");'
+              'document.body.appendChild(p);});</script>')
+
+
+def test_decision_table_and_chart_are_above_the_fold(report_dir, tmp_path):
+    from PIL import Image
+
+    html = (report_dir / "index.html").read_text()
+    (report_dir / "fold.html").write_text(html.replace("</body>", FOLD_PROBE + "</body>"))
+    dom = _chromium(tmp_path, "--window-size=1280,800", "--virtual-time-budget=2000", "--dump-dom",
+                    (report_dir / "fold.html").as_uri()).stdout
+    probe = re.search(r'<pre id="fold-probe">([^<]*)</pre>', dom)
+    assert probe, "the probe script did not run"
+    rects = {k: [int(x) for x in v.split(",")] for k, v in (i.split(":") for i in probe.group(1).split(";"))}
+    shot = tmp_path / "first-screen.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,800", (report_dir / "index.html").as_uri())
+    with Image.open(shot) as img:
+        pixels = np.asarray(img.convert("RGB"), dtype=np.int16)
+    height, width = pixels.shape[:2]  # the first screen
+    for ident, (left, top, right, bottom) in rects.items():
+        assert 0 < top and bottom <= height and right <= width, f"{ident} at {rects[ident]}: not on the first screen"
+    # int8 is the smallest engine; it passes for model0-3 only (cosine 0.9993 - i * 1e-4 >= 0.999), fp8 never:
+    # the other four models ship fp16 on the three RTX targets, and so does proj (its only engine)
+    assert dom.count("<b>int8</b>") == 3 * 4 and dom.count("<b>fp16</b>") == 3 * 4 + 1
+    left, top, right, bottom = rects["tradeoff-plot"]
+    chart = pixels[top:bottom, left:right].reshape(-1, 3)
+    coloured = (chart.max(axis=1) - chart.min(axis=1)) > 80  # model colours of the markers, not grey text
+    assert chart.std() > 20 and coloured.sum() > 200
+    left, top, right, bottom = rects["decision-table"]
+    assert (pixels[top:bottom, left:right].min(axis=2) < 100).mean() > 0.01  # the table's text is drawn

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
@@ -21,8 +22,9 @@ from ..util.errors import NtcError
 from ..util.hashing import sha256_file, sha256_json, tool_versions
 from .stages import Pipeline
 
-DEFAULT_PRECISIONS = ("fp32", "fp16")
 QUANTIZED = ("int8", "fp8")
+# Every report shows quantized rows: int8/fp8 come by default, calibrated on the photo corpus's calibration split.
+DEFAULT_PRECISIONS = ("fp32", "fp16", *QUANTIZED)
 ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
 PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distortion chart
 
@@ -242,24 +244,45 @@ class MainJob:
         return entries, records
 
 
+def default_precisions(modules: dict, calib_data: Path | None) -> tuple[tuple, list[dict]]:
+    """The default precisions, and int8/fp8 left out (with why) when the default calibration tokens (ViT
+    tokens of the photo corpus) cannot feed a model: it needs its own --calib-data then."""
+    from ..data.vit import DIM
+
+    if calib_data is not None:
+        return DEFAULT_PRECISIONS, []
+    other = sorted(f"{n} ({m.input_dim}-d)" for n, (_, m) in modules.items() if getattr(m, "input_dim", DIM) != DIM)
+    if not other:
+        return DEFAULT_PRECISIONS, []
+    reason = (f"not calibrated: the default calibration tokens are {DIM}-d and {', '.join(other)} take other "
+              "tokens; give --calib-data")
+    return (tuple(p for p in DEFAULT_PRECISIONS if p not in QUANTIZED),
+            [{"target": "any target", "precision": p, "reason": reason} for p in QUANTIZED])
+
+
 def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
-                 precisions=DEFAULT_PRECISIONS, targets=None, attention: str | None = None,
+                 precisions=None, targets=None, attention: str | None = None,
                  calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
                  command: str | None = None, target_cosine: float | None = None,
+                 max_calib_samples: int | None = None,
                  executor: tuple | None = None) -> dict:
-    """Run every stage for every model; returns the report dict (also written to OUT/report.json)."""
+    """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
+    written to OUT/report.json)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
-    explicit = targets is not None
-    job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
-                  calib_method, quiet, target_cosine)
-    job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
     modules = {}
     for path in model_paths:
         modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
     if len(modules) != len(model_paths):
         raise NtcError("two models share a file name; their outputs would collide")
+    uncalibrated, default = [], precisions is None
+    if default:
+        precisions, uncalibrated = default_precisions(modules, calib_data)
+    explicit = targets is not None and not default  # default precisions a chosen target cannot build: reported
+    job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
+                  calib_method, quiet, target_cosine)
+    job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
 
     tokens, source = load_data(data, "val")
     if max_samples is not None and len(tokens) > max_samples:
@@ -269,6 +292,10 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     calib = calib_source = calib_hash = None
     if any(p in QUANTIZED for p in job.precisions):
         calib, calib_source = load_data(calib_data, "calib")
+        if max_calib_samples is not None and len(calib) > max_calib_samples:
+            # evenly spaced, so every photograph of the split still contributes (its crops are consecutive)
+            calib_source += f"[{max_calib_samples} of {len(calib)}, evenly spaced]"
+            calib = calib.subset(np.linspace(0, len(calib) - 1, max_calib_samples).round().astype(int))
         calib_hash = token_hash(calib)
         if calib_hash == data_hash:
             raise NtcError("calibration data and validation data are the same tokens: give disjoint sets")
@@ -310,7 +337,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         "latency": latency,
         "drift": drift,
         "compression": compression,
-        "refused": job.refused,
+        "refused": job.refused + uncalibrated,
         "pass": not failures(records),
         "stages": job.pipe.summary(),
         "versions": job.versions,

@@ -30,6 +30,11 @@ def size(nbytes) -> str:
         nbytes /= 1024
 
 
+def mib(nbytes) -> str:
+    """Engine sizes in MiB with two decimals: the engines of one model differ by a few percent."""
+    return "—" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
+
+
 def precisions(counts: dict | None) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) if counts else "—"
 

@@ -4,16 +4,16 @@ import base64
 from html import escape
 
 from .collect import hashed_inputs
-from .fmt import batches, ms, num, precisions, size, task
+from .decision import sized_targets
+from .fmt import batches, mib, ms, num, precisions, size, task
 
-SECTIONS = [("summary", "Summary"), ("devices", "Where each number was measured"),
-            ("accuracy", "Accuracy against the PyTorch golden"), ("drift", "Per-layer drift"),
+SECTIONS = [("decision", "What to ship"), ("summary", "Summary"), ("devices", "Where each number was measured"),
+            ("not-run", "Not run"), ("accuracy", "Accuracy against the PyTorch golden"), ("drift", "Per-layer drift"),
             ("latency", "Latency"), ("engines", "Engines"), ("pareto", "Accuracy vs latency (Pareto)"),
-            ("rate-distortion", "Rate-distortion (compressors)"), ("not-run", "Not run"),
-            ("reproducibility", "Reproducibility")]
+            ("rate-distortion", "Rate-distortion (compressors)"), ("reproducibility", "Reproducibility")]
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#1d2430;
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:12px auto;max-width:1240px;color:#1d2430;
 background:#fff;padding:0 16px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;border-bottom:2px solid #d9dee7;padding-bottom:4px;margin-top:32px}
 h3{font-size:15px;margin:18px 0 6px}
@@ -29,6 +29,12 @@ tr.first-below td{background:#fff1c2;font-weight:600}tr.below td{background:#fff
 code,pre{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f2f4f8;border-radius:3px}
 pre{padding:8px;overflow-x:auto;white-space:pre-wrap}img{max-width:100%;height:auto;border:1px solid #e3e6ec}
 nav a{margin-right:12px}.muted{color:#5f6877}ul.notrun li{color:#5f6877}
+section#decision h2{margin-top:10px}p.rule{margin:4px 0 6px;font-size:12.5px}
+div.decide{display:flex;gap:10px;align-items:flex-start}div.decide>div{flex:0 0 auto;width:min-content}
+table.matrix{width:auto;margin:0}table.matrix td{white-space:nowrap;padding:3px 6px}td.none{color:#b3261e}
+tr.recommended td{background:#e3f4e6;font-weight:600}
+img#tradeoff-plot{border:none;flex:1 1 400px;min-width:0;max-width:640px;height:auto}
+details{margin:6px 0 10px}summary{cursor:pointer;font-weight:600;color:#24418f}
 """
 
 
@@ -51,11 +57,76 @@ def _td(value, numeric: bool = False, raw: bool = False) -> str:
     return f"<td{cls}>{value if raw else _e(value)}</td>"
 
 
-def _img(png: bytes | None, alt: str, ident: str) -> str:
+def _img(png: bytes | None, alt: str, ident: str, width: int = 750, height: int = 460) -> str:
     if png is None:
         return ""
-    return (f'<img id="{ident}" alt="{escape(alt)}" width="750" height="460" '
+    return (f'<img id="{ident}" alt="{escape(alt)}" width="{width}" height="{height}" '
             f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+
+
+def _fold(summary: str, inner: str, ident: str = "") -> str:
+    """A long table folded behind its one-line summary (open it to read the rows)."""
+    attr = f' id="{ident}"' if ident else ""
+    return f"<details{attr}><summary>{summary}</summary>{inner}</details>"
+
+
+def _cell(rec: dict) -> str:
+    """A recommendation as one matrix cell: precision, engine size, worst SNR (or why there is none)."""
+    if rec["precision"] is None:
+        return f'<td class="none" title="{escape(rec["why"])}">— {_e(rec["why"].split(";")[0])}</td>'
+    task = f"; task accuracy {num(rec['task_metric'], '.4f')}" if rec.get("task_metric") is not None else ""
+    return (f'<td title="{escape(rec["why"] + task)}"><b>{_e(rec["precision"])}</b> {mib(rec["engine_bytes"])} · '
+            f'{num(rec["worst_snr_db"], ".1f")} dB</td>')
+
+
+def _shares(shares: dict | None) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in shares.items()) if shares else "—"
+
+
+def _decision_rows(rows: list[dict]) -> str:
+    head = ["model", "precision", "worst cosine", "worst SNR dB", "task acc (golden)", "meets threshold",
+            "engine size", "layers per precision", "build s", "latency p50 ms", "recommended"]
+    body = []
+    for r in rows:
+        meets = {True: "yes", False: "no", None: "not validated"}[r["meets_thresholds"]]
+        latency = (_td(num(r["latency_ms"], ".3f"), True) if r["latency_ms"] is not None
+                   else f'<td class="muted" title="{escape(r["not_run"] or "")}">not run</td>')
+        body.append(_tr([_td(r["model"]), _td(r["precision"]), _td(num(r["worst_cosine"], ".6f"), True),
+                         _td(num(r["worst_snr_db"], ".1f"), True), _td(task(r), True),
+                         _td(meets, raw=False), _td(mib(r["engine_bytes"]), True), _td(_shares(r["layer_shares"])),
+                         _td(num(r["build_seconds"], ".2f"), True), latency, _td("◀ ship" if r["recommended"] else "")],
+                        "recommended" if r["recommended"] else ("fail" if r["meets_thresholds"] is False else "")))
+    return _table(head, body)
+
+
+def _decision(v: dict, png: bytes | None) -> str:
+    d = v["decision"]
+    if not d["rows"]:
+        return "<p class=\"muted\">No engines or bundles in this build: nothing to decide between.</p>"
+    recs = {(r["target"], r["model"]): r for r in d["recommendations"]}
+    models = sorted({m for _, m in recs})
+    sized = sized_targets(d)
+    body = [_tr([_td(m)] + [_cell(recs[(t, m)]) if (t, m) in recs else _td("—") for t in sized]) for m in models]
+    matrix = ('<table class="matrix" id="decision-table"><thead><tr><th>model \\ target</th>'
+              + "".join(f"<th>{_e(t)}</th>" for t in sized) + "</tr></thead><tbody>" + "".join(body)
+              + "</tbody></table>")
+    unsized = [t for t in d["targets"] if t not in sized]
+    note = (f'<p class="muted">{_e(", ".join(unsized))}: deploy bundles only (engines are built on the device), so '
+            "no engine size to rank; each precision's fidelity is in the rows below.</p>" if unsized else "")
+    limits = "; ".join(f"{p}: {t}" for p, t in d["thresholds"].items())
+    rule = (f'<p class="rule">{_e(d["rule"])} Thresholds in use: {_e(limits)}. Each cell: the recommended '
+            "precision, its engine size and worst-output SNR (hover: why, and the task accuracy where the model has "
+            "a task head).</p>")
+    folds = []
+    for t in d["targets"]:
+        rows = [r for r in d["rows"] if r["target"] == t]
+        precs = ", ".join(dict.fromkeys(r["precision"] for r in rows))
+        reasons = sorted({r["not_run"] for r in rows if r["not_run"]})
+        lat = f"; latency not run: {reasons[0]}" if len(reasons) == 1 else ""
+        folds.append(_fold(f"{_e(t)}: {len(rows)} rows ({_e(precs)} per model){_e(lat)}", _decision_rows(rows),
+                           f"decision-{escape(t)}"))
+    side = _img(png, "fidelity vs engine size and latency", "tradeoff-plot", 640, 360)
+    return (rule + f'<div class="decide"><div>{matrix}{note}</div>{side}</div>' + "".join(folds))
 
 
 def _summary(v: dict) -> str:
@@ -102,7 +173,11 @@ def _accuracy(rows: list[dict]) -> str:
                                _td(num(r["cosine"], ".7f"), True), _td(num(r["snr_db"], ".1f"), True),
                                _td(task(r), True), _td(r["threshold"]), _td(verdict, raw=True)],
                         "fail" if r["verdict"] == "FAIL" else ""))
-    return _table(head, body) if body else "<p class=\"muted\">No validation records.</p>"
+    if not body:
+        return "<p class=\"muted\">No validation records.</p>"
+    counts = {k: sum(r["verdict"] == k for r in rows) for k in ("pass", "FAIL", "not executed")}
+    return _fold(f"{len(rows)} rows: {counts['pass']} pass, {counts['FAIL']} FAIL, {counts['not executed']} not "
+                 "executed", _table(head, body), "accuracy-rows")
 
 
 def _drift(sections: list[dict]) -> str:
@@ -122,7 +197,8 @@ def _drift(sections: list[dict]) -> str:
                              raw=True), _td(num(r.get("cosine"), ".8f"), True), _td(num(r.get("rel_l2"), ".3g"), True),
                              _td(num(r.get("max_abs"), ".3g"), True), _td(r.get("note") or mark)], cls))
         out.append(_table(["layer", "module", "ONNX tensor", "cosine", "rel L2", "max abs", ""], body))
-    return "".join(out)
+    below = sum(1 for d in sections if d["first_below"])
+    return _fold(f"{len(sections)} graphs, {below} with a layer below its threshold", "".join(out), "drift-rows")
 
 
 def _latency(rows: list[dict]) -> str:
@@ -146,7 +222,8 @@ def _latency(rows: list[dict]) -> str:
                         + [_td(note, raw=True)]))
     caption = ("<p class=\"muted\">Batch = token grids (images) per call. ‘no faster than fp16’ flags a narrower "
                "precision whose p50 is not at least 5% below fp16's at every batch size on the same backend.</p>")
-    return caption + _table(head, body)
+    return caption + _fold(f"{len(rows)} rows, {sum(bool(r.get('no_faster_than_fp16')) for r in rows)} flagged "
+                           "no faster than fp16", _table(head, body), "latency-rows")
 
 
 def _engines(rows: list[dict]) -> str:
@@ -167,7 +244,9 @@ def _engines(rows: list[dict]) -> str:
         else:
             cells.append(f"<td colspan=\"{len(keys)}\" class=\"engine-not-run\">{_e(r['reason'])}</td>")
             body.append(_tr(cells, "notrun"))
-    return _table(head, body)
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("engine", "bundle")}
+    return _fold(f"{kinds['engine']} engines, {kinds['bundle']} deploy bundles, "
+                 f"{sum(r['executed'] for r in rows)} executed here", _table(head, body), "engine-rows")
 
 
 def _pareto(v: dict, png: bytes | None) -> str:
@@ -176,8 +255,9 @@ def _pareto(v: dict, png: bytes | None) -> str:
     body = [_tr([_td(p["model"]), _td(p["precision"]), _td(p["where"]), _td(num(p["latency_ms"], ".3f"), True),
                  _td(num(p["cosine"], ".7f"), True), _td("yes" if p["pareto"] else "")]) for p in v["pareto"]]
     return (_img(png, "accuracy vs latency Pareto plot", "pareto-plot")
-            + _table(["model", "precision", "where", f"p50 ms (batch {v['pareto'][0]['batch']})", "cosine",
-                      "on frontier"], body))
+            + _fold(f"{len(body)} points, {sum(p['pareto'] for p in v['pareto'])} on the frontier",
+                    _table(["model", "precision", "where", f"p50 ms (batch {v['pareto'][0]['batch']})", "cosine",
+                            "on frontier"], body)))
 
 
 def _rate(v: dict, png: bytes | None) -> str:
@@ -190,10 +270,14 @@ def _rate(v: dict, png: bytes | None) -> str:
             + _table(["model", "precision", "target", "bytes/image", "cosine", "probe accuracy"], body))
 
 
-def _not_run(lines: list[str]) -> str:
-    if not lines:
+def _not_run(groups: list[dict]) -> str:
+    if not groups:
         return "<p>Everything listed in this report was executed and measured.</p>"
-    return "<ul class=\"notrun\">" + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul>"
+    rows = [_tr([_td(g["count"], True), _td(g["reason"]),
+                 _td(_fold(f"{g['count']} item{'s' if g['count'] != 1 else ''}",
+                           "<ul class=\"notrun\">" + "".join(f"<li>{_e(x)}</li>" for x in g["items"]) + "</ul>"),
+                     raw=True)]) for g in groups]
+    return _table(["count", "reason", "items"], rows)
 
 
 def _repro(r: dict) -> str:
@@ -205,11 +289,14 @@ def _repro(r: dict) -> str:
                     for p, c in per.items())
     return (f"<h3>Command</h3><pre>{_e(r['command'])}</pre><h3>Tool versions</h3><p>{_e(versions)}</p>"
             + (f"<h3>Calibration</h3><ul>{calib}</ul>" if calib else "")
-            + "<h3>Inputs, artifacts and plugin libraries (sha256)</h3>" + _table(["what", "path", "sha256"], body))
+            + "<h3>Inputs, artifacts and plugin libraries (sha256)</h3><p class=\"muted\">Paths are relative to the "
+            "build directory; files outside it are named by file name and identified by their sha256.</p>"
+            + _fold(f"{len(body)} files", _table(["what", "path", "sha256"], body), "hashed-files"))
 
 
 def render(view: dict, images: dict[str, bytes | None]) -> str:
     parts = {
+        "decision": _decision(view, images.get("tradeoff")),
         "summary": _summary(view), "devices": _devices(view), "accuracy": _accuracy(view["accuracy"]),
         "drift": _drift(view["drift"]), "latency": _latency(view["latency"]), "engines": _engines(view["engines"]),
         "pareto": _pareto(view, images.get("pareto")), "rate-distortion": _rate(view, images.get("rate_distortion")),
@@ -218,6 +305,8 @@ def render(view: dict, images: dict[str, bytes | None]) -> str:
     nav = "".join(f"<a href=\"#{i}\">{escape(t)}</a>" for i, t in SECTIONS)
     body = "".join(f"<section id=\"{i}\"><h2>{escape(t)}</h2>{parts[i]}</section>" for i, t in SECTIONS)
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ntc-export report</title>"
-            f"<style>{CSS}</style></head><body><h1>ntc-export report</h1>"
-            f"<p class=\"muted\">generated {escape(view['generated_at'])} from <code>{_e(view['build_dir'])}</code></p>"
+            f"<style>{CSS}</style></head><body><h1>ntc-export report "
+            f"<span class=\"badge {'pass' if view['verdict'] == 'PASS' else 'fail'}\">{_e(view['verdict'])}</span></h1>"
+            f"<p class=\"muted\">generated {escape(view['generated_at'])} from build directory "
+            f"<code>{_e(view['build_dir'])}</code> (paths below are relative to it)</p>"
             f"<nav>{nav}</nav>{body}</body></html>\n")

@@ -1,7 +1,8 @@
 """report.md: the same sections as index.html, as GitHub-flavoured Markdown (plots linked as files beside it)."""
 
 from .collect import hashed_inputs
-from .fmt import batches, ms, num, precisions, size, task
+from .decision import sized_targets
+from .fmt import batches, mib, ms, num, precisions, size, task
 
 
 def _row(cells) -> str:
@@ -12,8 +13,58 @@ def _table(head, rows) -> list[str]:
     return [_row(head), _row(["---"] * len(head)), *rows, ""]
 
 
+def _fold(summary: str, body: list[str]) -> list[str]:
+    """A long table folded behind its summary line (GitHub renders <details> in Markdown)."""
+    return ["<details><summary>" + summary + "</summary>", "", *body, "</details>", ""]
+
+
+def _cell(rec: dict) -> str:
+    if rec["precision"] is None:
+        return f"— ({rec['why']})"
+    task = f" · acc {num(rec['task_metric'], '.3f')}" if rec.get("task_metric") is not None else ""
+    return f"**{rec['precision']}** {mib(rec['engine_bytes'])} · {num(rec['worst_snr_db'], '.1f')} dB{task}"
+
+
+def _decision(view: dict, image_files: dict[str, str]) -> list[str]:
+    d = view["decision"]
+    lines = ["## What to ship", ""]
+    if not d["rows"]:
+        return lines + ["No engines or bundles in this build: nothing to decide between.", ""]
+    limits = "; ".join(f"{p}: `{t}`" for p, t in d["thresholds"].items())
+    lines += [f"{d['rule']} Thresholds in use: {limits}. Cell: precision, engine size, worst-output SNR, "
+              "task accuracy.", ""]
+    recs = {(r["target"], r["model"]): r for r in d["recommendations"]}
+    sized = sized_targets(d)
+    lines += _table(["model \\ target", *sized],
+                    [_row([m] + [_cell(recs[(t, m)]) if (t, m) in recs else "—" for t in sized])
+                     for m in sorted({m for _, m in recs})])
+    unsized = [t for t in d["targets"] if t not in sized]
+    if unsized:
+        lines += [f"{', '.join(unsized)}: deploy bundles only (engines are built on the device), so no engine size "
+                  "to rank; each precision's fidelity is in the rows below.", ""]
+    if "tradeoff" in image_files:
+        lines += [f"![fidelity vs engine size and latency]({image_files['tradeoff']})", ""]
+    for t in d["targets"]:
+        rows = [r for r in d["rows"] if r["target"] == t]
+        body = [_row([r["model"], r["precision"], num(r["worst_cosine"], ".6f"), num(r["worst_snr_db"], ".1f"),
+                      task(r), {True: "yes", False: "no", None: "not validated"}[r["meets_thresholds"]],
+                      mib(r["engine_bytes"]),
+                      ", ".join(f"{k} {v:.0%}" for k, v in (r["layer_shares"] or {}).items()) or "—",
+                      num(r["build_seconds"], ".2f"),
+                      num(r["latency_ms"], ".3f") if r["latency_ms"] is not None else "not run",
+                      "**◀ ship**" if r["recommended"] else ""]) for r in rows]
+        lines += _fold(f"{t}: {len(rows)} rows", _table(
+            ["model", "precision", "worst cosine", "worst SNR dB", "task acc (golden)", "meets threshold",
+             "engine size", "layers per precision", "build s", "latency p50 ms", "recommended"], body))
+    return lines
+
+
 def render(view: dict, image_files: dict[str, str]) -> str:
-    acc, lines = view["accuracy"], ["# ntc-export report", "", "## Summary", ""]
+    acc = view["accuracy"]
+    lines = ["# ntc-export report", "",
+             f"Build directory `{view['build_dir']}`; every path below is relative to it.", ""]
+    lines += _decision(view, image_files)
+    lines += ["## Summary", ""]
     lines += [f"- verdict: **{view['verdict']}** ({len(acc)} accuracy rows, "
               f"{sum(r['verdict'] == 'FAIL' for r in acc)} failing, "
               f"{sum(r['verdict'] == 'not executed' for r in acc)} not executed)",
@@ -30,6 +81,13 @@ def render(view: dict, image_files: dict[str, str]) -> str:
               f"- latency measured on: {', '.join(view['devices']['measured_on']) or 'nothing'}",
               f"- TensorRT engines: {', '.join(view['devices']['tensorrt'])} (engine latency only where the engine "
               "ran; nothing is estimated)", ""]
+    lines += ["## Not run", ""]
+    if not view["not_run"]:
+        lines += ["Everything listed in this report was executed and measured.", ""]
+    for g in view["not_run"]:
+        lines += [f"- **{g['count']}** × {g['reason']}", ""]
+        lines += ["  " + x for x in _fold(f"{g['count']} item{'s' if g['count'] != 1 else ''}",
+                                          [f"- {i}" for i in g["items"]])]
 
     lines += ["## Accuracy against the PyTorch golden", ""]
     rows = []
@@ -40,21 +98,27 @@ def render(view: dict, image_files: dict[str, str]) -> str:
         else:
             rows.append(_row(ids + [num(r["max_abs"], ".3g"), num(r["rel_l2"], ".3g"), num(r["cosine"], ".7f"),
                                     num(r["snr_db"], ".1f"), task(r), r["threshold"], r["verdict"]]))
-    lines += _table(["model", "precision", "target", "backend", "output", "max abs", "rel L2", "cosine", "SNR dB",
-                     "task acc (golden)", "threshold", "verdict"], rows)
+    counts = {k: sum(r["verdict"] == k for r in acc) for k in ("pass", "FAIL", "not executed")}
+    lines += _fold(f"{len(acc)} rows: {counts['pass']} pass, {counts['FAIL']} FAIL, {counts['not executed']} not "
+                   "executed", _table(["model", "precision", "target", "backend", "output", "max abs", "rel L2",
+                                       "cosine", "SNR dB", "task acc (golden)", "threshold", "verdict"], rows))
 
     lines += ["## Per-layer drift", ""]
     if not view["drift"]:
         lines += ["Per-layer drift was not measured for this build.", ""]
+    drift = []
     for d in view["drift"]:
         head = (f"first layer below {num(d['threshold'], 'g')}: **{d['first_below']}**" if d["first_below"]
                 else f"every layer at or above cosine {num(d['threshold'], 'g')}")
-        lines += [f"### {d['model']} {d['precision']} — {head}", ""]
-        lines += _table(["layer", "module", "ONNX tensor", "cosine", "rel L2", ""],
+        drift += [f"### {d['model']} {d['precision']} — {head}", ""]
+        drift += _table(["layer", "module", "ONNX tensor", "cosine", "rel L2", ""],
                         [_row([r["layer"], r.get("module_type"), f"`{r['onnx_tensor']}`", num(r.get("cosine"), ".8f"),
                                num(r.get("rel_l2"), ".3g"),
                                "**◀ first below**" if r.get("first_below") else ("below" if r.get("below") else "")])
                          for r in d["layers"]])
+    if drift:
+        below = sum(1 for d in view["drift"] if d["first_below"])
+        lines += _fold(f"{len(view['drift'])} graphs, {below} with a layer below its threshold", drift)
 
     lines += ["## Latency", ""]
     keys = batches(view["latency"])
@@ -87,8 +151,9 @@ def render(view: dict, image_files: dict[str, str]) -> str:
                               f"{r['backend']} {r.get('backend_version') or ''}", size(r["engine_bytes"]),
                               num(r["build_seconds"], ".2f"), precisions(r["layer_precisions"]),
                               ", ".join(r["plugins"]) or "—"] + lat))
-        lines += _table(["model", "target", "precision", "kind", "backend", "size", "build s", "layer precisions",
-                         "plugins"] + [f"batch {k[1:]} p50 ms" for k in ekeys], rows)
+        lines += _fold(f"{len(rows)} engines and bundles", _table(
+            ["model", "target", "precision", "kind", "backend", "size", "build s", "layer precisions", "plugins"]
+            + [f"batch {k[1:]} p50 ms" for k in ekeys], rows))
 
     lines += ["## Accuracy vs latency (Pareto)", ""]
     if "pareto" in image_files:
@@ -105,11 +170,12 @@ def render(view: dict, image_files: dict[str, str]) -> str:
     else:
         lines += ["No compressor record carries bytes_per_image: rate-distortion plot skipped.", ""]
 
-    lines += ["## Not run", ""]
-    lines += [f"- {x}" for x in view["not_run"]] or ["Everything listed in this report was executed and measured."]
     r = view["reproducibility"]
-    lines += ["", "## Reproducibility", "", f"```\n{r['command']}\n```", "",
+    lines += ["## Reproducibility", "", f"```\n{r['command']}\n```", "",
               "Tool versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v), ""]
     files = hashed_inputs(r)
-    lines += _table(["what", "path", "sha256"], [_row([w, f"`{p}`", f"`{h}`"]) for w, p, h in files])
+    lines += ["Paths are relative to the build directory; files outside it are named by file name and identified by "
+              "their sha256.", ""]
+    lines += _fold(f"{len(files)} files", _table(["what", "path", "sha256"],
+                                                 [_row([w, f"`{p}`", f"`{h}`"]) for w, p, h in files]))
     return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""Matplotlib figures for the report: accuracy-vs-latency Pareto plot and the compressors' rate-distortion plot.
+"""Matplotlib figures for the report: the trade-off chart (worst-output SNR against engine bytes and against measured
+latency), the accuracy-vs-latency Pareto plot and the compressors' rate-distortion plot.
 
 Each figure comes back as PNG bytes (embedded base64 in the HTML) and SVG text (written beside it).
 """
 
 import io
+import math
 
 MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "fp8": "v", "int4": "P", "fp4": "X", "nvfp4": "X"}
 
@@ -86,3 +88,93 @@ def rate_distortion_plot(points: list[dict]) -> tuple[bytes, str] | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _render(plt, fig)
+
+
+# Plotted SNR ceiling: fp32 graphs match PyTorch to ~100+ dB (or exactly: inf), far above any decision.
+SNR_CEILING_DB = 80.0
+
+
+def threshold_snr_db(threshold: str) -> float | None:
+    """The SNR a validation threshold ("cosine >= 0.999", "rel_l2 <= 1e-05") stands for: rel L2 r is exactly
+    -20 log10 r; cosine c is -10 log10(1 - c^2), the SNR of the best-scaled output at that angle, so a point
+    above the line always meets the cosine threshold."""
+    metric, _, bound = threshold.partition(" ")
+    value = float(bound.split()[-1]) if bound else None
+    if metric == "rel_l2" and value and value > 0:
+        return -20.0 * math.log10(value)
+    if metric == "cosine" and value is not None and value < 1:
+        return -10.0 * math.log10(1.0 - value * value)
+    return None
+
+
+def _snr(value) -> float:
+    return SNR_CEILING_DB if value is None or value > SNR_CEILING_DB else value
+
+
+def _panel(ax, points, x_key, colours, models):
+    scale = 2.0 ** -20 if x_key == "engine_bytes" else 1.0  # engine sizes read in MiB, on a linear axis
+    for p in points:
+        colour = colours[models.index(p["model"]) % len(colours)]
+        hollow = p.get("meets_thresholds") is False  # below its precision's threshold: drawn hollow
+        ax.scatter(p[x_key] * scale, _snr(p["worst_snr_db"]), marker=MARKERS.get(p["precision"], "o"), s=40,
+                   zorder=3, facecolors="none" if hollow else colour, edgecolors=colour, linewidths=1.3)
+    if x_key != "engine_bytes":
+        ax.set_xscale("log")  # latencies span orders of magnitude across models
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _threshold_lines(ax, thresholds: dict[str, str], precisions: set) -> None:
+    for precision, text in sorted(thresholds.items()):
+        level = threshold_snr_db(text) if precision in precisions else None
+        if level is not None and level < SNR_CEILING_DB:
+            ax.axhline(level, color="0.35", ls="--", lw=0.8, zorder=1)
+            ax.annotate(f"{precision}: {text}", (0.01, level), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 1.5), fontsize=5.5, color="0.25")
+
+
+def tradeoff_plot(size_points: list[dict], latency_points: list[dict], thresholds: dict[str, str],
+                  size_target: str | None) -> tuple[bytes, str] | None:
+    """Worst-output SNR (dB) against engine bytes (left) and against measured p50 latency (right): one marker per
+    precision, one colour per model, hollow markers below their threshold, thresholds as dashed lines."""
+    if not size_points and not latency_points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig = plt.figure(figsize=(6.4, 3.6), dpi=100)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    models = sorted({p["model"] for p in size_points} | {p["model"] for p in latency_points})
+    where = sorted({p["where"] for p in latency_points})
+    panels = [(size_points, "engine_bytes", f"engine size, MiB ({size_target})"),
+              (latency_points, "latency_ms", "p50 ms, batch {} ({})".format(
+                  latency_points[0]["batch"] if latency_points else 1, ", ".join(where) or "none measured"))]
+    axes = []
+    for i, (points, key, label) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1, sharey=axes[0] if axes else None)
+        axes.append(ax)
+        if points:
+            _panel(ax, points, key, colours, models)
+            _threshold_lines(ax, thresholds, {p["precision"] for p in points})
+        else:
+            ax.text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_xlabel(label, fontsize=7.5)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel(f"worst-output SNR, dB (≥{SNR_CEILING_DB:.0f} at the top)", fontsize=7.5)
+    order = list(MARKERS)
+    shown = sorted({p["precision"] for p in size_points + latency_points},
+                   key=lambda p: (order.index(p) if p in order else len(order), p))
+    handles = [Line2D([], [], ls="", marker=MARKERS.get(p, "o"), color="0.2", label=p) for p in shown]
+    handles += [Line2D([], [], ls="", marker="o", color=colours[i % len(colours)], label=m)
+                for i, m in enumerate(models)]
+    fig.legend(handles=handles, loc="center right", fontsize=6.5, frameon=False, handletextpad=0.2)
+    fig.suptitle("SNR vs engine size and measured latency (hollow: below threshold; dashed: threshold)",
+                 fontsize=8.5)
+    fig.tight_layout(rect=(0, 0, 0.83, 1), pad=0.6, w_pad=0.4)
+    png, svg = io.BytesIO(), io.StringIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    return png.getvalue(), svg.getvalue()

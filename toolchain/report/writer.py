@@ -1,4 +1,5 @@
-"""write_report: OUT/report/{index.html, report.md, report.json} plus the plots as PNG and SVG files."""
+"""write_report: OUT/report/{index.html, report.md, report.json} plus the plots as PNG and SVG files, and the same
+Markdown as OUT/report.md (its plot links pointing into report/), so the build has one report in two places."""
 
 import json
 from pathlib import Path
@@ -14,7 +15,10 @@ def write_report(out_dir, report: dict) -> dict[str, Path]:
     out_dir = Path(out_dir)
     dest = out_dir / "report"
     view = build_view(out_dir, report)
-    images = {"pareto": plots.pareto_plot(view["pareto"]),
+    trade = view["tradeoff"]
+    images = {"tradeoff": plots.tradeoff_plot(trade["size"], trade["latency"], view["decision"]["thresholds"],
+                                              trade["size_target"]),
+              "pareto": plots.pareto_plot(view["pareto"]),
               "rate_distortion": plots.rate_distortion_plot(view["rate_distortion"])}
     written, image_files = {}, {}
     for name, figure in images.items():
@@ -31,6 +35,8 @@ def write_report(out_dir, report: dict) -> dict[str, Path]:
     validate(view)
     write_json(dest / "report.json", view)
     write_text(dest / "report.md", markdown.render(view, image_files))
+    write_text(out_dir / "report.md", markdown.render(view, {k: f"report/{v}" for k, v in image_files.items()}))
     write_text(dest / "index.html", html.render(view, {k: (v[0] if v else None) for k, v in images.items()}))
-    written.update(html=dest / "index.html", markdown=dest / "report.md", json=dest / "report.json")
+    written.update(html=dest / "index.html", markdown=dest / "report.md", json=dest / "report.json",
+                   top_markdown=out_dir / "report.md")
     return written
