@@ -64,14 +64,17 @@ def _run_local(jobs: list[BuildJob], out_dir, workers: int) -> list[dict]:
         return list(pool.map(_build_in_worker, jobs, [str(out_dir)] * len(jobs)))
 
 
-def _ray_task(job: dict, onnx_bytes: bytes) -> dict:
-    """Runs on a Ray worker: build in a scratch folder, return the manifest entry, engine and build log."""
-    job = BuildJob(**job)
+def _ray_task(job: dict, files: dict[str, bytes]) -> dict:
+    """Runs on a Ray worker: build in a scratch folder from the shipped ONNX (and plugin library), return the
+    manifest entry, engine and build log."""
     with tempfile.TemporaryDirectory(prefix="ntc-ray-build-") as tmp:
-        onnx = Path(tmp) / "src" / Path(job.onnx).name
-        onnx.parent.mkdir()
-        onnx.write_bytes(onnx_bytes)
-        entry = BuildJob(**{**asdict(job), "onnx": str(onnx)}).build(Path(tmp) / "out")
+        local = {}
+        for field, data in files.items():
+            path = Path(tmp) / field / Path(job[field]).name
+            path.parent.mkdir()
+            path.write_bytes(data)
+            local[field] = str(path)
+        entry = BuildJob(**{**job, **local}).build(Path(tmp) / "out")
         engines = Path(tmp) / "out" / "engines"
         return {"entry": entry, "engine": (engines / entry["engine"]).read_bytes(),
                 "log": (engines / entry["build_log"]).read_bytes(), "host": os.uname().nodename}
@@ -110,6 +113,19 @@ def _ray_connect(address: str | None, jobs: list[BuildJob], workers: int):
     return ray
 
 
+def _shipped_files(job: BuildJob) -> dict[str, bytes]:
+    """The files a Ray task needs, by BuildJob field: the ONNX (weights inside it) and the plugin library."""
+    import onnx
+
+    graph = onnx.load(job.onnx, load_external_data=False).graph
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
+        raise NtcError(f"{job.onnx}: ONNX with external weights cannot be shipped to Ray workers yet; build locally")
+    files = {"onnx": Path(job.onnx).read_bytes()}
+    if job.plugin_lib:
+        files["plugin_lib"] = Path(job.plugin_lib).read_bytes()
+    return files
+
+
 def _run_ray(jobs: list[BuildJob], out_dir, workers: int, address: str | None) -> list[dict]:
     results: list[dict | None] = [job.cached(out_dir) for job in jobs]  # cache hits never leave the driver
     todo = [i for i, r in enumerate(results) if r is None]
@@ -119,7 +135,7 @@ def _run_ray(jobs: list[BuildJob], out_dir, workers: int, address: str | None) -
     try:
         task = ray.remote(_ray_task)
         refs = {i: task.options(num_cpus=1, resources={f"sm_{get_target(jobs[i].target).sm}": 1},
-                                max_retries=0).remote(asdict(jobs[i]), Path(jobs[i].onnx).read_bytes()) for i in todo}
+                                max_retries=0).remote(asdict(jobs[i]), _shipped_files(jobs[i])) for i in todo}
         for i, ref in refs.items():
             try:
                 results[i] = _gather(jobs[i], ray.get(ref), out_dir)

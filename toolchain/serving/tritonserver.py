@@ -97,7 +97,8 @@ class TritonServer:
 
     def __init__(self, repo, config_name: str | None = "cpu", start_timeout: float = 90.0, log_path=None):
         self.repo, self.config_name, self.start_timeout = Path(repo), config_name, start_timeout
-        self.http_port, self.grpc_port = free_port(), free_port()
+        self.http_port = free_port()
+        self.grpc_port = next(p for p in iter(free_port, None) if p != self.http_port)
         self.log_path = Path(log_path) if log_path else Path(self.repo).parent / f".{self.repo.name}.server.log"
         self.process: subprocess.Popen | None = None
 
