@@ -103,7 +103,8 @@ def test_rule_on_known_rows():
            _acc("fp8", 0.9992, 29.0, output="logits")]
     d = decision(acc, [_eng("fp16", 4000), _eng("int8", 1000), _eng("fp8", 1500)])
     rec = d["recommendations"][0]
-    assert rec["precision"] == "fp8" and "int8" in rec["why"]  # int8 is smaller but misses its threshold
+    assert rec["precision"] == "fp8" and "below threshold: int8" in rec["why"]  # smaller, misses its threshold
+    assert rec["why"].endswith("next: fp16 +166.7% bytes, 40.0 dB vs 28.0 dB")
     fp8 = next(r for r in d["rows"] if r["precision"] == "fp8")
     assert fp8["worst_snr_db"] == 28.0 and fp8["worst_cosine"] == 0.9991 and fp8["outputs"] == 2
     assert fp8["layer_shares"] == {"fp8": 0.75, "fp32": 0.25}

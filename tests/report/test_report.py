@@ -270,6 +270,16 @@ def test_engines_that_did_not_run_say_so(written):
     assert "engine tiny fp16 for rtx-sm1, latency" in groups[mine["reason"]]
 
 
+def test_default_int8_fp8_left_out_when_the_default_calibration_tokens_cannot_feed_the_model(written):
+    _, files = written
+    view = json.loads(files["json"].read_text())
+    reasons = {g["reason"]: g["items"] for g in view["not_run"]}
+    why = ("not built: not calibrated: the default calibration tokens are 384-d and tiny (48-d) take other tokens; "
+           "give --calib-data")
+    assert reasons[why] == ["int8 for any target", "fp8 for any target"]
+    assert {r["precision"] for r in view["accuracy"]} == {"fp32", "fp16"}
+
+
 def test_flag_and_rate_distortion_render(build_dir, tmp_path):
     report = json.loads((build_dir / "out" / "report.json").read_text())
     base = report["records"][0]

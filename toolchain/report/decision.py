@@ -56,6 +56,10 @@ def decision_row(engine: dict, acc: list[dict]) -> dict:
             "not_run": None if engine["executed"] else engine["reason"], "recommended": False}
 
 
+def _db(value) -> str:
+    return "—" if value is None else f"{value:.1f} dB"
+
+
 def recommend(rows: list[dict]) -> dict:
     """The recommendation for one (target, model) from its rows; marks the chosen row."""
     first = rows[0]
@@ -70,6 +74,11 @@ def recommend(rows: list[dict]) -> dict:
     best["recommended"] = True
     smaller = [r["precision"] for r in rows if r["engine_bytes"] is not None and r["engine_bytes"] < best["engine_bytes"]]
     why = "smallest passing engine" + (f"; smaller but below threshold: {', '.join(smaller)}" if smaller else "")
+    others = sorted((r for r in passing if r is not best), key=lambda r: r["engine_bytes"])
+    if others:  # what the next-smallest passing engine would cost and give, to weigh against the rule's choice
+        nxt = others[0]
+        why += (f"; next: {nxt['precision']} +{nxt['engine_bytes'] / best['engine_bytes'] - 1:.1%} bytes, "
+                f"{_db(nxt['worst_snr_db'])} vs {_db(best['worst_snr_db'])}")
     return {**out, "precision": best["precision"], "engine_bytes": best["engine_bytes"],
             "worst_snr_db": best["worst_snr_db"], "task_metric": best["task_metric"], "why": why}
 
