@@ -150,3 +150,15 @@ def test_demo_models_gpu_configs(demo_build, tmp_path):
         parse(path)
     for path in (tmp_path / "repo").glob("*/configs/*.pbtxt"):
         parse(path)
+
+
+def test_triton_command(served_build, tmp_path, capsys):
+    from ntc_export.cli import main
+
+    assert main(["triton", str(served_build), "--out", str(tmp_path / "repo")]) == 0
+    out = capsys.readouterr().out
+    assert f"{PROJECTOR}_fp32 (version 1): rtx-ampere, rtx-ada" in out
+    assert f"{COMPRESSOR}_{PROJECTOR}_fp32 (version 1): {COMPRESSOR}_unpack -> {COMPRESSOR}_fp32 -> " in out
+    (tmp_path / "empty").mkdir()
+    assert main(["triton", str(tmp_path / "empty"), "--out", str(tmp_path / "repo2")]) == 2
+    assert "no engines in engines/manifest.json" in capsys.readouterr().err
