@@ -1,7 +1,7 @@
 """The demo's engine builds (every zoo model, fp16, the default RTX targets) with the local executor at --jobs 1 and
 --jobs N in the same run, from the same exported ONNX into fresh output folders; prints JSON with the ratio.
 
-    python scripts/bench_build_executor.py [--jobs 2] [--ray] [--out bench-executor.json]
+    python scripts/bench_build_executor.py [--jobs 2] [--repeat 3] [--ray] [--out bench-executor.json]
 
 Timings are wall-clock on whatever else the machine is doing: quote the ratio with the machine and load it records.
 `--ray` adds a run on a local Ray instance (startup included) and checks it builds the same manifest entries.
@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -61,21 +63,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--ray", action="store_true", help="also build on a local Ray instance")
+    parser.add_argument("--repeat", type=int, default=1, help="alternate the two runs this many times (medians)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here as well")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-executor-") as tmp:
         work = Path(tmp)
         jobs = demo_jobs(work)
-        serial, _ = timed(jobs, work / "jobs1", "local", 1)
-        parallel, _ = timed(jobs, work / f"jobs{args.jobs}", "local", args.jobs)
+        load_before = os.getloadavg()
+        serial, parallel = [], []
+        for i in range(args.repeat):  # alternating, so a change in the machine's load hits both alike
+            serial.append(timed(jobs, work / f"jobs1-{i}", "local", 1)[0])
+            parallel.append(timed(jobs, work / f"jobs{args.jobs}-{i}", "local", args.jobs)[0])
+        shutil.copytree(work / "jobs1-0", work / "jobs1")
+        shutil.copytree(work / f"jobs{args.jobs}-0", work / f"jobs{args.jobs}")
         result = {
             "what": "demo engine builds (zoo x default RTX targets, fp16), TensorRT-RTX AOT, from the same ONNX",
             "builds": len(jobs),
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                        "load_avg_before": os.getloadavg()},
-            "local_jobs1_s": round(serial, 2),
-            f"local_jobs{args.jobs}_s": round(parallel, 2),
-            "speedup_jobs1_over_jobsN": round(serial / parallel, 3),
+                        "load_avg_before": load_before},
+            "local_jobs1_s": [round(t, 2) for t in serial],
+            f"local_jobs{args.jobs}_s": [round(t, 2) for t in parallel],
+            "speedup_jobs1_over_jobsN": round(statistics.median(serial) / statistics.median(parallel), 3),
             "same_manifest_entries": manifest_keys(work / "jobs1") == manifest_keys(work / f"jobs{args.jobs}"),
             "bit_identical_engines": identical_engines(work / "jobs1", work / f"jobs{args.jobs}"),
         }
