@@ -2,9 +2,10 @@
 
 from . import (
     bc_autoencoder,  # noqa: F401  (registers the BC-texture token compressor)
+    hf_projectors,  # noqa: F401  (registers projectors found only in Hugging Face VLMs)
     projectors,  # noqa: F401  (registers the projector family)
 )
-from .checkpoint import FORMAT, load, save
+from .checkpoint import FORMAT, load, read_meta, save
 from .registry import ARCHS, build, register
 
-__all__ = ["ARCHS", "FORMAT", "build", "load", "register", "save"]
+__all__ = ["ARCHS", "FORMAT", "build", "load", "read_meta", "register", "save"]

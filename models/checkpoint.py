@@ -15,9 +15,10 @@ from .registry import build
 FORMAT = "ntc-export/1"
 
 
-def save(module: nn.Module, path: str | os.PathLike, half: bool = False) -> None:
+def save(module: nn.Module, path: str | os.PathLike, half: bool = False, meta: dict | None = None) -> None:
     """Write `module` (a registered architecture) atomically; `half` stores float weights as float16 (half the bytes;
-    `load` casts them back to the module's float32)."""
+    `load` casts them back to the module's float32). `meta` (JSON-able) says where the weights came from; `load`
+    ignores it and `read_meta` returns it."""
     if not hasattr(module, "arch") or not hasattr(module, "config"):
         raise NtcError(f"{type(module).__name__} is not a registered ntc-export architecture")
     payload = {
@@ -26,8 +27,10 @@ def save(module: nn.Module, path: str | os.PathLike, half: bool = False) -> None
         "config": dict(module.config),
         "state_dict": {k: _stored(v.detach().cpu().contiguous(), half) for k, v in module.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    if meta:
+        payload["meta"] = meta
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object, not the random temp name, roots the zip: same model, same bytes
 
 
 def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
@@ -78,4 +81,10 @@ def load(path: str | os.PathLike) -> nn.Module:
     return module.eval()
 
 
-__all__ = ["save", "load", "FORMAT"]
+def read_meta(path: str | os.PathLike) -> dict:
+    """The `meta` a checkpoint was saved with ({} when none)."""
+    ckpt = _read(Path(path))
+    return ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+
+
+__all__ = ["save", "load", "read_meta", "FORMAT"]

@@ -28,6 +28,19 @@ def _pad_grid(x: torch.Tensor, h, w, k: int):
     return g.reshape(b, -1, c), h + ph, w + pw
 
 
+class RMSNorm(nn.Module):
+    """RMSNorm (Qwen2RMSNorm, nn.RMSNorm) written out: the ONNX exporter has no aten::rms_norm at opset 18, and
+    Pow/ReduceMean/Sqrt stay fp32 in our fp16 graphs. State dict: `weight`, as nn.RMSNorm's."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
 @register("mlp2x_gelu")
 class Mlp2xGelu(TokenModel):
     """LLaVA-1.5 `mlp2x_gelu`: Linear(D, D_llm) -> GELU -> Linear(D_llm, D_llm), token count unchanged."""
@@ -57,7 +70,7 @@ class PatchMerger(TokenModel):
         self.config = dict(input_dim=input_dim, output_dim=output_dim, mlp_hidden=mlp_hidden, norm=norm,
                            num_classes=num_classes)
         self.input_dim, self.output_dim = input_dim, output_dim
-        self.ln_q = nn.LayerNorm(input_dim, eps=1e-6) if norm == "layernorm" else nn.RMSNorm(input_dim, eps=1e-6)
+        self.ln_q = nn.LayerNorm(input_dim, eps=1e-6) if norm == "layernorm" else RMSNorm(input_dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(merged, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, output_dim))
         self._init_head(num_classes)
 

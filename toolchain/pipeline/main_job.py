@@ -15,6 +15,7 @@ from ..backend.onnx.export import export_model
 from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ..data.tokens import load_data
 from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
+from ..hf import main_job_checkpoints
 from ..models import load
 from ..report.summary import write_reports
 from ..util.atomic import write_json
@@ -271,6 +272,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
+    model_paths = [c for p in model_paths for c in main_job_checkpoints(p, out_dir)]  # Hugging Face folders: converted
     modules = {}
     for path in model_paths:
         modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
