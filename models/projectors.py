@@ -94,8 +94,8 @@ class PixelShuffle(TokenModel):
         self._init_head(num_classes)
 
     def core(self, x, h, w):
-        # InternVL's pixel_shuffle interleaves (w, h) differently; any fixed 2×2 order is the same module up to
-        # a permutation of mlp1's input rows, and ours matches the row-major grid.
+        # InternVL's pixel shuffle (ps_version v2, transformers' InternVLModel.pixel_shuffle) is this 2×2 order exactly
+        # (tests/hf checks converted InternVL checkpoints against it).
         return self.mlp1(_space_to_depth(x, h, w, 2))
 
 

@@ -118,3 +118,30 @@ def test_merge_order_is_the_qwen_processor_order(transformers):
         seq = out["pixel_values"].reshape(h * w, -1)
         assert (seq == seq[:, :1]).all()  # each emitted row is one whole patch
         assert seq[:, 0].astype(int).tolist() == merge_order(h, w).tolist()
+
+
+def test_llava_without_projector_bias_on_two_feature_layers(transformers, real_tokens, tmp_path):
+    """LLaVA variants: `multimodal_projector_bias=False` (our Linear biases are zero: the same function) and two
+    ViT feature layers concatenated (input 2 x 384). The second layer's tokens are stood in for by the real tokens of
+    the next photograph, since the ViT we have gives one layer."""
+    config = transformers.LlavaConfig(
+        text_config={"hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "num_key_value_heads": 1, "vocab_size": 128, "model_type": "llama"},
+        vision_config=dict(model_type="clip_vision_model", hidden_size=384, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=6, image_size=56, patch_size=14),
+        multimodal_projector_bias=False, vision_feature_layer=[-2, -1])
+    model = transformers.LlavaForConditionalGeneration(config).eval()
+    module = model.model.multi_modal_projector
+    assert module.linear_1.bias is None and module.linear_1.in_features == 768
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape) / p.shape[1] ** 0.5)
+    model.save_pretrained(tmp_path / "llava")
+    (converted,) = convert(tmp_path / "llava")
+    assert converted.module.input_dim == 768 and not any(n.endswith("bias") for n in converted.meta["tensors"].values())
+    patch = real_tokens[:, 1:]
+    x = np.ascontiguousarray(np.concatenate([patch, np.roll(patch, 1, axis=0)], axis=-1))
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy()
+        ours = converted.module(torch.from_numpy(x)).numpy()
+    assert fidelity(ref, ours)["rel_l2"] <= TOLERANCE
