@@ -53,7 +53,8 @@ def test_no_projector_at_all(hf_copy, capsys, tmp_path):
 
 def test_mis_shaped_key(hf_copy, capsys, tmp_path):
     folder = hf_copy("qwen2_vl")
-    _edit_tensors(folder, lambda t: t.update({MERGER + "mlp.0.weight": t[MERGER + "mlp.0.weight"][:, :-1].contiguous()}))
+    key = MERGER + "mlp.0.weight"
+    _edit_tensors(folder, lambda t: t.update({key: t[key][:, :-1].contiguous()}))
     err = _fails(capsys, tmp_path, folder)
     assert f"{MERGER}mlp.0.weight has shape [1536, 1535], expected [1536, 1536]" in err
 

@@ -53,7 +53,8 @@ def _require(config: dict, path: str, default, allowed: tuple, what: str) -> Non
 
 
 def _qwen_prefixes(module: str) -> tuple[str, ...]:
-    # transformers >= 4.52 nests the vision tower under `model.`; checkpoints written before start at `visual.`
+    # transformers 4.52-4.57 saved the tower nested under `model.` (Qwen3-VL's uploads are so too); the Hub's
+    # original Qwen2-VL / Qwen2.5-VL uploads, and transformers 5 when it saves them, start at `visual.`
     return (f"model.visual.{module}.", f"visual.{module}.")
 
 
@@ -62,7 +63,8 @@ _MERGER_DIMS = {"input_dim": ("ln_q.weight", 0, 1), "output_dim": ("mlp.2.weight
 
 def _qwen2_vl(config: dict) -> list[Part]:
     _require(config, "vision_config.spatial_merge_size", 2, (2,), "Qwen2-VL")
-    stated = {"input_dim": _get(config, "vision_config.embed_dim"), "output_dim": _get(config, "vision_config.hidden_size")}
+    stated = {"input_dim": _get(config, "vision_config.embed_dim"),
+              "output_dim": _get(config, "vision_config.hidden_size")}
     return [Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated, {"norm": "layernorm"})]
 
 
