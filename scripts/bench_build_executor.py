@@ -53,6 +53,13 @@ def manifest_keys(out: Path) -> list[tuple]:
     return sorted((e["model"], e["target"], e["precision"], e["cache_key"]) for e in entries)
 
 
+def builder_seconds(out: Path) -> float:
+    """Sum of the builds' own times (build_serialized_network, per the manifest): when two concurrent builds each
+    take twice as long, the workers got no more CPU than one (a busy shared machine)."""
+    entries = json.loads((out / "engines" / "manifest.json").read_text())["engines"]
+    return round(sum(e["build_seconds"] for e in entries), 2)
+
+
 def identical_engines(a: Path, b: Path) -> int:
     shas = [{(e["model"], e["target"], e["precision"]): e["sha256"]
              for e in json.loads((d / "engines" / "manifest.json").read_text())["engines"]} for d in (a, b)]
@@ -84,6 +91,9 @@ def main() -> None:
             "local_jobs1_s": [round(t, 2) for t in serial],
             f"local_jobs{args.jobs}_s": [round(t, 2) for t in parallel],
             "speedup_jobs1_over_jobsN": round(statistics.median(serial) / statistics.median(parallel), 3),
+            "builder_seconds_sum": {"jobs1": [builder_seconds(work / f"jobs1-{i}") for i in range(args.repeat)],
+                                    f"jobs{args.jobs}": [builder_seconds(work / f"jobs{args.jobs}-{i}")
+                                                         for i in range(args.repeat)]},
             "same_manifest_entries": manifest_keys(work / "jobs1") == manifest_keys(work / f"jobs{args.jobs}"),
             "bit_identical_engines": identical_engines(work / "jobs1", work / f"jobs{args.jobs}"),
         }
