@@ -33,6 +33,11 @@ def _spec(t, family):
         return t.Qwen3VLConfig(text_config={**TEXT, "head_dim": 32}, vision_config=dict(
             depth=3, hidden_size=WIDTH, out_hidden_size=OUT, num_heads=6, intermediate_size=64,
             deepstack_visual_indexes=[0, 1])), t.Qwen3VLForConditionalGeneration
+    if family == "qwen3_vl_moe":
+        return t.Qwen3VLMoeConfig(text_config={**TEXT, "head_dim": 32, "moe_intermediate_size": 32, "num_experts": 2,
+                                               "num_experts_per_tok": 1}, vision_config=dict(
+            depth=3, hidden_size=WIDTH, out_hidden_size=OUT, num_heads=6, intermediate_size=64,
+            deepstack_visual_indexes=[0, 1])), t.Qwen3VLMoeForConditionalGeneration
     if family == "llava":
         return t.LlavaConfig(text_config={**TEXT, "model_type": "llama"}, vision_config=dict(
             model_type="clip_vision_model", hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=1,
@@ -124,7 +129,7 @@ def transformers():
 def hf_models(transformers):
     """family -> (transformers model with random projector weights, its projectors by part)."""
     out = {}
-    for family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "internvl"):
+    for family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "llava", "internvl"):
         config, cls = _spec(transformers, family)
         torch.manual_seed(0)
         model = cls(config).eval()

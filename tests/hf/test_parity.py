@@ -12,12 +12,12 @@ from ntc_export.evaluate.fidelity import fidelity
 from ntc_export.hf import convert, merge_order
 from ntc_export.models import load, read_meta
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "internvl")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "llava", "internvl")
 TOLERANCE = 1e-5
 # Key layouts each family's checkpoints come in (see conftest): what the installed transformers saves, the nested
 # names transformers 4.52-4.57 saved, OpenGVLab's original InternVL.
 LAYOUTS = {"qwen2_vl": ("saved", "nested"), "qwen2_5_vl": ("saved", "nested"), "qwen3_vl": ("saved",),
-           "llava": ("saved", "nested"), "internvl": ("saved", "nested", "original")}
+           "qwen3_vl_moe": ("saved",), "llava": ("saved", "nested"), "internvl": ("saved", "nested", "original")}
 
 
 @torch.no_grad()

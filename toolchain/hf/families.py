@@ -127,6 +127,7 @@ FAMILIES = {  # model_type -> family
     "qwen2_vl": Family("Qwen2-VL", MERGE_WINDOWS, _qwen2_vl),
     "qwen2_5_vl": Family("Qwen2.5-VL", MERGE_WINDOWS, _qwen2_5_vl),
     "qwen3_vl": Family("Qwen3-VL", MERGE_WINDOWS, _qwen3_vl),
+    "qwen3_vl_moe": Family("Qwen3-VL", MERGE_WINDOWS, _qwen3_vl),  # the MoE LLMs share Qwen3-VL's vision tower
     "llava": Family("LLaVA", ROW_MAJOR, _llava),
     "internvl": Family("InternVL", ROW_MAJOR, _internvl),  # transformers' own InternVL
     "internvl_chat": Family("InternVL", ROW_MAJOR, _internvl_chat),  # OpenGVLab's original checkpoints
