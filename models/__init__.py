@@ -4,6 +4,7 @@ from . import (
     bc_autoencoder,  # noqa: F401  (registers the BC-texture token compressor)
     hf_projectors,  # noqa: F401  (registers projectors found only in Hugging Face VLMs)
     projectors,  # noqa: F401  (registers the projector family)
+    tome,  # noqa: F401  (registers ToMe token merging)
 )
 from .checkpoint import FORMAT, load, read_meta, save
 from .registry import ARCHS, build, register

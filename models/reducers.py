@@ -1,0 +1,63 @@
+"""Shared parts of the token-count reducers (ToMe, VisionZip): a fixed token count in, a fixed count out.
+
+Their selections (TopK, ArgMax, one-hot assignments) are sized at export time, so every shape but the batch is
+static; there is no NonZero or scatter-reduce in their graphs, which TensorRT would otherwise need plugins for.
+"""
+
+import torch
+
+from ..util.errors import NtcError
+from .base import TokenModel
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (cosine similarity becomes a MatMul); no epsilon, as the papers' code."""
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def one_hot(index: torch.Tensor, classes: int, dtype=torch.float32) -> torch.Tensor:
+    """index int64 [..., k] -> [..., k, classes] one-hot via Equal against a constant range (no ScatterElements)."""
+    return (index[..., None] == torch.arange(classes)).to(dtype)
+
+
+def rows(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """x [B or 1, n, C], index int64 [B, k] -> x's rows [B, k, C] as a one-hot MatMul: exact (one 1 per row), and
+    broadcasting keeps every shape static, where GatherElements would need an index expanded to a traced shape."""
+    return one_hot(index, n, x.dtype) @ x
+
+
+def ascending_split(picked: torch.Tensor, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """picked int64 [B, k] of range(n) -> (the other positions [B, n - k], picked [B, k]), each ascending: one TopK
+    over distinct integer keys (no NonZero, no masked_select)."""
+    is_picked = one_hot(picked, n).sum(1)  # [B, n] 0/1
+    key = torch.arange(n, dtype=torch.float32) + n * is_picked  # the others first; exact in fp16 up to n = 1024
+    order = key.topk(n, dim=-1, largest=False).indices
+    return order[:, : n - k], order[:, n - k:]
+
+
+class FixedCountReducer(TokenModel):
+    """Base of reducers over exactly `num_tokens` patch tokens (a square grid): batch is the only dynamic axis."""
+
+    dynamic_grid = False
+    num_tokens: int
+    head = None  # no task head: the outputs are a token subset, not one token per grid cell
+
+    def _check_grid(self, num_tokens: int) -> None:
+        side = int(round(num_tokens ** 0.5))
+        if side * side != num_tokens:
+            raise NtcError(f"num_tokens must be a square grid (e.g. 256 = 16x16), got {num_tokens}")
+
+    @property
+    def grid_side(self) -> int:
+        return int(round(self.num_tokens ** 0.5))
+
+    def example_input(self, batch: int = 1, grid: int | None = None) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(batch, self.num_tokens, self.input_dim, generator=g)
+
+    def dynamic_axes(self) -> dict:
+        return {name: {0: "batch"} for name in [*self.input_names, *self.output_names]}
+
+    def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
+        """Engine profiles: batch varies, the token count is the model's own whatever grid is asked for."""
+        return super().input_profiles(batch, (self.grid_side,) * len(batch))
