@@ -5,6 +5,7 @@ from . import (
     hf_projectors,  # noqa: F401  (registers projectors found only in Hugging Face VLMs)
     projectors,  # noqa: F401  (registers the projector family)
     tome,  # noqa: F401  (registers ToMe token merging)
+    visionzip,  # noqa: F401  (registers VisionZip token selection)
 )
 from .checkpoint import FORMAT, load, read_meta, save
 from .registry import ARCHS, build, register
