@@ -3,6 +3,7 @@
 from . import (
     bc_autoencoder,  # noqa: F401  (registers the BC-texture token compressor)
     hf_projectors,  # noqa: F401  (registers projectors found only in Hugging Face VLMs)
+    ovis_vet,  # noqa: F401  (registers Ovis's visual tokenizer head + embedding table)
     projectors,  # noqa: F401  (registers the projector family)
     tome,  # noqa: F401  (registers ToMe token merging)
     visionzip,  # noqa: F401  (registers VisionZip token selection)

@@ -1,0 +1,108 @@
+"""Ovis VET: PyTorch vs a loop reference (2x2 merge, head, LayerNorm, softmax, table); fp16 graph keeps Softmax in
+fp32; ORT fp32/fp16 vs PyTorch on real tokens."""
+
+import numpy as np
+import onnx
+import pytest
+import reducer_refs as ref
+import torch
+from ntc_export.backend.onnx.export import export_model
+from ntc_export.backend.onnxrt.runner import OrtRunner
+from ntc_export.models import build
+from ntc_export.models.ovis_vet import OvisVET
+from ntc_export.util.errors import NtcError
+from reducer_graphs import assert_no_dynamic_ops, output_dims, rel_l2, tensor_types
+
+FLOAT = onnx.TensorProto.FLOAT
+
+
+def _module(vocab: int = 512, hard: bool = False, gain: float = 1.0, **kw) -> OvisVET:
+    """A VET with seeded weights; `gain` scales the head's LayerNorm so the softmax is peaked, as a trained one's."""
+    torch.manual_seed(vocab + int(gain))
+    module = OvisVET(vocab_size=vocab, hard=hard, **kw).eval()
+    with torch.no_grad():
+        module.tokenizer_head[1].weight.mul_(gain).add_(0.1 * torch.randn(vocab))
+        module.tokenizer_head[1].bias.normal_(0, 0.1)
+    return module
+
+
+def _outputs(module: OvisVET, x: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = module(torch.from_numpy(x))
+    return dict(zip(module.output_names, [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]))
+
+
+def _reference(module: OvisVET, x: np.ndarray, hard: bool):
+    p = {k: v.numpy().astype(np.float64) for k, v in module.state_dict().items()}
+    return ref.ovis_vet(x, module.stride, p["tokenizer_head.0.weight"], p["tokenizer_head.1.weight"],
+                        p["tokenizer_head.1.bias"], p["vte.weight"], hard)
+
+
+def _worst_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1, a.shape[-1]).astype(np.float64), b.reshape(-1, b.shape[-1]).astype(np.float64)
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("side", [16, 7])  # 7: an odd grid, zero-padded to 8 as Ovis pads
+def test_matches_reference(hard, side):
+    x = np.random.default_rng(side).standard_normal((2, side * side, 48)).astype(np.float32)
+    module = _module(vocab=64, hard=hard, gain=4.0, input_dim=48, output_dim=32)
+    got = _outputs(module, x)
+    cells = ((side + 1) // 2) ** 2
+    assert got["tokens_out"].shape == (2, cells, 32)
+    for b in range(2):
+        want, ids = _reference(module, x[b], hard)
+        np.testing.assert_allclose(got["tokens_out"][b], want, rtol=1e-5, atol=1e-5)
+        if hard:
+            np.testing.assert_array_equal(got["visual_ids"][b], ids)
+
+
+def test_soft_export_fp32_and_fp16_on_real_tokens(tmp_path, real_tokens):
+    module = _module(gain=8.0)
+    paths = export_model(module, tmp_path)
+    want = _outputs(module, real_tokens)["tokens_out"]
+    fp32, fp16 = onnx.load(paths["fp32"]), onnx.load(paths["fp16"])
+    for model in (fp32, fp16):
+        assert_no_dynamic_ops(model)
+        assert output_dims(model)["tokens_out"] == ["batch", "out_tokens", 512]  # the grid stays dynamic here
+    types = tensor_types(fp16)
+    (softmax,) = [n for n in fp16.graph.node if n.op_type == "Softmax"]
+    (norm,) = [n for n in fp16.graph.node if n.op_type == "LayerNormalization"]
+    assert types[softmax.input[0]] == types[softmax.output[0]] == types[norm.output[0]] == FLOAT
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    got32 = OrtRunner(paths["fp32"]).run({"tokens": real_tokens})["tokens_out"]
+    got16 = OrtRunner(paths["fp16"]).run({"tokens": real_tokens})["tokens_out"].astype(np.float32)
+    assert rel_l2(got32, want) <= 1e-5
+    assert _worst_cosine(got16, want) >= 0.9995
+
+
+def test_large_vocab_fp16_keeps_softmax_fp32(tmp_path, real_tokens):
+    module = _module(vocab=4096, gain=8.0)
+    paths = export_model(module, tmp_path)
+    got16 = OrtRunner(paths["fp16"]).run({"tokens": real_tokens[:4]})["tokens_out"].astype(np.float32)
+    assert _worst_cosine(got16, _outputs(module, real_tokens[:4])["tokens_out"]) >= 0.9995
+
+
+def test_hard_export_gives_identical_ids_on_real_tokens(tmp_path, real_tokens):
+    module = _module(hard=True, gain=8.0)
+    paths = export_model(module, tmp_path)
+    want = _outputs(module, real_tokens)
+    fp32 = onnx.load(paths["fp32"])
+    assert output_dims(fp32)["visual_ids"] == ["batch", "out_tokens"]
+    got = OrtRunner(paths["fp32"]).run({"tokens": real_tokens})
+    np.testing.assert_array_equal(got["visual_ids"], want["visual_ids"])
+    np.testing.assert_array_equal(got["tokens_out"], want["tokens_out"])  # rows of the table, copied
+    got16 = OrtRunner(paths["fp16"]).run({"tokens": real_tokens})
+    agree = float((got16["visual_ids"] == want["visual_ids"]).mean())
+    assert agree >= 0.99, agree  # fp16 head MatMul: only near-tied words may flip
+    assert len(np.unique(want["visual_ids"])) > 32  # real tokens use many words, not one
+
+
+def test_config_round_trip_and_vocab_limit():
+    module = _module(vocab=128, hard=True)
+    again = build("ovis_vet", module.config)
+    again.load_state_dict(module.state_dict())
+    assert again.output_names == ["tokens_out", "visual_ids"]
+    with pytest.raises(NtcError, match="vocab_size"):
+        OvisVET(vocab_size=65537)
