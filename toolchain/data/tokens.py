@@ -106,13 +106,24 @@ def _check_size(size: int) -> int:
 
 def extract_tokens(images, size: int = 224, batch: int = 16, progress: bool = True) -> np.ndarray:
     """uint8 HxWx3 images -> ViT tokens float32 [N, 1 + (size/14)^2, 384] (ONNX Runtime, CPU)."""
+    return _extract(images, size, batch, progress, lambda x: (vit.run_tokens(x),))[0]
+
+
+def extract_tokens_attention(images, size: int = 224, batch: int = 16, progress: bool = True
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 HxWx3 images -> (tokens [N, 1+h*w, 384], the last block's CLS attention [N, heads, h*w], the
+    penultimate block's keys [N, 1+h*w, 384]), all float32, from one ViT pass."""
+    return _extract(images, size, batch, progress, vit.run_tokens_attention)
+
+
+def _extract(images, size: int, batch: int, progress: bool, run) -> tuple[np.ndarray, ...]:
+    """`run` (normalised images -> arrays with the batch first) over the images in batches, concatenated."""
     size = _check_size(size)
     if len(images) == 0:
         raise NtcError("no images to extract tokens from")
     if batch < 1:
         raise NtcError(f"batch must be >= 1, got {batch}")
-    n, g = len(images), size // vit.PATCH
-    tokens = np.empty((n, 1 + g * g, vit.DIM), dtype=np.float32)
+    n, parts = len(images), []
     bar = None
     if progress:
         from rich.console import Console
@@ -124,13 +135,22 @@ def extract_tokens(images, size: int = 224, batch: int = 16, progress: bool = Tr
     try:
         for start in range(0, n, batch):
             chunk = images[start : start + batch]
-            tokens[start : start + len(chunk)] = vit.run_tokens(preprocess(chunk, size))
+            parts.append(run(preprocess(chunk, size)))
             if bar:
                 bar.advance(task, len(chunk))
     finally:
         if bar:
             bar.stop()
-    return tokens
+    return tuple(np.concatenate(arrays).astype(np.float32, copy=False) for arrays in zip(*parts))
+
+
+def attention_source() -> dict:
+    """What a token file's `cls_attention` and `keys` arrays are, stored beside them."""
+    return {"cls_attention": f"softmax probabilities of ViT block {vit.ATTENTION_LAYER} (the last), CLS query row, "
+                             f"patch key columns, per head: [N, {vit.HEADS}, h*w]",
+            "keys": f"key projection (+ bias) of ViT block {vit.KEYS_LAYER} (the penultimate), CLS row first, heads "
+                    f"side by side (head i = columns {vit.DIM // vit.HEADS}i..): [N, 1+h*w, {vit.DIM}]",
+            "tensors": {"cls_attention": vit.ATTENTION_PROBS, "keys": vit.KEYS_OUT}, "heads": vit.HEADS}
 
 
 # ---- token sets ---------------------------------------------------------------------------------------------------
@@ -138,16 +158,20 @@ def extract_tokens(images, size: int = 224, batch: int = 16, progress: bool = Tr
 
 @dataclass
 class TokenSet:
-    """ViT tokens [N, 1 + h*w, D] (CLS first), their patch grid, optional labels and provenance."""
+    """ViT tokens [N, 1 + h*w, D] (CLS first), their patch grid, optional labels and provenance; optionally the
+    last block's CLS attention [N, heads, h*w] and the penultimate block's keys [N, 1 + h*w, Dk]."""
 
     tokens: np.ndarray
     grid: tuple[int, int]
     labels: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    attention: np.ndarray | None = None
+    keys: np.ndarray | None = None
 
     def __post_init__(self):
         self.grid = (int(self.grid[0]), int(self.grid[1]))
         _validate(self.tokens, self.grid, self.labels, "TokenSet")
+        _validate_attention(self.attention, self.keys, self.tokens.shape, "TokenSet")
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -163,7 +187,9 @@ class TokenSet:
         if "names" in meta:
             meta["names"] = [meta["names"][i] for i in idx]
         labels = None if self.labels is None else self.labels[idx]
-        return TokenSet(self.tokens[idx], self.grid, labels, meta)
+        attention = None if self.attention is None else self.attention[idx]
+        keys = None if self.keys is None else self.keys[idx]
+        return TokenSet(self.tokens[idx], self.grid, labels, meta, attention, keys)
 
     def save(self, path, half: bool = False) -> Path:
         """Write an .npz atomically: tokens, grid, labels (if any), names, model_sha256, image_size, source,
@@ -181,6 +207,11 @@ class TokenSet:
         arrays["format_version"] = np.array(TOKENSET_VERSION, dtype=np.int64)
         if self.meta.get("provenance"):
             arrays["provenance"] = np.array(json.dumps(self.meta["provenance"], sort_keys=True))
+        if self.attention is not None:
+            arrays["cls_attention"] = self.attention.astype(np.float16) if half else self.attention
+            arrays["keys"] = self.keys.astype(np.float16) if half else self.keys
+            arrays["attention_source"] = np.array(json.dumps(self.meta.get("attention_source") or attention_source(),
+                                                             sort_keys=True))
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:  # a file object keeps numpy from appending another .npz
                 (np.savez_compressed if half else np.savez)(f, **arrays)
@@ -206,6 +237,21 @@ def _validate(tokens, grid, labels, where: str) -> None:
             raise NtcError(f"{where}: labels must be [N={len(tokens)}], got shape {list(labels.shape)}")
         if not np.issubdtype(labels.dtype, np.integer):
             raise NtcError(f"{where}: labels must be integers, got {labels.dtype}")
+
+
+def _validate_attention(attention, keys, tokens_shape, where: str) -> None:
+    """CLS attention and keys come together, one row per image, shaped by the token grid."""
+    if (attention is None) != (keys is None):
+        raise NtcError(f"{where}: cls_attention and keys come together (ntc-export tokens --attention)")
+    if attention is None:
+        return
+    n, t = tokens_shape[0], tokens_shape[1]
+    if attention.ndim != 3 or attention.shape[0] != n or attention.shape[2] != t - 1:
+        raise NtcError(f"{where}: cls_attention must be [N={n}, heads, {t - 1}], got {list(attention.shape)}")
+    if keys.ndim != 3 or keys.shape[:2] != (n, t):
+        raise NtcError(f"{where}: keys must be [N={n}, {t}, Dk], got {list(keys.shape)}")
+    if not (np.isfinite(attention).all() and np.isfinite(keys).all()):
+        raise NtcError(f"{where}: cls_attention or keys contain NaN or Inf")
 
 
 def load_tokens(path) -> TokenSet:
@@ -238,7 +284,11 @@ def load_tokens(path) -> TokenSet:
         meta["image_size"] = int(data["image_size"])
     if "provenance" in data:
         meta["provenance"] = json.loads(str(data["provenance"]))
-    return TokenSet(data["tokens"], (int(grid[0]), int(grid[1])), labels, meta)
+    if "attention_source" in data:
+        meta["attention_source"] = json.loads(str(data["attention_source"]))
+    attention, keys = (None if k not in data else data[k].astype(np.float32) for k in ("cls_attention", "keys"))
+    _validate_attention(attention, keys, data["tokens"].shape, str(path))
+    return TokenSet(data["tokens"], (int(grid[0]), int(grid[1])), labels, meta, attention, keys)
 
 
 # ---- built-in token sets (cached) ---------------------------------------------------------------------------------
@@ -297,11 +347,23 @@ def _cached(path: Path) -> TokenSet | None:
     return None
 
 
-def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, crops_per_photo: int = PHOTO_CROPS
-                 ) -> TokenSet:
+def _vit_fields(images, size: int, progress: bool, attention: bool) -> dict:
+    """TokenSet arrays of the images: tokens, and with `attention` the CLS attention and keys too."""
+    if not attention:
+        return {"tokens": extract_tokens(images, size=size, progress=progress)}
+    tokens, cls_attention, keys = extract_tokens_attention(images, size=size, progress=progress)
+    return {"tokens": tokens, "attention": cls_attention, "keys": keys}
+
+
+def _attention_meta(attention: bool) -> dict:
+    return {"attention_source": attention_source()} if attention else {}
+
+
+def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, crops_per_photo: int = PHOTO_CROPS,
+                 attention: bool = False) -> TokenSet:
     """Tokens of the natural-photograph corpus (ntc_export.data.photos): `crops_per_photo` crops of each photograph
     of the split, cached by photo identities and recipe, stored as float16. Sources that are not installed are
-    skipped and named on stderr."""
+    skipped and named on stderr. `attention`: with the CLS attention and keys (cached apart)."""
     from . import photos as corpus
 
     size = _check_size(size)
@@ -312,15 +374,15 @@ def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, cr
         raise NtcError("no photograph source is installed: pip install scikit-image (see ntc_export.data.photos)")
     key = hashlib.sha256(f"{corpus.corpus_key(found, crops_per_photo)}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|"
                          f"{size}|tokens-v{TOKENSET_VERSION}".encode()).hexdigest()
-    path = cache_dir("tokens") / f"photos-{split}-{size}-{key[:16]}.npz"
+    path = cache_dir("tokens") / f"photos-{split}-{size}{'-attn' if attention else ''}-{key[:16]}.npz"
     if (cached := _cached(path)) is not None:
         return cached
-    tokens, names = [], []
+    parts, names = [], []
     for start in range(0, len(found), 16):  # a few photographs at a time: their crops fit in memory
         chunk = found[start:start + 16]
         images = [c for p in chunk for c in corpus.crops(to_rgb_uint8(p.load(), p.key), p.key, crops_per_photo)]
         names += [f"{p.key}#crop{j}" for p in chunk for j in range(crops_per_photo)]
-        tokens.append(extract_tokens(images, size=size, progress=progress))
+        parts.append(_vit_fields(images, size, progress, attention))
         if progress:
             print(f"photos {split}: {start + len(chunk)}/{len(found)} photographs", file=sys.stderr)
     g = size // vit.PATCH
@@ -328,17 +390,20 @@ def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, cr
                   "licences": {p.package: p.licence for p in found},
                   "packages": sorted({p.package for p in found}), "missing": missing}
     meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size,
-            "source": f"builtin:photos:{split}", "provenance": provenance}
-    ts = TokenSet(np.concatenate(tokens), (g, g), None, meta)
+            "source": f"builtin:photos:{split}", "provenance": provenance, **_attention_meta(attention)}
+    fields = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    ts = TokenSet(grid=(g, g), labels=None, meta=meta, **fields)
     ts.save(path, half=True)
     return load_tokens(path)  # what every later call gets: the float16 values, as float32
 
 
-def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: bool = False) -> TokenSet:
-    """Tokens of a built-in image set split, computed once and cached by content hash."""
+def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: bool = False,
+                   attention: bool = False) -> TokenSet:
+    """Tokens of a built-in image set split, computed once and cached by content hash (with `attention`: plus the
+    CLS attention and keys, cached apart)."""
     size = _check_size(size)
     if name == "photos":
-        return photo_tokens(size, split, progress)
+        return photo_tokens(size, split, progress, attention=attention)
     provenance = None
     if name == "stamps":  # labelled composites, split by stamp inside ntc_export.data.stamps
         from . import stamps
@@ -355,33 +420,33 @@ def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: boo
         labels = None if labels is None else labels[idx]
         names = [names[i] for i in idx]
     key = content_key(images, size)
-    path = cache_dir("tokens") / f"{name}-{split}-{size}-{key[:16]}.npz"
+    path = cache_dir("tokens") / f"{name}-{split}-{size}{'-attn' if attention else ''}-{key[:16]}.npz"
     if (cached := _cached(path)) is not None:
         return cached
-    tokens = extract_tokens(images, size=size, progress=progress)
     g = size // vit.PATCH
     meta = {"names": names, "model_sha256": vit.SOURCE_SHA256, "image_size": size, "source": f"builtin:{name}:{split}",
-            "provenance": provenance}
-    ts = TokenSet(tokens, (g, g), labels, meta)
+            "provenance": provenance, **_attention_meta(attention)}
+    ts = TokenSet(grid=(g, g), labels=labels, meta=meta, **_vit_fields(images, size, progress, attention))
     ts.save(path)
     return ts
 
 
-def make_tokens(paths_or_builtin, size: int = 224, out=None, split: str = "all", progress: bool = True) -> TokenSet:
-    """Tokens from a built-in set name or a list of image files; saved to `out` when given."""
+def make_tokens(paths_or_builtin, size: int = 224, out=None, split: str = "all", progress: bool = True,
+                attention: bool = False) -> TokenSet:
+    """Tokens from a built-in set name or a list of image files; saved to `out` when given. `attention`: with the
+    last block's CLS attention and the penultimate block's keys."""
     size = _check_size(size)
     if isinstance(paths_or_builtin, str):
-        ts = builtin_tokens(paths_or_builtin, size=size, split=split, progress=progress)
+        ts = builtin_tokens(paths_or_builtin, size=size, split=split, progress=progress, attention=attention)
     else:
         paths = [Path(p) for p in paths_or_builtin]
         if not paths:
             raise NtcError("no input images (give image files or a built-in set)")
         images = [read_image(p) for p in paths]
         g = size // vit.PATCH
-        tokens = extract_tokens(images, size=size, progress=progress)
         meta = {"names": [str(p) for p in paths], "model_sha256": vit.SOURCE_SHA256, "image_size": size,
-                "source": "files"}
-        ts = TokenSet(tokens, (g, g), None, meta)
+                "source": "files", **_attention_meta(attention)}
+        ts = TokenSet(grid=(g, g), labels=None, meta=meta, **_vit_fields(images, size, progress, attention))
     if out is not None:
         ts.save(out)
     return ts

