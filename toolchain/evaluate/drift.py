@@ -1,7 +1,8 @@
 """Per-layer drift: cosine of each named module's output in PyTorch against the matching ONNX intermediate tensor.
 
-The legacy TorchScript exporter names nodes after module scopes ("/mlp/mlp.0/MatMul" belongs to module "mlp.0"), so
-a module's ONNX output is the last tensor its scope produces for a consumer outside the scope. Q/DQ and Cast-free
+The legacy TorchScript exporter names nodes after module scopes ("/mlp/mlp.0/MatMul" belongs to module "mlp.0"), and
+the torch.export-based one records the scopes as node metadata (name_scopes ['', 'mlp', '0', 'linear']), so a
+module's ONNX output is the last tensor its scope produces for a consumer outside the scope. Q/DQ and Cast-free
 matching: QuantizeLinear/DequantizeLinear nodes never belong to a scope (the module's float result is compared);
 Cast nodes that an fp16 pass put inside a scope do, so an fp16 module is compared at the type its consumers see.
 """
@@ -43,10 +44,12 @@ def scope_outputs(model: onnx.ModelProto, module_names: list[str]) -> dict[str, 
         for name in node.input:
             consumers.setdefault(name, set()).add(i)
     graph_outputs = {o.name for o in graph.output}
+    scopes = [_name_scopes(n) for n in graph.node]
     found = {}
     for module in module_names:
-        prefix = scope_prefix(module)
-        inside = {i for i, n in enumerate(graph.node) if n.name.startswith(prefix) and n.op_type not in _NOT_IN_SCOPE}
+        prefix, parts = scope_prefix(module), module.split(".")
+        inside = {i for i, n in enumerate(graph.node) if n.op_type not in _NOT_IN_SCOPE
+                  and (n.name.startswith(prefix) or scopes[i][:len(parts)] == parts)}
         best = None
         for i in sorted(inside):
             for out in graph.node[i].output:
@@ -55,6 +58,18 @@ def scope_outputs(model: onnx.ModelProto, module_names: list[str]) -> dict[str, 
         if best is not None:
             found[module] = best
     return found
+
+
+def _name_scopes(node: onnx.NodeProto) -> list[str]:
+    """The module path the torch.export-based exporter records on a node (its metadata "name_scopes" without the
+    root and the op's own name), or [] for nodes of the legacy exporter."""
+    import ast
+
+    raw = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+    try:
+        return list(ast.literal_eval(raw))[1:-1] if raw else []
+    except (ValueError, SyntaxError):
+        return []
 
 
 def torch_module_outputs(module: torch.nn.Module, feeds: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:

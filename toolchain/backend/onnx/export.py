@@ -1,6 +1,8 @@
 """Export a token model to ONNX: `model.fp32.onnx` and a strongly typed `model.fp16.onnx`.
 
-fp32: the legacy TorchScript exporter (opset 18), dynamic batch and token axes, checked and shape-inferred.
+fp32: our own models through the legacy TorchScript exporter (opset 18; their token grid is computed from N with
+Sqrt, which torch.export's Dims cannot express), dynamic batch and token axes; user torch.export programs (`.pt2`)
+through the torch.export-based exporter (backend/onnx/program.py). Checked and shape-inferred.
 fp16: onnxconverter-common's float16 pass with overflow-prone islands (LayerNorm statistics, Softmax, reductions,
 exp/log/pow) kept in fp32 behind Cast nodes, so every tensor has one declared type (what strongly typed
 TensorRT networks need).
@@ -48,6 +50,12 @@ def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attentio
     """Trace `module` into an fp32 ONNX model with its dynamic axes; shapes inferred, checker clean."""
     if attention not in ATTENTION_MODES:
         raise NtcError(f"unknown attention lowering {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
+    if hasattr(module, "program"):  # a torch.export program: already traced, its own dynamic dims
+        from .program import program_to_onnx
+
+        model = program_to_onnx(module.program, list(module.input_names), list(module.output_names), OPSET)
+        model.producer_name = "ntc-export"
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
     example = example if example is not None else module.example_inputs()
     example = example if isinstance(example, tuple) else (example,)
     input_names = list(getattr(module, "input_names", [INPUT_NAME]))
