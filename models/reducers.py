@@ -16,8 +16,11 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def one_hot(index: torch.Tensor, classes: int, dtype=torch.float32) -> torch.Tensor:
-    """index int64 [..., k] -> [..., k, classes] one-hot via Equal against a constant range (no ScatterElements)."""
-    return (index[..., None] == torch.arange(classes)).to(dtype)
+    """index int64 [..., k] -> [..., k, classes] one-hot via Equal against a constant range (no ScatterElements).
+    Where over two constants, not a Cast: the float16 pass retypes constants but leaves a Cast's `to` at float32,
+    which would feed fp32 into an fp16 MatMul."""
+    hit = index[..., None] == torch.arange(classes)
+    return torch.where(hit, torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype))
 
 
 def rows(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
