@@ -30,7 +30,8 @@ def contextual_targets(m: int, contextual: int) -> tuple[list[int], list[int]]:
     """Positions (among m remaining tokens) of the uniform-stride targets and of the tokens merged into them."""
     step = max(1, m // contextual)
     targets = list(range(0, m, step))[:contextual]
-    return targets, [i for i in range(m) if i not in set(targets)]
+    chosen = set(targets)
+    return targets, [i for i in range(m) if i not in chosen]
 
 
 def merge_contextual(hidden: torch.Tensor, metric: torch.Tensor, m: int, contextual: int) -> torch.Tensor:
