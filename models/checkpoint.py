@@ -54,13 +54,17 @@ def _read(path: Path) -> dict:
 
 
 def load(path: str | os.PathLike) -> nn.Module:
-    """Load a checkpoint into its architecture (or a torch.export program, `.pt2`), in eval mode. Every problem is
-    a one-line NtcError."""
+    """Load a checkpoint into its architecture (or a torch.export program, `.pt2`, or an ONNX file), in eval mode.
+    Every problem is a one-line NtcError."""
     path = Path(path)
     if path.suffix == ".pt2":
         from .program import load_program
 
         return load_program(path)
+    if path.suffix == ".onnx":
+        from .onnx_file import load_onnx_file
+
+        return load_onnx_file(path)
     ckpt = _read(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -52,7 +52,9 @@ _add_commands()
 def main(argv=None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="ntc-export", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="ntc-export", standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool):  # click returns (not raises) an Exit's code here
+            return rc
     except NtcError as e:
         if debug:
             raise

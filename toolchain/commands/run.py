@@ -43,12 +43,18 @@ from .options import CALIB_METHODS, quiet_option
 @click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Engine builds of a model at once.")
 @click.option("--ray-address", default=None, help="Ray cluster for --executor ray; default: a local one.")
+@click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="For an ONNX file as MODEL: expected outputs (.npz, one array per output name, in the validation "
+                   "data's order) to validate against instead of the file's own ONNX Runtime fp32 outputs.")
 @click.option("--triton-repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
 @quiet_option
 def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, target_cosine,
-            max_samples, out_dir, executor, n_jobs, ray_address, triton_repo, quiet):
+            max_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
+
+    MODEL: our checkpoint (.pt), a torch.export program (.pt2), an ONNX file (export skipped; validated against
+    its own ONNX Runtime fp32 outputs, or --golden), or a Hugging Face checkpoint folder (converted).
 
     Stages whose inputs are unchanged are skipped. Exits 1 when a fidelity threshold is missed, 2 on bad input.
     """
@@ -57,7 +63,8 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions or None,
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
-                          quiet=quiet, target_cosine=target_cosine, executor=(executor, n_jobs, ray_address))
+                          quiet=quiet, target_cosine=target_cosine, executor=(executor, n_jobs, ray_address),
+                          golden=golden)
     if triton_repo is not None:
         from ..serving.repository import write_repository
 

@@ -149,7 +149,8 @@ class MainJob:
 
             rows = self.pipe.stage(
                 f"{name}/validate/{lowering}",
-                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash, "versions": self.versions},
+                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash, "versions": self.versions,
+                 "golden": module.config.get("golden_sha256")},  # an ONNX file's --golden outputs
                 run)
             records += [{**r, "lowering": lowering} for r in rows]
         return records
@@ -165,7 +166,8 @@ class MainJob:
             result = {"latency": {}, "drift": {}}
             for precision, path in paths.items():
                 result["latency"][precision] = {**measure_latency(path, feeds), "artifact": str(path)}
-                result["drift"][precision] = layer_drift(module, path, feeds, threshold=drift_threshold(precision))
+                result["drift"][precision] = [] if hasattr(module, "onnx_path") else layer_drift(  # no layers
+                    module, path, feeds, threshold=drift_threshold(precision))  # to compare in an ONNX file
             return result
 
         return self.pipe.stage(f"{name}/measure/{lowering}",
@@ -266,7 +268,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
                  command: str | None = None, target_cosine: float | None = None,
                  max_calib_samples: int | None = None,
-                 executor: tuple | None = None) -> dict:
+                 executor: tuple | None = None, golden: Path | None = None) -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
     written to OUT/report.json)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
@@ -278,6 +280,12 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         modules[Path(path).stem] = (Path(path), load(path))  # fail early on a bad checkpoint, before any work
     if len(modules) != len(model_paths):
         raise NtcError("two models share a file name; their outputs would collide")
+    if golden is not None:
+        from ..models.onnx_file import use_golden
+
+        if len(modules) != 1 or not hasattr(next(iter(modules.values()))[1], "onnx_path"):
+            raise NtcError("--golden goes with one ONNX file as MODEL")
+        use_golden(next(iter(modules.values()))[1], golden)
     uncalibrated, default = [], precisions is None
     if default:
         precisions, uncalibrated = default_precisions(modules, calib_data)

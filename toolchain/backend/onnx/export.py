@@ -50,6 +50,8 @@ def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attentio
     """Trace `module` into an fp32 ONNX model with its dynamic axes; shapes inferred, checker clean."""
     if attention not in ATTENTION_MODES:
         raise NtcError(f"unknown attention lowering {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
+    if hasattr(module, "onnx_path"):  # a user's ONNX file: it is the fp32 model
+        return onnx.shape_inference.infer_shapes(onnx.load(str(module.onnx_path)), strict_mode=False)
     if hasattr(module, "program"):  # a torch.export program: already traced, its own dynamic dims
         from .program import program_to_onnx
 
