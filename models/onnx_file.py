@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn as nn
 
 from ..util.errors import NtcError
+from .foreign import ForeignTokenModel
 
 ARCH = "onnx"
 KNOWN_DOMAINS = ("", "ai.onnx", "com.microsoft")
@@ -52,13 +52,10 @@ def _session(path: Path):
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
-class OnnxFileModel(nn.Module):
+class OnnxFileModel(ForeignTokenModel):
     """An ONNX file with the token-model interface the toolchain asks for; calling it runs ONNX Runtime fp32."""
 
     arch = ARCH
-    is_compressor = False
-    family = ""
-    grid_multiple = 1
 
     def __init__(self, path: Path, model: onnx.ModelProto):
         super().__init__()
@@ -69,14 +66,10 @@ class OnnxFileModel(nn.Module):
         if len(inputs) != 1:
             raise NtcError(f"{path.name}: the model takes {len(inputs)} inputs; the toolchain feeds one input of "
                            "patch tokens [B, N, D]")
-        dims = _dims(inputs[0])
-        if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(dims) != 3 or dims[2] is None:
-            raise NtcError(f"{path.name}: input {inputs[0].name!r} must be float32 patch tokens [B, N, D] with a "
-                           f"static D; it is {onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)} "
-                           f"{dims}")
-        self.input_shape = dims  # None: a dynamic dim
-        self.input_dim = dims[2]
-        self.dynamic_grid = dims[1] is None
+        dims = _dims(inputs[0])  # None: a dynamic dim
+        elem = inputs[0].type.tensor_type.elem_type
+        self.set_input(dims if elem == onnx.TensorProto.FLOAT else [], path.name,
+                       f"input {inputs[0].name!r} ({onnx.TensorProto.DataType.Name(elem)})")
         self.input_names = [inputs[0].name]
         self.output_names = [o.name for o in graph.output]
         self.golden = None  # {output: array} from --golden; None: ONNX Runtime fp32 of this file
@@ -91,14 +84,6 @@ class OnnxFileModel(nn.Module):
         out = self._session.run(self.output_names, {self.input_names[0]: x})
         outs = tuple(torch.from_numpy(np.asarray(o)) for o in out)
         return outs[0] if len(outs) == 1 else outs
-
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
-        b, n, d = self.input_shape
-        return (torch.randn(batch if b is None else b, grid * grid if n is None else n, d),)
-
-    def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
-        """min/opt/max shapes for engine builds: the file's static dims stay as they are."""
-        return {self.input_names[0]: [list(self.example_inputs(b, g)[0].shape) for b, g in zip(batch, grid)]}
 
 
 def load_onnx_file(path: str | os.PathLike) -> OnnxFileModel:

@@ -22,9 +22,9 @@ import zipfile
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 from ..util.errors import NtcError
+from .foreign import ForeignTokenModel
 
 METADATA_FILE = "ntc-export.json"
 ARCH = "torch.export"
@@ -84,13 +84,10 @@ def check_archive(path: Path) -> None:
                     raise NtcError(f"{path}: refuses {name!r}: it holds more than tensors ({first[:160]})") from None
 
 
-class ExportedProgramModel(nn.Module):
+class ExportedProgramModel(ForeignTokenModel):
     """A loaded torch.export program with the token-model interface the toolchain asks for."""
 
     arch = ARCH
-    is_compressor = False
-    family = ""
-    grid_multiple = 1
 
     def __init__(self, program, meta: dict, source: str):
         super().__init__()
@@ -102,12 +99,8 @@ class ExportedProgramModel(nn.Module):
             raise NtcError(f"{source}: the program takes {len(user_inputs)} inputs; the toolchain feeds one input "
                            "of patch tokens [B, N, D]")
         spec = next(n.meta["val"] for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0])
-        if spec.dim() != 3 or not spec.dtype.is_floating_point or not isinstance(spec.shape[2], int):
-            raise NtcError(f"{source}: the program's input is {spec.dtype} {list(spec.shape)}; expected float patch "
-                           "tokens [B, N, D] with a static D")
-        self.input_shape = [d if isinstance(d, int) else None for d in spec.shape]  # None: exported as dynamic
-        self.input_dim = spec.shape[2]
-        self.dynamic_grid = self.input_shape[1] is None
+        dims = [d if isinstance(d, int) else None for d in spec.shape]  # None: exported as dynamic
+        self.set_input(dims if spec.dtype.is_floating_point else [], source, f"the program's input ({spec.dtype})")
         n_out = len(program.graph_signature.user_outputs)
         self.input_names = list(meta.get("input_names") or [user_inputs[0]])
         self.output_names = list(meta.get("output_names") or (["tokens_out"] if n_out == 1 else
@@ -129,14 +122,6 @@ class ExportedProgramModel(nn.Module):
         """The program is frozen in the mode it was exported in (its module refuses train())."""
         self.training = mode
         return self
-
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
-        b, n, d = self.input_shape
-        return (torch.randn(batch if b is None else b, grid * grid if n is None else n, self.input_dim),)
-
-    def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
-        """min/opt/max shapes for engine builds: the program's static dims stay as exported."""
-        return {self.input_names[0]: [list(self.example_inputs(b, g)[0].shape) for b, g in zip(batch, grid)]}
 
 
 def load_program(path: str | os.PathLike) -> ExportedProgramModel:
