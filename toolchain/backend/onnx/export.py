@@ -98,7 +98,21 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         warnings.simplefilter("ignore")
         fp16 = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=FP16_KEEP_FP32,
                                                 node_block_list=_shape_nodes(model), check_fp16_ready=False)
-    return onnx.shape_inference.infer_shapes(_cast_fp32_island_inputs(fp16), strict_mode=False)
+    return onnx.shape_inference.infer_shapes(_cast_fp32_island_inputs(_retarget_float_casts(fp16)),
+                                             strict_mode=False)
+
+
+def _retarget_float_casts(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model's own Cast(to=FLOAT) nodes (a `.float()` in the module) whose output the converter typed float16:
+    cast to float16, as declared (the converter keeps `to` and ORT/TensorRT refuse the mismatch); Casts it left in
+    fp32 (shape computations, islands) keep theirs."""
+    fp16_values = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in fp16_values:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                    attr.i = onnx.TensorProto.FLOAT16
+    return model
 
 
 def _initializer_identities_to_copies(model: onnx.ModelProto) -> onnx.ModelProto:
