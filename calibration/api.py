@@ -94,10 +94,18 @@ def _compute(model, layers, feeds, holdout, precision, method, target_cosine, ex
                    for t in candidates}
     act_scales = {t: a["scale"] for t, a in activations.items()}
     evaluator = Evaluator(model, holdout) if holdout is not None else Evaluator(model, feeds, reference)
-    # Per-layer sensitivity costs one evaluation per layer: measured when it is used or held-out data is given.
-    wanted = target_cosine is not None or holdout is not None
-    sensitivity = layer_sensitivity(model, layers, act_scales, w_scales, precision, evaluator) if wanted else {}
-    active, kept, fid = keep_until_target(model, layers, act_scales, w_scales, precision, evaluator, sensitivity,
+    # Per-layer sensitivity costs one evaluation per layer: measured for held-out data (reported), or when the
+    # target cosine needs layers kept in high precision.
+    sensitivity = layer_sensitivity(model, layers, act_scales, w_scales, precision, evaluator) \
+        if holdout is not None else {}
+
+    def measure_sensitivity() -> dict:
+        if not sensitivity:
+            sensitivity.update(layer_sensitivity(model, layers, act_scales, w_scales, precision, evaluator))
+        return sensitivity
+
+    active, kept, fid = keep_until_target(model, layers, act_scales, w_scales, precision, evaluator,
+                                          measure_sensitivity,
                                           target_cosine)
     by_name = {l.node: l for l in layers}
     weights = {l.weight: {"axis": l.axis, "scales": w_scales[l.weight].tolist()} for l in active}

@@ -46,12 +46,15 @@ def layer_sensitivity(model: onnx.ModelProto, layers: list[Layer], act_scales, w
 
 
 def keep_until_target(model: onnx.ModelProto, layers: list[Layer], act_scales, weight_scale, precision: str,
-                      evaluator: Evaluator, sensitivity: dict[str, float], target: float | None):
+                      evaluator: Evaluator, measure_sensitivity, target: float | None):
     """(layers to quantize, kept records, fidelity of the final model). Kept records say why: the layer's own
-    cosine and the model cosine before it was kept."""
+    cosine and the model cosine before it was kept. `measure_sensitivity()` -> {layer: cosine} runs only when the
+    fully quantized model misses the target (one evaluation per layer)."""
     active = list(layers)
     kept = []
     fid = evaluator.fidelity(insert_qdq(model, active, act_scales, weight_scale, precision))
+    if target is not None and evaluator.min_cosine(fid) < target:
+        sensitivity = measure_sensitivity()
     while target is not None and active and evaluator.min_cosine(fid) < target:
         worst = min(active, key=lambda layer: sensitivity[layer.node])
         kept.append({"layer": worst.node, "op_type": worst.op_type, "sensitivity_cosine": sensitivity[worst.node],
