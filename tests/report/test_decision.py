@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from ntc_export.cli import main
-from ntc_export.data.tokens import TokenSet
-from ntc_export.models import build, save
 from ntc_export.report.decision import decision
 from ntc_export.report.paths import portable, portable_command
 from ntc_export.report.plots import threshold_snr_db
+from report_inputs import tiny_projector_inputs
 
 TARGETS = ("rtx-ampere", "rtx-ada", "jetson-orin")
 
@@ -23,12 +21,7 @@ TARGETS = ("rtx-ampere", "rtx-ada", "jetson-orin")
 def run(tmp_path_factory):
     """The main job with its default precisions (--calib-data given: int8 and fp8 come along) on three targets."""
     tmp = tmp_path_factory.mktemp("decision")
-    torch.manual_seed(0)
-    save(build("pixel_shuffle", {"input_dim": 48, "output_dim": 32, "num_classes": 4}), tmp / "tiny.pt")
-    rng = np.random.default_rng(0)
-    for name, n in (("data", 12), ("calib", 24)):
-        TokenSet(rng.standard_normal((n, 1 + 64, 48)).astype(np.float32), (8, 8), rng.integers(0, 4, n),
-                 {"source": "test"}).save(tmp / f"{name}.npz")
+    tiny_projector_inputs(tmp, (("data", 12), ("calib", 24)))
     args = [str(tmp / "tiny.pt"), "--data", str(tmp / "data.npz"), "--calib-data", str(tmp / "calib.npz"),
             "--out", str(tmp / "out"), "--quiet"] + [a for t in TARGETS for a in ("--target", t)]
     assert main(args) in (0, 1)  # random weights: a quantized graph may miss its threshold, which is reported

@@ -9,9 +9,7 @@ import jsonschema
 import numpy as np
 import onnx
 import pytest
-import torch
 from ntc_export.cli import main
-from ntc_export.data.tokens import TokenSet
 from ntc_export.evaluate import (
     layer_drift,
     load_polygraphy_results,
@@ -20,13 +18,14 @@ from ntc_export.evaluate import (
     save_polygraphy_results,
 )
 from ntc_export.evaluate.drift import scope_outputs, torch_module_outputs
-from ntc_export.models import build, load, save
+from ntc_export.models import build, load
 from ntc_export.report import no_faster_than_fp16, write_report
 from ntc_export.report.collect import pareto_points
 from ntc_export.report.html import SECTIONS
 from ntc_export.report.schema import SCHEMA_PATH
 from ntc_export.util.errors import NtcError
 from onnx import numpy_helper
+from report_inputs import tiny_projector_inputs
 
 SECTION_IDS = [i for i, _ in SECTIONS]
 FAKE_ENGINE = b"\x00not a real engine\x00" * 64
@@ -36,11 +35,7 @@ FAKE_ENGINE = b"\x00not a real engine\x00" * 64
 def build_dir(tmp_path_factory):
     """A tiny main-job run: one pixel-shuffle projector, fp32 + fp16 ONNX, validated on 12 random token grids."""
     tmp = tmp_path_factory.mktemp("report")
-    torch.manual_seed(0)
-    save(build("pixel_shuffle", {"input_dim": 48, "output_dim": 32, "num_classes": 4}), tmp / "tiny.pt")
-    rng = np.random.default_rng(0)
-    TokenSet(rng.standard_normal((12, 1 + 64, 48)).astype(np.float32), (8, 8), rng.integers(0, 4, 12),
-             {"source": "test"}).save(tmp / "data.npz")
+    tiny_projector_inputs(tmp)
     assert main([str(tmp / "tiny.pt"), "--data", str(tmp / "data.npz"), "--out", str(tmp / "out"), "--quiet"]) == 0
     return tmp
 

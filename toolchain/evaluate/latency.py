@@ -38,7 +38,7 @@ def cpu_isa() -> str:
                       if line.startswith("flags")), [])
     except OSError:
         flags = []
-    seen = getattr(np, "_core", np.core)._multiarray_umath.__cpu_features__
+    seen = (np._core if hasattr(np, "_core") else np.core)._multiarray_umath.__cpu_features__  # numpy 2 / 1
     return next((name for flag, name, feature in ISA_FLAGS if flag in flags and seen.get(feature, False)),
                 platform.machine())
 
