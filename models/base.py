@@ -86,6 +86,17 @@ class TokenModel(nn.Module):
         """Payloads written by `encode` of this model -> patch tokens float32 [N, h*w, D]."""
         raise NotImplementedError(f"{type(self).__name__} is not a compressor")
 
+    # ---- training hooks (trainable compressors; the loop is ntc_export.train.compressor) --------------------------
+
+    def train_forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """One training step's forward: (reconstructed tokens [B, N, D], the family's own loss term already weighted
+        (a 0-d tensor: rate, commitment), stats {name: float} to log). The loop adds the token loss."""
+        out = self.reconstruct(tokens)
+        return out[0] if isinstance(out, tuple) else out, tokens.new_zeros(()), {}
+
+    def after_step(self, tokens: torch.Tensor) -> None:
+        """Called after each optimiser step (EMA codebook updates, dead-code restarts); nothing by default."""
+
     def fingerprint(self) -> bytes:
         """8 bytes naming this trained model (architecture, config, weights): payloads carry it, so a payload from
         another model is refused instead of decoded into garbage."""

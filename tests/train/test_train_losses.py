@@ -4,7 +4,8 @@ start is PCA of the model's token cells (numpy's SVD as the reference)."""
 import numpy as np
 import torch
 from ntc_export.models import build
-from ntc_export.train.compressor import LossScales, linear_init, token_loss
+from ntc_export.train.bc_autoencoder import linear_init
+from ntc_export.train.compressor import LossScales, token_loss
 
 
 def test_loss_vanishes_on_perfect_reconstruction_and_grows_with_error():

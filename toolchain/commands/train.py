@@ -4,10 +4,13 @@ from pathlib import Path
 
 import click
 
+from ..train.recipes import TRAINABLE
+
 
 @click.command("train")
-@click.option("--arch", type=click.Choice(["bc_autoencoder"]), default="bc_autoencoder", show_default=True,
-              help="Compressor architecture.")
+@click.option("--arch", type=click.Choice(TRAINABLE), default="bc_autoencoder", show_default=True,
+              help="Compressor family: bc_autoencoder (BC4/BC5 latent textures), vq (product/residual codebooks), "
+                   "hyperprior (entropy-coded latents with a scale hyperprior), ntc_grid (NTC-style latent grids).")
 @click.option("--rate", type=float, default=16.0, show_default=True,
               help="Compression rate against fp16 tokens (bytes per image = 256*384*2 / rate at 224 px).")
 @click.option("--data", default="builtin:photos", show_default=True,
@@ -18,23 +21,27 @@ import click
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", type=int, default=None,
-              help="Code k x k token cells as one latent vector (default: 1 below 8x, else 2).")
-@click.option("--dim", type=int, default=None, help="Decoder width (default 128).")
-@click.option("--depth", type=int, default=None, help="Decoder Swin blocks (default 2).")
-@click.option("--bc-format", type=click.Choice(["bc4", "bc5"]), default=None, help="Texture format (default bc5).")
+              help="bc_autoencoder: code k x k token cells as one latent vector (default: 1 below 8x, else 2).")
+@click.option("--dim", type=int, default=None, help="Decoder width (each family's default).")
+@click.option("--depth", type=int, default=None, help="Decoder Swin blocks (each family's default).")
+@click.option("--bc-format", type=click.Choice(["bc4", "bc5"]), default=None,
+              help="bc_autoencoder, ntc_grid: texture format of the latents (default bc5; ntc_grid: none, 4-bit).")
 @click.option("--max-images", type=int, default=None, help="Use only the first N training images.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output checkpoint (.pt).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(arch, rate, data, epochs, batch, lr, seed, merge, dim, depth, bc_format, max_images, out, no_progress):
-    """Train a BC-texture token compressor with simulated BC4/BC5 quantisation in the loop, starting from PCA of its
-    token cells on the training tokens.
+    """Train a token compressor on real visual tokens, starting from each family's data-driven initialisation
+    (PCA of token cells, k-means codebooks) with its quantiser simulated in the loop (BC4/BC5, straight-through
+    codebooks, additive noise for entropy-coded latents).
 
     \b
     ntc-export train --arch bc_autoencoder --rate 16 --data builtin:photos --epochs 8 --out bcae_x16.pt
+    ntc-export train --arch vq --rate 32 --out vq_x32.pt
     """
     from ..models import save
-    from ..train.compressor import bc_autoencoder_config, load_patch_tokens, train_compressor
+    from ..train.compressor import load_patch_tokens, train_compressor
+    from ..train.recipes import recipe
     from ..util.errors import NtcError
 
     tokens, _ = load_patch_tokens(data, "train")
@@ -42,14 +49,18 @@ def train(arch, rate, data, epochs, batch, lr, seed, merge, dim, depth, bc_forma
         if max_images < 1:
             raise NtcError(f"--max-images must be >= 1, got {max_images}")
         tokens = tokens[:max_images]
-    config = bc_autoencoder_config(rate, tokens.shape[-1], merge, dim=dim, depth=depth, bc_format=bc_format)
+    if rate <= 0:
+        raise NtcError(f"--rate must be positive, got {rate}")
+    overrides = {k: v for k, v in dict(merge=merge, dim=dim, depth=depth, bc_format=bc_format).items() if v is not None}
+    config = recipe(arch).config_for_rate(rate, tokens.shape[-1], **overrides)
     result = train_compressor(arch, config, tokens, epochs=epochs, batch=batch, lr=lr, seed=seed,
                               progress=not no_progress)
     save(result.module, out)
     last = result.history[-1]
-    click.echo(f"{arch} rate {rate:g}x ({result.module.bytes_per_image()} B/image at 16x16 tokens, latent "
-               f"{config['latent']}): {len(tokens)} images, {epochs} epochs, final loss {last['loss']:.4f}, "
-               f"train cosine {last['cosine']:.4f} -> {out}")
+    click.echo(f"{arch} rate {rate:g}x ({result.module.bytes_per_image()} B/image at 16x16 tokens): {len(tokens)} "
+               f"images, {epochs} epochs, final loss {last['loss']:.4f}, train cosine {last['cosine']:.4f} -> {out}")
+    for key, value in result.summary.items():
+        click.echo(f"  {key}: {value}")
 
 
 command = train
