@@ -67,7 +67,8 @@ def _name_scopes(node: onnx.NodeProto) -> list[str]:
 
     raw = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
     try:
-        return list(ast.literal_eval(raw))[1:-1] if raw else []
+        # a submodule called from an ancestor's forward (`self.attn.qkv(x)`) is one dotted entry: split it
+        return [part for scope in ast.literal_eval(raw)[1:-1] for part in scope.split(".")] if raw else []
     except (ValueError, SyntaxError):
         return []
 
