@@ -1,0 +1,377 @@
+"""`hyperprior`: learned transform coding of the token grid with a scale hyperprior (Ballé et al. 2018).
+
+analysis g_a:   tokens [B, h*w, D] -> 2x2 token cells m [B, (h/2)(w/2), 4D] -> y = ((m - center) @ basis.T + MLP(m))
+                * gain (per channel) -> y [B, M, h/2, w/2]  (basis: PCA of cells at init, tied with g_s)
+hyper-analysis: |y| -> conv1x1 -> GELU -> conv3x3 stride 2 -> z [B, Nz, h/4, w/4]
+hyper-synthesis h_s: z_hat -> transposed conv 4x4 (stride 2) -> GELU -> conv1x1 -> exp -> scales [B, M, h/2, w/2]
+                (1x1 convs at the M-channel ends: the checkpoint's bytes go to latent channels)
+synthesis g_s:  y_hat / gain -> @ basis + center + Linear(LayerNorm(SwinBlocks(Linear up(.)))) -> unmerge
+                -> tokens_out [B, h*w, D]
+
+compress:   g_a, h_a in PyTorch; z symbols = round(z - median) on each channel's support (factorized prior, models/
+            entropy_layers.EntropyBottleneck); scales = h_s(z_hat) per image, mapped to the scale table's index;
+            y symbols = round(y); both range coded on the host (codec/range_coding, constriction); payload =
+            codec.payload header + body (z word count, z words, y words, CRC32 of the symbols).
+decompress: z decoded -> h_s (PyTorch, per image, as in compress: the same indexes) -> y decoded -> g_s.
+deployable: the synthesis g_s: input "latents" float32 [B, M, h/2, w/2] (the integer-valued y_hat) -> tokens_out.
+            The hyper-synthesis exports on its own (`hyper_synthesis_graph`: "z_hat" -> "scales"); entropy coding
+            stays on the host: bitstream -> host range decoder -> engine.
+training:   additive uniform noise in the rate terms, straight-through rounding into the synthesis; the family's loss
+            term is lambda * bits per image / fp16 bits per image, lambda adapted after every step by dual ascent
+            toward `target_rate` (stored in the buffer `log_lambda`).
+The grid side must be a multiple of 4 (2x2 cells, then the stride-2 hyper-analysis).
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..codec import range_coding as rc
+from ..codec.payload import Payload, expect, square_side, unpack
+from ..util.errors import NtcError
+from .base import TokenModel
+from .bc_autoencoder import merge_cells, unmerge_cells
+from .blocks import SwinBlock
+from .entropy_layers import EntropyBottleneck, GaussianConditional
+from .registry import register
+
+FP16_TOKEN_BYTES = 2
+MAX_LOG_SCALE = 9.0  # e^9 ~ 8100, above the scale table's 4096
+MAX_GRID_SIDE = 256  # a payload header naming a larger grid is corrupt, not decoded
+
+
+def _refresh_tables(module, incompatible_keys) -> None:
+    """After load_state_dict: eval mode's coding tables follow the loaded weights."""
+    module.train(module.training)
+
+
+class HyperSynthesis(nn.Module):
+    """h_s: z_hat [B, Nz, h/4, w/4] -> positive scales [B, M, h/2, w/2]."""
+
+    def __init__(self, hyper: int, latent: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(hyper, hyper, 4, stride=2, padding=1)
+        self.act = nn.GELU()
+        self.out = nn.Conv2d(hyper, latent, 1)
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        # log-scales capped just above the scale table's top: exp cannot overflow (no inf/NaN gradients)
+        return torch.exp(torch.clamp(self.out(self.act(self.up(z_hat))), max=MAX_LOG_SCALE))
+
+
+class HyperSynthesisGraph(nn.Module):
+    """The hyper-synthesis as an exportable graph of its own ("z_hat" -> "scales"), fed from real payload symbols."""
+
+    input_names = ["z_hat"]
+    output_names = ["scales"]
+
+    def __init__(self, owner: "HyperpriorCoder"):
+        super().__init__()
+        self.h_s = owner.h_s
+        self.arch = f"{owner.arch}.hyper_synthesis"
+        self._owner = [owner]  # not a submodule: the graph holds h_s only
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return self.h_s(z_hat)
+
+    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+        g = torch.Generator().manual_seed(0)
+        shape = (batch, self._owner[0].hyper, grid // 4, grid // 4)
+        return (torch.round(torch.randn(shape, generator=g) * 2),)
+
+    def dynamic_axes(self) -> dict:
+        return {"z_hat": {0: "batch", 2: "hyper_y", 3: "hyper_x"}, "scales": {0: "batch", 2: "latent_y", 3: "latent_x"}}
+
+    def prepare_inputs(self, patch_tokens) -> dict:
+        """Held-out tokens -> z_hat from the real quantiser (what the host decoder feeds h_s)."""
+        owner = self._owner[0]
+        zs = owner.analyse(owner._as_tensor(patch_tokens))[2]
+        return {"z_hat": owner.entropy_bottleneck.dequantize(zs).numpy()}
+
+
+@register("hyperprior")
+class HyperpriorCoder(TokenModel):
+    """Token compressor: learned transform + scale hyperprior, real range-coded payloads (see module docstring)."""
+
+    input_names = ["latents"]
+    is_compressor = True
+    family = "hyperprior"
+
+    def __init__(self, input_dim=384, latent=128, hyper=32, merge=2, enc_dim=64, dim=64, depth=1, heads=4, window=4,
+                 mlp_ratio=2.0, target_rate=16.0, lam=30.0, lam_step=0.05, num_classes=0):
+        super().__init__()
+        if merge != 2:
+            raise NtcError(f"hyperprior codes 2x2 token cells (merge 2), got merge {merge}")
+        if latent > input_dim * merge * merge or latent < 1 or hyper < 1 or dim % heads:
+            raise NtcError(f"hyperprior: need 1 <= latent <= {input_dim * merge * merge}, hyper >= 1, dim divisible "
+                           f"by heads (got {latent}, {hyper}, {dim}, {heads})")
+        if target_rate <= 0 or lam <= 0:
+            raise NtcError(f"hyperprior: target_rate and lam must be positive (got {target_rate}, {lam})")
+        self.config = dict(input_dim=input_dim, latent=latent, hyper=hyper, merge=merge, enc_dim=enc_dim, dim=dim,
+                           depth=depth, heads=heads, window=window, mlp_ratio=mlp_ratio, target_rate=target_rate,
+                           lam=lam, lam_step=lam_step, num_classes=num_classes)
+        self.input_dim = self.output_dim = input_dim
+        self.latent, self.hyper, self.merge = latent, hyper, merge
+        self.grid_multiple = 2 * merge
+        merged = input_dim * merge * merge
+        # g_a / g_s share the linear coder (PCA of cells when the recipe's init sets it).
+        self.register_buffer("center", torch.zeros(merged))
+        self.basis = nn.Parameter(nn.init.orthogonal_(torch.empty(latent, merged)))
+        # The analysis residual (optional: enc_dim 0 keeps g_a linear, its weights go to more latent channels).
+        self.encoder = nn.Sequential(nn.LayerNorm(merged), nn.Linear(merged, enc_dim), nn.GELU(),
+                                     nn.Linear(enc_dim, latent)) if enc_dim > 0 else None
+        self.log_gain = nn.Parameter(torch.zeros(latent))
+        self.h_a = nn.Sequential(nn.Conv2d(latent, hyper, 1), nn.GELU(),
+                                 nn.Conv2d(hyper, hyper, 3, stride=2, padding=1))
+        self.h_s = HyperSynthesis(hyper, latent)
+        self.entropy_bottleneck = EntropyBottleneck(hyper)
+        self.gaussian = GaussianConditional()
+        self.up = nn.Linear(latent, dim)
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, heads, window, shift=0 if i % 2 == 0 else window // 2, mlp_ratio=mlp_ratio)
+            for i in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, merged)
+        for residual_end in ([self.encoder[-1]] if self.encoder is not None else []) + [self.out]:
+            nn.init.zeros_(residual_end.weight)  # residual branches start at zero: the linear coder
+            nn.init.zeros_(residual_end.bias)
+        # Rate control: log lambda, adapted by dual ascent in training; the final value is kept with the weights.
+        self.register_buffer("log_lambda", torch.tensor(math.log(lam)))
+        self._last_bytes = None
+        self.__dict__["_h_s64"] = None
+        self.register_load_state_dict_post_hook(_refresh_tables)
+        self._init_head(num_classes)
+
+    # ---- pieces -------------------------------------------------------------------------------------------------
+
+    def _as_tensor(self, tokens) -> torch.Tensor:
+        t = tokens.float() if isinstance(tokens, torch.Tensor) else torch.as_tensor(np.asarray(tokens, np.float32))
+        self._check_tokens(t)
+        return t
+
+    def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
+        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
+            raise NtcError(f"hyperprior takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
+        side = int(round(tokens.shape[1] ** 0.5))
+        if side * side != tokens.shape[1] or side % (2 * self.merge) or side == 0:
+            raise NtcError(f"hyperprior needs a square token grid with a side divisible by {2 * self.merge}, got "
+                           f"{tokens.shape[1]} tokens")
+        return side, side
+
+    def cells(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, h*w, D] -> 2x2 token cells [B, (h/2)*(w/2), 4D]."""
+        h, w = self._check_tokens(tokens)
+        return merge_cells(tokens, h, w, self.merge)
+
+    def g_a(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, h*w, D] -> y [B, M, h/2, w/2]."""
+        h, w = self._check_tokens(tokens)
+        m = self.cells(tokens)
+        y = (m - self.center) @ self.basis.T
+        if self.encoder is not None:
+            y = y + self.encoder(m)
+        y = y * torch.exp(self.log_gain)
+        return y.transpose(1, 2).reshape(len(tokens), self.latent, h // self.merge, w // self.merge)
+
+    def g_s(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """y_hat [B, M, gh, gw] -> tokens [B, (2 gh)*(2 gw), D]."""
+        b, _, gh, gw = y_hat.shape
+        v = y_hat.flatten(2).transpose(1, 2) * torch.exp(-self.log_gain)
+        x = self.up(v)
+        for block in self.blocks:
+            x = block(x, gh, gw)
+        return unmerge_cells(v @ self.basis + self.center + self.out(self.norm(x)), gh, gw, self.merge)
+
+    def _with_head(self, tokens: torch.Tensor):
+        return tokens if self.head is None else (tokens, self.head(tokens.mean(dim=1)))
+
+    def lam(self) -> float:
+        return float(self.log_lambda.exp())
+
+    def train(self, mode: bool = True):
+        """Entering eval mode builds the factorized prior's coding tables (medians, supports, pmfs)."""
+        super().train(mode)
+        self.__dict__["_h_s64"] = None  # the coder's float64 copy of h_s, rebuilt from the current weights
+        if mode:
+            self.entropy_bottleneck.reset()
+        else:
+            self.entropy_bottleneck.update()
+        return self
+
+    # ---- the deployable graph -----------------------------------------------------------------------------------
+
+    def forward(self, latents: torch.Tensor):
+        """latents float32 [B, M, h/2, w/2] (y_hat) -> tokens [B, h*w, D] (+ logits)."""
+        if not torch.onnx.is_in_onnx_export():
+            self._check_latents(latents)
+        return self._with_head(self.g_s(latents))
+
+    def _check_latents(self, latents) -> None:
+        if not isinstance(latents, torch.Tensor) or latents.dtype != torch.float32:
+            raise NtcError(f"hyperprior latents must be a float32 tensor, got {getattr(latents, 'dtype', latents)}")
+        if latents.dim() != 4 or latents.shape[1] != self.latent:
+            raise NtcError(f"hyperprior latents must be float32 [B, {self.latent}, h/2, w/2], got shape "
+                           f"{list(latents.shape)}")
+
+    def hyper_synthesis_graph(self) -> nn.Module:
+        """h_s as its own exportable graph ("z_hat" -> "scales")."""
+        return HyperSynthesisGraph(self).eval()
+
+    # ---- training path ------------------------------------------------------------------------------------------
+
+    def fp16_bits(self, tokens: torch.Tensor) -> float:
+        return tokens.shape[1] * tokens.shape[2] * FP16_TOKEN_BYTES * 8
+
+    def train_forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(reconstruction, lambda * bits per image / fp16 bits per image, stats)."""
+        y = self.g_a(tokens)
+        z = self.h_a(torch.abs(y))
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        y_hat, y_lik = self.gaussian(y, self.h_s(z_hat))
+        bits = (-torch.log2(y_lik).sum() - torch.log2(z_lik).sum()) / len(tokens)
+        self._last_bytes = float(bits.detach()) / 8 + self.overhead_bytes()
+        extra = self.log_lambda.exp() * bits / self.fp16_bits(tokens)
+        stats = {"bits": float(bits.detach()), "lambda": self.lam()}
+        return self.g_s(y_hat), extra, stats
+
+    @torch.no_grad()
+    def after_step(self, tokens: torch.Tensor) -> None:
+        """Dual ascent on log lambda: up when the step's estimated bytes exceed the target, down otherwise."""
+        if self._last_bytes is None:
+            return
+        target = tokens.shape[1] * tokens.shape[2] * FP16_TOKEN_BYTES / self.config["target_rate"]
+        step = self.config["lam_step"] * (self._last_bytes / target - 1.0)
+        self.log_lambda.add_(max(-0.5, min(0.5, step))).clamp_(-12.0, 12.0)
+
+    def reconstruct(self, tokens: torch.Tensor):
+        """Eval path without the range coder: tokens -> real quantiser -> tokens (+ logits)."""
+        y_hat = self.gaussian.quantize(self.g_a(self._as_tensor(tokens)))
+        return self._with_head(self.g_s(y_hat))
+
+    # ---- host compress / decompress -----------------------------------------------------------------------------
+
+    def analyse(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """tokens -> (y symbols (float, integer-valued) [B, M, gh, gw], scale indexes int64 [B, M, gh, gw],
+        z symbols int64 [B, Nz, gh/2, gw/2]); the scales come from h_s one image at a time, as in decode."""
+        if self.training:
+            raise NtcError("hyperprior: coding needs eval mode (the factorized prior's tables)")
+        with torch.no_grad():
+            y = self.g_a(tokens)
+            zs = self.entropy_bottleneck.symbols(self.h_a(torch.abs(y)))
+            idx = self.scale_indexes(zs)
+            return self.gaussian.quantize(y), idx, zs
+
+    def scale_indexes(self, z_symbols: torch.Tensor) -> torch.Tensor:
+        """z symbols [B, Nz, ...] -> scale table indexes [B, M, ...]: h_s in float64, one image at a time, so encoder
+        and decoder pick the same index whatever float32 kernels, batch or memory alignment would round differently."""
+        if self._h_s64 is None:
+            import copy
+
+            self.__dict__["_h_s64"] = copy.deepcopy(self.h_s).double()  # not a submodule: no state_dict entry
+        z_hat = self.entropy_bottleneck.dequantize(z_symbols, torch.float64)
+        with torch.no_grad():
+            return torch.cat([self.gaussian.scale_indexes(self._h_s64(z_hat[i:i + 1])) for i in range(len(z_hat))])
+
+    def _z_pmfs(self, count: int) -> np.ndarray:
+        """One pmf row per z symbol of one image (channel-major order, `count` positions per channel)."""
+        return np.repeat(self.entropy_bottleneck.pmf_table(), count, axis=0)
+
+    def overhead_bytes(self) -> int:
+        """Bytes of a payload beyond the two streams: the payload header and the body's framing."""
+        return len(Payload(self.family, b"\0" * 8, (0, 0), b"").pack()) + rc.FRAMING_BYTES
+
+    @torch.no_grad()
+    def estimate_bits(self, tokens) -> tuple[np.ndarray, np.ndarray]:
+        """(y bits, z bits) per image from the model's discrete likelihoods at eval (table scales, z pmfs): the
+        rate the range coder should reach, without coding."""
+        ys, idx, zs = self.analyse(self._as_tensor(tokens))
+        y_lik = self.gaussian.likelihood(ys, self.gaussian.scale_table[idx])
+        pmf = torch.from_numpy(self.entropy_bottleneck.pmf_table())
+        pmf = pmf / pmf.sum(1, keepdim=True)
+        z_p = torch.gather(pmf[None].expand(len(zs), -1, -1), 2, zs.flatten(2))
+        floor = 2.0 ** -rc.PRECISION  # the coder's smallest probability (its models are leaky)
+        y_bits = -torch.log2(y_lik.double().clamp_min(floor)).flatten(1).sum(1)
+        z_bits = -torch.log2(z_p.clamp_min(floor)).flatten(1).sum(1)
+        return y_bits.numpy(), z_bits.numpy()
+
+    def estimate_bytes(self, tokens) -> np.ndarray:
+        """Estimated payload bytes per image: discrete-likelihood bits / 8 + header and framing bytes."""
+        y_bits, z_bits = self.estimate_bits(tokens)
+        return (y_bits + z_bits) / 8 + self.overhead_bytes()
+
+    def _body(self, ys: torch.Tensor, idx: torch.Tensor, zs: torch.Tensor) -> bytes:
+        """One image's body from its symbols."""
+        z_sym = zs.reshape(-1).numpy()
+        y_sym = ys.reshape(-1).to(torch.int32).numpy()
+        z_words = rc.encode_categorical(z_sym, self._z_pmfs(zs[0].numel()))
+        stds = self.gaussian.scale_table.double()[idx.reshape(-1)].numpy()
+        y_words = rc.encode_gaussian(y_sym, stds, self.gaussian.max_symbol)
+        return rc.pack_body(z_words, y_words, rc.symbols_crc(z_sym, y_sym))
+
+    def encode(self, patch_tokens) -> list[bytes]:
+        """Patch tokens [N, h*w, D] -> one payload per image (header + range-coded z and y streams + CRC32)."""
+        tokens = np.asarray(patch_tokens, dtype=np.float32)
+        side = square_side(tokens, self.arch, self.input_dim)
+        ys, idx, zs = self.analyse(self._as_tensor(tokens))
+        fingerprint = self.fingerprint()
+        return [Payload(self.family, fingerprint, (side, side), self._body(ys[i], idx[i], zs[i])).pack()
+                for i in range(len(tokens))]
+
+    def _grid_shapes(self, grid: tuple[int, int], what: str) -> tuple[tuple, tuple]:
+        h, w = grid
+        unit = 2 * self.merge
+        if h != w or not (0 < h <= MAX_GRID_SIDE) or h % unit:
+            raise NtcError(f"{what}: token grid {h}x{w} is not a square grid with a side divisible by {unit} (at most "
+                           f"{MAX_GRID_SIDE}); corrupt header?")
+        g = h // self.merge
+        return (self.latent, g, g), (self.hyper, g // 2, g // 2)
+
+    def decode_latents(self, payloads) -> np.ndarray:
+        """Payloads from `encode` of this model (one grid) -> y_hat float32 [N, M, h/2, w/2] (the engine's input)."""
+        if self.training:
+            raise NtcError("hyperprior: decoding needs eval mode (the factorized prior's tables)")
+        fingerprint = self.fingerprint()
+        parsed = [expect(unpack(p, f"payload {i}"), self.family, fingerprint, f"payload {i}")
+                  for i, p in enumerate(payloads)]
+        if not parsed:
+            raise NtcError("no payloads to decode")
+        if len({p.grid for p in parsed}) != 1:
+            raise NtcError(f"payloads hold different token grids {sorted({p.grid for p in parsed})}: decode each "
+                           "grid on its own")
+        y_shape, z_shape = self._grid_shapes(parsed[0].grid, "payload 0")
+        out = []
+        for i, p in enumerate(parsed):
+            z_words, y_words, crc = rc.unpack_body(p.body, f"payload {i}")
+            z_sym = rc.decode_categorical(z_words, self._z_pmfs(z_shape[1] * z_shape[2]))
+            zs = torch.from_numpy(z_sym.astype(np.int64)).reshape(1, *z_shape)
+            idx = self.scale_indexes(zs)
+            stds = self.gaussian.scale_table.double()[idx.reshape(-1)].numpy()
+            y_sym = rc.decode_gaussian(y_words, stds, self.gaussian.max_symbol)
+            rc.check_crc(crc, f"payload {i}", z_sym, y_sym)
+            out.append(y_sym.reshape(y_shape).astype(np.float32))
+        return np.stack(out)
+
+    @torch.no_grad()
+    def decode(self, payloads) -> np.ndarray:
+        """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
+        out = self(torch.from_numpy(self.decode_latents(payloads)))
+        return (out[0] if isinstance(out, tuple) else out).numpy()
+
+    # ---- export interface ---------------------------------------------------------------------------------------
+
+    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+        g = torch.Generator().manual_seed(0)
+        side = grid // self.merge
+        return (torch.round(torch.randn((batch, self.latent, side, side), generator=g) * 3),)
+
+    def dynamic_axes(self) -> dict:
+        axes = {"latents": {0: "batch", 2: "latent_y", 3: "latent_x"}, "tokens_out": {0: "batch", 1: "out_tokens"}}
+        if self.head is not None:
+            axes["logits"] = {0: "batch"}
+        return axes
+
+    def prepare_inputs(self, patch_tokens) -> dict:
+        """Held-out tokens -> the deployable graph's feed: y_hat from the real quantiser (what the payload holds)."""
+        return {"latents": self.analyse(self._as_tensor(patch_tokens))[0].numpy()}
