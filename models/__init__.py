@@ -3,10 +3,12 @@
 from . import (
     bc_autoencoder,  # noqa: F401  (registers the BC-texture token compressor)
     hf_projectors,  # noqa: F401  (registers projectors found only in Hugging Face VLMs)
+    hyperprior,  # noqa: F401  (registers the entropy-coded hyperprior token compressor)
     ovis_vet,  # noqa: F401  (registers Ovis's visual tokenizer head + embedding table)
     projectors,  # noqa: F401  (registers the projector family)
     tome,  # noqa: F401  (registers ToMe token merging)
     visionzip,  # noqa: F401  (registers VisionZip token selection)
+    vq,  # noqa: F401  (registers the codebook (product/residual VQ) token compressor)
 )
 from .checkpoint import FORMAT, load, read_meta, save
 from .registry import ARCHS, build, register
