@@ -24,7 +24,7 @@ def test_payloads_decode_to_the_deployable_graph(model, tokens):
     decoded = model.decode(payloads)
     with torch.no_grad():
         golden = model(torch.from_numpy(latents)).numpy()
-    np.testing.assert_array_equal(decoded, golden)
+    np.testing.assert_allclose(decoded, golden, rtol=0, atol=1e-5)  # float32 kernels may differ by batch layout
     # The quantised latents are round(g_a(tokens)), and the decoded tokens are close to the input.
     with torch.no_grad():
         y = model.g_a(torch.from_numpy(tokens)).numpy()
@@ -52,7 +52,10 @@ def test_payload_file_round_trip(model, tokens, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tokens.ntcp"]  # no temp file left behind
     back = unpack_file(path.read_bytes())
     assert back == payloads
-    np.testing.assert_array_equal(model.decode(back), model.decode(payloads))
+    np.testing.assert_array_equal(model.decode_latents(back), model.prepare_inputs(tokens)["latents"])
+    with torch.no_grad():
+        golden = model(torch.from_numpy(model.prepare_inputs(tokens)["latents"])).numpy()
+    np.testing.assert_allclose(model.decode(back), golden, rtol=0, atol=1e-5)
 
 
 def test_encode_is_batch_independent(model, tokens):
@@ -113,7 +116,8 @@ def test_checkpoint_round_trip_keeps_payloads(model, tokens, tmp_path):
     loaded = load(tmp_path / "hp.pt")
     assert loaded.config == model.config and abs(loaded.lam() - model.lam()) <= 1e-2 * model.lam()
     payloads = loaded.encode(tokens)
-    np.testing.assert_array_equal(loaded.decode(payloads), loaded.decode(loaded.encode(tokens)))
+    assert payloads == loaded.encode(tokens)  # deterministic
+    np.testing.assert_array_equal(loaded.decode_latents(payloads), loaded.prepare_inputs(tokens)["latents"])
     with pytest.raises(NtcError, match="another hyperprior model"):
         model.decode(payloads)  # fp16 weights: another fingerprint
 

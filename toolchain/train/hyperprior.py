@@ -5,10 +5,19 @@ Rate control: `target_rate` in the config; the loss weight lambda follows it by 
 `after_step`), so one run per rate needs no lambda sweep. The start is the linear coder at that rate: PCA of 2x2
 token cells, and one quantiser step for all channels from reverse water-filling on the cells' PCA spectrum.
 
-Zoo (photo corpus train split; `--threads 1`, 2-core machine shared with other jobs):
-    python scripts/build_zoo_compressors.py --arch hyperprior --data /work/data/photos_train.npz --rates RATE \
-        --epochs 8 --threads 1 --log /tmp/hyperprior_log.json
-for RATE in 10 20 45 100 (hp_x10, hp_x20, hp_x45, hp_x100); see the zoo log for the times.
+Zoo (photo corpus train split, all 2120 images; `--threads 1` on the 2-core machine shared with other jobs; the
+checkpoints as committed, with their training wall times):
+    python scripts/build_zoo_compressors.py --arch hyperprior --data /work/data/photos_train.npz --rates 14 \
+        --epochs 5 --threads 1 --no-progress --set latent=288 --set dim=32 --name hp_x14 --log hp_log_x14.json
+                                                                                   # hp_x14.pt   499 s
+    python scripts/build_zoo_compressors.py --arch hyperprior --data /work/data/photos_train.npz --rates 30 \
+        --epochs 5 --threads 1 --no-progress --log hp_log_x30.json                 # hp_x30.pt   383 s
+    python scripts/build_zoo_compressors.py --arch hyperprior --data /work/data/photos_train.npz --rates 70 \
+        --epochs 5 --threads 1 --no-progress --log hp_log_x70.json                 # hp_x70.pt   439 s
+    python scripts/build_zoo_compressors.py --arch hyperprior --data /work/data/photos_train.npz --rates 128 \
+        --epochs 5 --threads 1 --no-progress --log hp_log_x128.json                # hp_x128.pt  392 s
+The measured rates land ~10% above the targets (15.7x, 34x, 76x, 138x on val): lambda's dual ascent reads the
+noisy-quantisation rate of training, which overstates the rate of the discrete coder.
 """
 
 import numpy as np
