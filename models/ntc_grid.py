@@ -7,7 +7,9 @@ and a coarse grid (4x4 texels, stride 4, C_c channels). A token reads
   - a positional encoding of its sub-texel position (one-hot of (y mod 4, x mod 4): its place in a coarse texel,
     which also fixes its place in the fine texel),
 and a small MLP shared across images (hidden 64, 64; RTXNTC's clamped hard-GELU) maps them to the token. 384-d
-outputs from a 64-wide MLP lose too much, so two linear skips carry the bulk (see `decode_features`): the coarse
+outputs from a 64-wide MLP lose too much (its last hidden layer is a 64-d bottleneck: even the best 64-d linear code
+of a token, PCA unquantised, keeps only 0.973 token cosine on the photo train split, below the 0.985 this model's
+linear part reaches at 16x), so two linear skips carry the bulk (see `decode_features`): the coarse
 skip (bilinear coarse features @ W_c) and the fine skip (the token's own texel, one of its 4 neighbours, @ W_f's
 slice for the token's parity = a decoder of 2x2 token cells). Both start from PCA (train/ntc_grid.init): W_c from
 PCA of 4x4-cell mean tokens, W_f from PCA of the 2x2 cells of what the coarse level leaves, so an untrained model is
