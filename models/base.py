@@ -18,6 +18,13 @@ def square_grid(tokens: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor 
     return side, side
 
 
+def input_profiles(module: nn.Module, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
+    """min/opt/max shapes of every input of `module` for engine builds, from its own example inputs at each
+    (batch, grid side): token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
+    triples = [module.example_inputs(b, g) for b, g in zip(batch, grid)]
+    return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(module.input_names)}
+
+
 class TokenModel(nn.Module):
     """A model over visual tokens. Subclasses implement `core(tokens, h, w) -> [B, N', D_out]`.
 
@@ -70,10 +77,14 @@ class TokenModel(nn.Module):
         return {"tokens": patch_tokens}
 
     def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
-        """min/opt/max shapes of every input for engine builds, from the model's own example inputs at each
-        (batch, grid side): token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
-        triples = [self.example_inputs(b, g) for b, g in zip(batch, grid)]
-        return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(self.input_names)}
+        """min/opt/max shapes of every input for engine builds (see `input_profiles` below)."""
+        return input_profiles(self, batch, grid)
+
+    def extra_graphs(self) -> dict[str, nn.Module]:
+        """Graphs that ship beside the deployable one (an encoder that runs on the GPU, a hyper-synthesis transform):
+        name -> module with the same export interface (input_names, output_names, example_inputs, dynamic_axes,
+        prepare_inputs). The main job exports, validates and builds each as `<model>.<name>`; none by default."""
+        return {}
 
     # ---- the compressor contract (compressors only; see `is_compressor`) ----------------------------------------
 

@@ -199,6 +199,10 @@ class VqCompressor(TokenModel):
         out = self.eval()(torch.as_tensor(np.asarray(indices)))
         return (out[0] if isinstance(out, tuple) else out).numpy()
 
+    def extra_graphs(self) -> dict[str, nn.Module]:
+        """The encoder graph ships too: tokens -> indices on the GPU (see VqEncoderGraph)."""
+        return {"encoder": self.encoder_graph()}
+
     def encoder_graph(self) -> "VqEncoderGraph":
         """The compress path as an exportable module: tokens [B, h*w, D] -> indices INT32 [B, G*S, h/2, w/2]."""
         return VqEncoderGraph(self)

@@ -162,3 +162,26 @@ def test_relative_output_dir(setup, monkeypatch):
     manifest = json.loads((setup / "rel" / "out" / "manifest.json").read_text())
     assert manifest["stages_run"] == [] and "tiny/build/jetson-orin/fp16" in manifest["stages_skipped"]
     assert (setup / "rel" / "out" / "engines" / "jetson-orin" / "tiny.fp16.bundle" / "build_engine.py").is_file()
+
+
+def test_extra_graphs_are_exported_validated_and_named(tmp_path):
+    """A compressor's encoder graph (vq: tokens -> INT32 indices) goes through export and validation beside its
+    decoder as `<model>.encoder`; integer outputs pass on index agreement with PyTorch, not on a cosine of indices."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "vq"))
+    from vq_inputs import low_rank_tokens, tiny_model
+
+    save(tiny_model(), tmp_path / "vq.pt")
+    tokens = low_rank_tokens(4, seed=1)
+    TokenSet(np.concatenate([tokens[:, :1], tokens], 1), (16, 16), None, {"source": "test"}).save(tmp_path / "d.npz")
+    assert main([str(tmp_path / "vq.pt"), "--data", str(tmp_path / "d.npz"), "--precision", "fp32", "--precision",
+                 "fp16", "--out", str(tmp_path / "out"), "--quiet", "--no-build"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    rows = {(r["model"], r["precision"]): r for r in report["records"]}
+    assert set(rows) == {(m, p) for m in ("vq", "vq.encoder") for p in ("fp32", "fp16")}
+    assert rows[("vq.encoder", "fp32")]["index_agreement"] == 1.0
+    assert rows[("vq.encoder", "fp32")]["threshold"] == "index_agreement >= 1"
+    assert rows[("vq.encoder", "fp16")]["index_agreement"] >= 0.99
+    assert "index_agreement" not in rows[("vq", "fp16")]
+    assert (tmp_path / "out" / "vq.encoder" / "onnx" / "decomposed" / "model.fp16.onnx").is_file()

@@ -17,6 +17,7 @@ from ..data.tokens import load_data
 from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
 from ..hf import main_job_checkpoints
 from ..models import load
+from ..models.base import input_profiles
 from ..report.summary import write_reports
 from ..util.atomic import write_json
 from ..util.errors import NtcError
@@ -196,6 +197,29 @@ class MainJob:
         return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash,
                                                        "fit": fit_hash, "versions": self.versions}, run)
 
+    def extra_graph(self, name, parent, graph, tokens, data_hash) -> tuple[list[dict], list[dict]]:
+        """(records, engines) of a graph shipped beside `parent`'s deployable one (`extra_graphs`): exported fp32/fp16,
+        validated in ONNX Runtime against PyTorch on the held-out tokens' own feeds, engines built."""
+        precisions = [p for p in self.precisions if p in EXPORT_PRECISIONS] or ["fp32"]
+        onnx_dir = self.out_dir / name / "onnx" / "decomposed"
+        result = self.pipe.stage(
+            f"{name}/export", {"model": self.model_hashes[parent], "graph": name, "precisions": precisions,
+                               "versions": self.versions},
+            lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
+                     export_model(graph, onnx_dir, precisions).items()},
+            outputs=lambda r: list(r.values()))
+        paths = {p: self.out_dir / f for p, f in result.items()}
+        feeds = model_feeds(graph, tokens.patch_tokens)  # token inputs unless the graph prepares its own
+        rows = self.pipe.stage(
+            f"{name}/validate", {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
+                                 "versions": self.versions},
+            lambda: validate_onnx(name, graph, paths, tokens.patch_tokens, feeds=feeds))
+        from ..evaluate import engine_latency
+
+        built, engine_records = self.build(name, graph, {"decomposed": paths})
+        engines = [{**e, "latency": engine_latency(self.out_dir, e, feeds)} for e in built]
+        return [{**r, "lowering": "decomposed"} for r in rows] + engine_records, engines
+
     executor: tuple | None = None  # (executor, jobs, ray address): a model's engine builds run there together
 
     def prebuild(self, name, module, onnx_paths) -> dict:
@@ -205,7 +229,7 @@ class MainJob:
             return {}
         from .executor import BuildJob, run_builds
 
-        profiles = module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID)
+        profiles = input_profiles(module, DEFAULT_BATCH, DEFAULT_GRID)
         pairs = [(t, p, onnx_paths[t.attention if t.attention in onnx_paths else next(iter(onnx_paths))].get(p))
                  for t, p in self.todo if t.backend == "tensorrt_rtx"]
         pairs = [(t, p, path) for t, p, path in pairs if path is not None]
@@ -226,7 +250,7 @@ class MainJob:
                 continue
             start = time.perf_counter()
             stage = f"{name}/build/{target.name}/{precision}"
-            profiles = module.input_profiles(DEFAULT_BATCH, DEFAULT_GRID)
+            profiles = input_profiles(module, DEFAULT_BATCH, DEFAULT_GRID)
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
                     entry = prebuilt.get((target.name, precision)) or build_engine(
@@ -333,6 +357,10 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         built, engine_records = job.build(name, module, onnx_paths)
         engines += [{**e, "latency": engine_latency(job.out_dir, e, feeds)} for e in built]
         records += engine_records
+        for part, graph in module.extra_graphs().items() if hasattr(module, "extra_graphs") else ():
+            part_records, part_engines = job.extra_graph(f"{name}.{part}", name, graph, tokens, data_hash)
+            records += part_records
+            engines += part_engines
 
     report = {
         "command": command or " ".join(map(shlex.quote, ["ntc-export", *sys.argv[1:]])),
