@@ -1,7 +1,8 @@
 """`hyperprior`: learned transform coding of the token grid with a scale hyperprior (Ballé et al. 2018).
 
 analysis g_a:   tokens [B, h*w, D] -> 2x2 token cells m [B, (h/2)(w/2), 4D] -> y = ((m - center) @ basis.T + MLP(m))
-                * gain (per channel) -> y [B, M, h/2, w/2]  (basis: PCA of cells at init, tied with g_s)
+                * gain (per channel) -> y [B, M, h/2, w/2]  (basis: PCA of cells at init, tied with g_s; the
+                residual MLP is optional, enc_dim 0)
 hyper-analysis: |y| -> conv1x1 -> GELU -> conv3x3 stride 2 -> z [B, Nz, h/4, w/4]
 hyper-synthesis h_s: z_hat -> transposed conv 4x4 (stride 2) -> GELU -> conv1x1 -> exp -> scales [B, M, h/2, w/2]
                 (1x1 convs at the M-channel ends: the checkpoint's bytes go to latent channels)
@@ -214,6 +215,10 @@ class HyperpriorCoder(TokenModel):
         if latents.dim() != 4 or latents.shape[1] != self.latent:
             raise NtcError(f"hyperprior latents must be float32 [B, {self.latent}, h/2, w/2], got shape "
                            f"{list(latents.shape)}")
+
+    def extra_graphs(self) -> dict[str, nn.Module]:
+        """The hyper-synthesis ships too: the host decoder feeds it z_hat and reads the scales of y's coder."""
+        return {"hyper_synthesis": self.hyper_synthesis_graph()}
 
     def hyper_synthesis_graph(self) -> nn.Module:
         """h_s as its own exportable graph ("z_hat" -> "scales")."""
