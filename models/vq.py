@@ -7,7 +7,8 @@ G * S * ceil(log2 K) bits and a token a quarter of that (fp16 tokens: 4 * D * 16
 compress:   tokens [B, h*w, D] -> 2x2 cells m [B, n, 4D] -> z = (m - center) @ basis.T + MLP(m) [B, n, L]
             -> G groups of d = L/G dims -> per group S residual stages, nearest of K codewords (fp32 distances,
             ArgMin) -> indices INT32 [B, G*S, h/2, w/2] (channel g*S + s) -> bit-packed payload
-deployable: indices -> Gather from the codebooks -> sum of stages -> groups concatenated (z_hat [B, n, L])
+deployable: indices -> Gather from the codebooks -> sum of stages -> groups concatenated (z_hat [B, n, L], read as
+            z_hat / s with weights times s, see balanced_weights: INT8-friendly, the same products)
             -> z_hat @ basis + center + Linear(LayerNorm(SwinBlocks(Linear up(z_hat)))) -> (undo the 2x2 merge)
             -> tokens_out [B, h*w, D]       (the graph `export` writes; input "indices")
 encoder:    `encoder_graph()` is the compress path up to the indices as its own exportable module (input
@@ -141,12 +142,25 @@ class VqCompressor(TokenModel):
         z = (m - self.center) @ self.basis.T
         return z if self.encoder is None else z + self.encoder(m)
 
-    def decode_latent(self, z_hat: torch.Tensor, h, w) -> torch.Tensor:
-        """Quantised latents [B, h*w, L] on the cell grid (h, w) -> tokens [B, (2h)*(2w), D]."""
-        x = self.up(z_hat)
+    def decode_latent(self, z_hat: torch.Tensor, h, w, basis=None, up_weight=None) -> torch.Tensor:
+        """Quantised latents [B, h*w, L] on the cell grid (h, w) -> tokens [B, (2h)*(2w), D] (`basis`, `up_weight`:
+        the balanced weights when z_hat comes from balanced codebooks)."""
+        basis = self.basis if basis is None else basis
+        x = nn.functional.linear(z_hat, self.up.weight if up_weight is None else up_weight, self.up.bias)
         for block in self.blocks:
             x = block(x, h, w)
-        return unmerge_cells(z_hat @ self.basis + self.center + self.out(self.norm(x)), h, w, MERGE)
+        return unmerge_cells(z_hat @ basis + self.center + self.out(self.norm(x)), h, w, MERGE)
+
+    def balanced_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codebooks / s [G, S, K, d], basis * s [L, 4D], up weight * s [dim, L]) with s per latent dim =
+        sqrt(max|z_hat| / max|w|): the same products, but the latent's per-dim range (as wide as the PCA spectrum)
+        moved half into the weights, so one INT8 scale for z_hat and one per weight column lose far less
+        (SmoothQuant's migration, alpha 0.5, as bc_autoencoder; max|z_hat| read off the codebooks)."""
+        g, d = self.groups, self.group_dim
+        z_max = self.vq.codebooks.abs().amax(2).sum(1).reshape(-1)  # stages add up: [L]
+        w_max = torch.maximum(self.basis.abs().amax(1), self.up.weight.abs().amax(0)).clamp_min(1e-12)
+        s = (z_max.clamp_min(1e-12) / w_max).sqrt()
+        return self.vq.codebooks / s.reshape(g, 1, 1, d), self.basis * s[:, None], self.up.weight * s
 
     def _with_head(self, tokens: torch.Tensor):
         return tokens if self.head is None else (tokens, self.head(tokens.mean(dim=1)))
@@ -158,12 +172,12 @@ class VqCompressor(TokenModel):
         if not torch.onnx.is_in_onnx_export():
             self._check_indices(indices)
         b, c, gh, gw = indices.shape
+        books, basis, up_weight = self.balanced_weights()  # constants in the export (folded)
         offsets = (torch.arange(c, dtype=torch.int32) * self.codewords).reshape(1, c, 1, 1)
-        table = self.vq.codebooks.reshape(-1, self.group_dim)
-        codes = nn.functional.embedding(indices + offsets, table)  # [B, G*S, gh, gw, d]
+        codes = nn.functional.embedding(indices + offsets, books.reshape(-1, self.group_dim))  # [B, G*S, gh, gw, d]
         codes = codes.reshape(b, self.groups, self.stages, gh * gw, self.group_dim).sum(2)
         z_hat = codes.permute(0, 2, 1, 3).reshape(b, gh * gw, self.latent)
-        return self._with_head(self.decode_latent(z_hat, gh, gw))
+        return self._with_head(self.decode_latent(z_hat, gh, gw, basis, up_weight))
 
     def _check_indices(self, indices) -> None:
         if not isinstance(indices, torch.Tensor) or indices.dtype != torch.int32:
