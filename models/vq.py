@@ -53,6 +53,11 @@ def unpack_indices(body: bytes, count: int, bits: int) -> np.ndarray:
     return (raw << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(-1)
 
 
+def _refresh_frozen_weights(module, incompatible_keys) -> None:
+    """After load_state_dict: eval mode's frozen weights follow the loaded parameters."""
+    module.train(module.training)
+
+
 @register("vq")
 class VqCompressor(TokenModel):
     """Token compressor storing 2x2 token cells as product/residual VQ indices (see module docstring)."""
@@ -98,7 +103,19 @@ class VqCompressor(TokenModel):
         for residual_end in ends:  # residual branches start at zero: training starts from the linear VQ coder
             nn.init.zeros_(residual_end.weight)
             nn.init.zeros_(residual_end.bias)
+        for name in ("_books_b", "_basis_b", "_up_b"):  # balanced weights, set while in eval mode (see `train`)
+            self.register_buffer(name, None, persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_frozen_weights)
         self._init_head(num_classes)
+
+    def train(self, mode: bool = True):
+        """Entering eval mode freezes the balanced weights as buffers, so an export stores them as constants (the
+        weights Q/DQ quantizes); otherwise they are computed from the parameters on every call."""
+        super().train(mode)
+        frozen = None if mode else tuple(t.detach().clone() for t in self.balanced_weights())
+        for name, value in zip(("_books_b", "_basis_b", "_up_b"), frozen or (None, None, None)):
+            self.register_buffer(name, value, persistent=False)
+        return self
 
     @property
     def channels(self) -> int:
@@ -121,6 +138,7 @@ class VqCompressor(TokenModel):
         self.basis.copy_(f(directions))
         if cell_var is not None:
             self.cell_var.fill_(float(cell_var))
+        self.train(self.training)  # refresh the frozen weights of eval mode
 
     # ---- pieces -------------------------------------------------------------------------------------------------
 
@@ -172,7 +190,8 @@ class VqCompressor(TokenModel):
         if not torch.onnx.is_in_onnx_export():
             self._check_indices(indices)
         b, c, gh, gw = indices.shape
-        books, basis, up_weight = self.balanced_weights()  # constants in the export (folded)
+        books, basis, up_weight = ((self._books_b, self._basis_b, self._up_b) if self._books_b is not None
+                                   else self.balanced_weights())
         offsets = (torch.arange(c, dtype=torch.int32) * self.codewords).reshape(1, c, 1, 1)
         codes = nn.functional.embedding(indices + offsets, books.reshape(-1, self.group_dim))  # [B, G*S, gh, gw, d]
         codes = codes.reshape(b, self.groups, self.stages, gh * gw, self.group_dim).sum(2)
