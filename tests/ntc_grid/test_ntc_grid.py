@@ -214,6 +214,8 @@ def test_bad_inputs_raise():
     b = model("bc5")
     blocks, cblocks = b.example_inputs(1)
     assert list(blocks.shape) == [1, 4, 2, 2, 4] and list(cblocks.shape) == [1, 2, 1, 1, 4]
+    profiles = b.input_profiles((1, 4, 8), (16, 16, 32))  # the grid is static: profiles vary the batch only
+    assert profiles["blocks"] == [[1, 4, 2, 2, 4], [4, 4, 2, 2, 4], [8, 4, 2, 2, 4]]
     with pytest.raises(NtcError, match=r"coarse_blocks must be INT32 \[B, 2, 1, 1, 4\]"):
         b(blocks, cblocks[..., :2])
 
