@@ -181,7 +181,7 @@ def test_extra_graphs_are_exported_validated_and_named(tmp_path):
     rows = {(r["model"], r["precision"]): r for r in report["records"]}
     assert set(rows) == {(m, p) for m in ("vq", "vq.encoder") for p in ("fp32", "fp16")}
     assert rows[("vq.encoder", "fp32")]["index_agreement"] == 1.0
-    assert rows[("vq.encoder", "fp32")]["threshold"] == "index_agreement >= 1"
+    assert rows[("vq.encoder", "fp32")]["threshold"] == "index_agreement >= 0.9999"
     assert rows[("vq.encoder", "fp16")]["index_agreement"] >= 0.99
     assert "index_agreement" not in rows[("vq", "fp16")]
     assert (tmp_path / "out" / "vq.encoder" / "onnx" / "decomposed" / "model.fp16.onnx").is_file()

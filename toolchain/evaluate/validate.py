@@ -52,9 +52,10 @@ def accuracy(logits: np.ndarray | None, labels: np.ndarray | None) -> float | No
     return float((logits.argmax(-1) == labels).mean())
 
 
-# Integer outputs (codebook indices from an encoder graph): the share of indices equal to PyTorch's. Reduced
-# precision may flip near-ties (two codewords almost equally near), never more than 1 in 100.
-INDEX_THRESHOLDS = {"fp32": ("index_agreement", ">=", 1.0)}
+# Integer outputs (codebook indices from an encoder graph): the share of indices equal to PyTorch's. Near-ties (two
+# codewords equally near to rounding) flip: in fp32 only where runtimes sum in another order (measured 1 in 500,000
+# on the zoo), in reduced precision at most 1 in 100.
+INDEX_THRESHOLDS = {"fp32": ("index_agreement", ">=", 0.9999)}
 INDEX_DEFAULT = ("index_agreement", ">=", 0.99)
 
 
