@@ -18,6 +18,11 @@ def square_grid(tokens: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor 
     return side, side
 
 
+def refresh_frozen_weights(module, incompatible_keys) -> None:
+    """load_state_dict post-hook: weights a model freezes as buffers in eval mode follow the loaded parameters."""
+    module.train(module.training)
+
+
 def input_profiles(module: nn.Module, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
     """min/opt/max shapes of every input of `module` for engine builds, from its own example inputs at each
     (batch, grid side): token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""

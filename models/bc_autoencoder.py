@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..codec.payload import Payload, expect, square_side, unpack
+from ..codec.payload import Payload, expect_all, square_side
 from ..ops.bc_decode.torch_op import bc_decode_op
 from ..util.errors import NtcError
-from .base import TokenModel
+from .base import TokenModel, refresh_frozen_weights
 from .bc_sim import bc4_simulate
 from .blocks import SwinBlock
 from .registry import register
@@ -59,11 +59,6 @@ def unmerge_cells(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
     c = x.shape[-1] // (k * k)
     x = x.reshape(b, h, w, k, k, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(b, -1, c)
-
-
-def _refresh_frozen_weights(module, incompatible_keys) -> None:
-    """After load_state_dict: eval mode's frozen weights follow the loaded parameters."""
-    module.train(module.training)
 
 
 @register("bc_autoencoder")
@@ -108,7 +103,7 @@ class BcAutoencoder(TokenModel):
         self.out = nn.Linear(dim, merged)
         for name in ("_divisor", "_basis_b", "_up_b"):  # set while in eval mode (see `train`)
             self.register_buffer(name, None, persistent=False)
-        self.register_load_state_dict_post_hook(_refresh_frozen_weights)
+        self.register_load_state_dict_post_hook(refresh_frozen_weights)
         for residual_end in (self.encoder[-1], self.out):  # residual branches start at zero
             nn.init.zeros_(residual_end.weight)
             nn.init.zeros_(residual_end.bias)
@@ -279,13 +274,7 @@ class BcAutoencoder(TokenModel):
     def decode(self, payloads) -> np.ndarray:
         """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
         fingerprint = self.fingerprint()
-        parsed = [expect(unpack(p, f"payload {i}"), self.family, fingerprint, f"payload {i}")
-                  for i, p in enumerate(payloads)]
-        if not parsed:
-            raise NtcError("no payloads to decode")
-        if len({p.grid for p in parsed}) != 1:
-            raise NtcError(f"payloads hold different token grids {sorted({p.grid for p in parsed})}: decode each "
-                           "grid on its own")
+        parsed = expect_all(payloads, self.family, fingerprint)
         shape = self._block_shape(parsed[0].grid)
         size = 4 * int(np.prod(shape))
         bad = next((i for i, p in enumerate(parsed) if len(p.body) != size), None)

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..codec import range_coding as rc
-from ..codec.payload import Payload, expect, square_side, unpack
+from ..codec.payload import Payload, expect_all, square_side
 from ..util.errors import NtcError
 from .base import TokenModel
 from .bc_autoencoder import merge_cells, unmerge_cells
@@ -338,13 +338,7 @@ class HyperpriorCoder(TokenModel):
         if self.training:
             raise NtcError("hyperprior: decoding needs eval mode (the factorized prior's tables)")
         fingerprint = self.fingerprint()
-        parsed = [expect(unpack(p, f"payload {i}"), self.family, fingerprint, f"payload {i}")
-                  for i, p in enumerate(payloads)]
-        if not parsed:
-            raise NtcError("no payloads to decode")
-        if len({p.grid for p in parsed}) != 1:
-            raise NtcError(f"payloads hold different token grids {sorted({p.grid for p in parsed})}: decode each "
-                           "grid on its own")
+        parsed = expect_all(payloads, self.family, fingerprint)
         y_shape, z_shape = self._grid_shapes(parsed[0].grid, "payload 0")
         out = []
         for i, p in enumerate(parsed):

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..codec.payload import Payload, expect, square_side, unpack
+from ..codec.payload import Payload, expect_all, square_side
 from ..ops.bc_decode.torch_op import bc_decode_op
 from ..util.errors import NtcError
 from .base import TokenModel
@@ -396,10 +396,7 @@ class NtcGrid(TokenModel):
     def decode(self, payloads) -> np.ndarray:
         """Payloads from `encode` of this model -> patch tokens float32 [N, 256, D]."""
         fingerprint = self.fingerprint()
-        parsed = [expect(unpack(p, f"payload {i}"), self.family, fingerprint, f"payload {i}")
-                  for i, p in enumerate(payloads)]
-        if not parsed:
-            raise NtcError("no payloads to decode")
+        parsed = expect_all(payloads, self.family, fingerprint)
         size = self.bytes_per_image()
         for i, p in enumerate(parsed):
             if p.grid != (GRID, GRID):

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..codec.payload import Payload, expect, square_side, unpack
+from ..codec.payload import Payload, expect_all, square_side
 from ..util.errors import NtcError
-from .base import TokenModel, square_grid
+from .base import TokenModel, refresh_frozen_weights, square_grid
 from .bc_autoencoder import merge_cells, unmerge_cells
 from .blocks import SwinBlock
 from .registry import register
@@ -51,11 +51,6 @@ def unpack_indices(body: bytes, count: int, bits: int) -> np.ndarray:
     """Inverse of pack_indices: the first `count` indices of `body` (int64)."""
     raw = np.unpackbits(np.frombuffer(body, np.uint8))[: count * bits].reshape(count, bits).astype(np.int64)
     return (raw << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(-1)
-
-
-def _refresh_frozen_weights(module, incompatible_keys) -> None:
-    """After load_state_dict: eval mode's frozen weights follow the loaded parameters."""
-    module.train(module.training)
 
 
 @register("vq")
@@ -105,7 +100,7 @@ class VqCompressor(TokenModel):
             nn.init.zeros_(residual_end.bias)
         for name in ("_books_b", "_basis_b", "_up_b"):  # balanced weights, set while in eval mode (see `train`)
             self.register_buffer(name, None, persistent=False)
-        self.register_load_state_dict_post_hook(_refresh_frozen_weights)
+        self.register_load_state_dict_post_hook(refresh_frozen_weights)
         self._init_head(num_classes)
 
     def train(self, mode: bool = True):
@@ -282,13 +277,7 @@ class VqCompressor(TokenModel):
     def decode(self, payloads) -> np.ndarray:
         """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
         fingerprint = self.fingerprint()
-        parsed = [expect(unpack(p, f"payload {i}"), self.family, fingerprint, f"payload {i}")
-                  for i, p in enumerate(payloads)]
-        if not parsed:
-            raise NtcError("no payloads to decode")
-        if len({p.grid for p in parsed}) != 1:
-            raise NtcError(f"payloads hold different token grids {sorted({p.grid for p in parsed})}: decode each "
-                           "grid on its own")
+        parsed = expect_all(payloads, self.family, fingerprint)
         h, w = parsed[0].grid
         if h % MERGE or w % MERGE or h < MERGE or w < MERGE:
             raise NtcError(f"payload token grid {h}x{w} is not made of 2x2 cells")

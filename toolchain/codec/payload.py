@@ -73,6 +73,17 @@ def expect(payload: Payload, family: str, fingerprint: bytes, what: str = "paylo
     return payload
 
 
+def expect_all(payloads, family: str, fingerprint: bytes) -> list[Payload]:
+    """Every payload parsed and checked as `expect` does, all on one token grid; a one-line NtcError otherwise."""
+    parsed = [expect(unpack(p, f"payload {i}"), family, fingerprint, f"payload {i}") for i, p in enumerate(payloads)]
+    if not parsed:
+        raise NtcError("no payloads to decode")
+    if len({p.grid for p in parsed}) != 1:
+        raise NtcError(f"payloads hold different token grids {sorted({p.grid for p in parsed})}: decode each grid on "
+                       "its own")
+    return parsed
+
+
 def pack_file(payloads: list[bytes]) -> bytes:
     """One file's bytes holding every payload in order."""
     parts = [_FILE_HEAD.pack(FILE_MAGIC, VERSION, len(payloads))]
