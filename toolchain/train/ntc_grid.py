@@ -1,17 +1,17 @@
 """Training recipe of `ntc_grid` (RTXNTC-style latent grids; int4 or NTBC BC4/BC5 storage): config per rate and the
 PCA-pyramid start (see ntc_export.train.recipes and ntc_export.models.ntc_grid).
 
-Zoo checkpoints (the first 1000 maps of the photo corpus's train split, /work/data/photos_train.npz; seeded; the
-files were written to --out-dir /tmp/ntcz and copied to models/zoo/):
+Zoo checkpoints (the first 1000 maps of the photo corpus's train split, photos_train.npz from `ntc-export tokens
+--builtin photos --split train`, the same tokens as `--data builtin:photos`; seeded):
     ntc_x16.pt (int4, C_f 352, C_c 128):
-        python scripts/build_zoo_compressors.py --arch ntc_grid --rates 16 --data /work/data/photos_train.npz \
+        python scripts/build_zoo_compressors.py --arch ntc_grid --rates 16 --data photos_train.npz \
             --max-images 1000 --epochs 4 --lr 1e-3 --threads 1 --log /tmp/ntc_grid_log16.json
     ntc_x64.pt (int4, C_f 88, C_c 32):
-        python scripts/build_zoo_compressors.py --arch ntc_grid --rates 64 --data /work/data/photos_train.npz \
+        python scripts/build_zoo_compressors.py --arch ntc_grid --rates 64 --data photos_train.npz \
             --max-images 1000 --epochs 4 --lr 1e-3 --threads 1 --log /tmp/ntc_grid_log64.json
     ntc_bc5_x32.pt (NTBC: BC5 planes, C_f 176, C_c 64):
         python scripts/build_zoo_compressors.py --arch ntc_grid --rates 32 --set 'storage="bc5"' --name ntc_bc5_x32 \
-            --data /work/data/photos_train.npz --max-images 1000 --epochs 4 --lr 1e-3 --threads 1 \
+            --data photos_train.npz --max-images 1000 --epochs 4 --lr 1e-3 --threads 1 \
             --log /tmp/ntc_grid_log32bc5.json
 The decoder is trained through the amortised encoder (straight-through 4-bit rounding, or bc_sim for BC); the zoo's
 payloads come from the per-image optimisation (`opt_steps` 40 Adam steps at lr 0.004 from the amortised start).

@@ -8,10 +8,11 @@ interleaved groups (group g = principal directions g, g+G, ...) beat groups of c
 with two residual stages of d = 4 reached 0.987 (the truncation to L dims dominates); d = 6 or 8 at 64x gained
 0.001 for a larger basis. Stages S > 1 stay available (`--set stages=2`).
 
-Zoo checkpoints (train split of the photo corpus, /work/data/photos_train.npz):
-    python scripts/build_zoo_compressors.py --arch vq --data /work/data/photos_train.npz --rates 16 --epochs 3 \
+Zoo checkpoints (photos_train.npz: `ntc-export tokens --builtin photos --split train`, the same tokens as
+`--data builtin:photos`):
+    python scripts/build_zoo_compressors.py --arch vq --data photos_train.npz --rates 16 --epochs 3 \
         --threads 1 --no-progress --log /tmp/vq_log_16.json
-    python scripts/build_zoo_compressors.py --arch vq --data /work/data/photos_train.npz --rates 64 --epochs 5 \
+    python scripts/build_zoo_compressors.py --arch vq --data photos_train.npz --rates 64 --epochs 5 \
         --threads 1 --no-progress --log /tmp/vq_log_64.json
 """
 
