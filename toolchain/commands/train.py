@@ -44,13 +44,14 @@ def train(arch, rate, data, epochs, batch, lr, seed, merge, dim, depth, bc_forma
     from ..train.recipes import recipe
     from ..util.errors import NtcError
 
-    tokens, _ = load_patch_tokens(data, "train")
-    if max_images is not None:
-        if max_images < 1:
-            raise NtcError(f"--max-images must be >= 1, got {max_images}")
-        tokens = tokens[:max_images]
-    if rate <= 0:
+    if rate <= 0:  # every flag checked before the tokens load
         raise NtcError(f"--rate must be positive, got {rate}")
+    if max_images is not None and max_images < 1:
+        raise NtcError(f"--max-images must be >= 1, got {max_images}")
+    if epochs < 1 or batch < 1:
+        raise NtcError(f"--epochs and --batch must be >= 1 (got {epochs}, {batch})")
+    tokens, _ = load_patch_tokens(data, "train")
+    tokens = tokens[:max_images]
     overrides = {k: v for k, v in dict(merge=merge, dim=dim, depth=depth, bc_format=bc_format).items() if v is not None}
     config = recipe(arch).config_for_rate(rate, tokens.shape[-1], **overrides)
     result = train_compressor(arch, config, tokens, epochs=epochs, batch=batch, lr=lr, seed=seed,
