@@ -26,8 +26,8 @@ bytes than fp16 tokens = 98304 bits.
 
 compress:   tokens -> amortised encoder (the PCA pyramid read through the decoder's own skips: coarse features from
             4x4-cell means, fine features from the 2x2 cells of the residual) -> per-image optimisation of the latents
-            with the decoder frozen (Adam over a batch of images: every image's latents are independent; straight-
-            through rounding / BC simulation; an image keeps its start if optimisation did not lower its loss)
+            with the decoder frozen (Adam on the continuous latents over a batch of images: every image's latents
+            are independent; each step quantised by the storage's quantiser, an image keeps the best seen)
             -> 4-bit codes (host) or BC blocks (host BC encoder) -> Payload per image.
 deployable: codes (or BC blocks) -> dequantise -> sample -> skips + MLP -> tokens_out [B, 256, D]. The grid is
             static (16x16 tokens: the neighbour indices and the bilinear matrix are constants); only the batch is
