@@ -36,6 +36,8 @@ from .options import CALIB_METHODS, quiet_option
                    "on the calibration tokens meets this (the report lists them).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
               help="Validate on the first N held-out samples only (default: all).")
+@click.option("--max-calib-samples", type=click.IntRange(min=1), default=None,
+              help="Calibrate int8/fp8 on N calibration samples, evenly spaced (default: all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out"),
               show_default=True, help="Output (and cache) directory.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
@@ -50,7 +52,7 @@ from .options import CALIB_METHODS, quiet_option
               help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
 @quiet_option
 def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, target_cosine,
-            max_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo, quiet):
+            max_samples, max_calib_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     MODEL: our checkpoint (.pt), a torch.export program (.pt2), an ONNX file (export skipped; validated against
@@ -63,7 +65,7 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions or None,
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
-                          quiet=quiet, target_cosine=target_cosine, executor=(executor, n_jobs, ray_address),
+                          max_calib_samples=max_calib_samples, quiet=quiet, target_cosine=target_cosine, executor=(executor, n_jobs, ray_address),
                           golden=golden)
     if triton_repo is not None:
         from ..serving.repository import write_repository
