@@ -13,6 +13,7 @@ from rich.console import Console
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
 from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
+from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
 from ..data.tokens import load_data
 from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
 from ..hf import main_job_checkpoints
@@ -330,6 +331,9 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
             # evenly spaced, so every photograph of the split still contributes (its crops are consecutive)
             calib_source += f"[{max_calib_samples} of {len(calib)}, evenly spaced]"
             calib = calib.subset(np.linspace(0, len(calib) - 1, max_calib_samples).round().astype(int))
+        if len(calib) < MIN_CALIB_SAMPLES:  # refused before any export, not when calibration starts
+            raise NtcError(f"calibration data too small: {len(calib)} samples ({calib_source}), need at least "
+                           f"{MIN_CALIB_SAMPLES}")
         calib_hash = token_hash(calib)
         if calib_hash == data_hash:
             raise NtcError("calibration data and validation data are the same tokens: give disjoint sets")
