@@ -185,3 +185,13 @@ def test_extra_graphs_are_exported_validated_and_named(tmp_path):
     assert rows[("vq.encoder", "fp16")]["index_agreement"] >= 0.99
     assert "index_agreement" not in rows[("vq", "fp16")]
     assert (tmp_path / "out" / "vq.encoder" / "onnx" / "decomposed" / "model.fp16.onnx").is_file()
+
+
+def test_too_little_calibration_data_is_refused_before_any_work(setup, capsys):
+    rng = np.random.default_rng(1)
+    TokenSet(rng.standard_normal((12, 1 + 64, 48)).astype(np.float32), (8, 8), None,
+             {"source": "test"}).save(setup / "calib.npz")
+    assert _run(setup, "--precision", "int8", "--calib-data", str(setup / "calib.npz")) == 2
+    err = capsys.readouterr().err
+    assert "calibration data too small: 12 samples" in err and len(err.strip().splitlines()) == 1, err
+    assert not (setup / "out").exists()
