@@ -331,12 +331,12 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
             # evenly spaced, so every photograph of the split still contributes (its crops are consecutive)
             calib_source += f"[{max_calib_samples} of {len(calib)}, evenly spaced]"
             calib = calib.subset(np.linspace(0, len(calib) - 1, max_calib_samples).round().astype(int))
-        if len(calib) < MIN_CALIB_SAMPLES:  # refused before any export, not when calibration starts
-            raise NtcError(f"calibration data too small: {len(calib)} samples ({calib_source}), need at least "
-                           f"{MIN_CALIB_SAMPLES}")
         calib_hash = token_hash(calib)
         if calib_hash == data_hash:
             raise NtcError("calibration data and validation data are the same tokens: give disjoint sets")
+        if len(calib) < MIN_CALIB_SAMPLES:  # refused before any export, not when calibration starts
+            raise NtcError(f"calibration data too small: {len(calib)} samples ({calib_source}), need at least "
+                           f"{MIN_CALIB_SAMPLES}")
 
     from ..evaluate import engine_latency
     from ..evaluate.provenance import hashed_files
