@@ -201,6 +201,8 @@ class MainJob:
     def extra_graph(self, name, parent, graph, tokens, data_hash) -> tuple[list[dict], list[dict]]:
         """(records, engines) of a graph shipped beside `parent`'s deployable one (`extra_graphs`): exported fp32/fp16,
         validated in ONNX Runtime against PyTorch on the held-out tokens' own feeds, engines built."""
+        from ..evaluate import engine_latency
+
         precisions = [p for p in self.precisions if p in EXPORT_PRECISIONS] or ["fp32"]
         onnx_dir = self.out_dir / name / "onnx" / "decomposed"
         result = self.pipe.stage(
@@ -215,8 +217,6 @@ class MainJob:
             f"{name}/validate", {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
                                  "versions": self.versions},
             lambda: validate_onnx(name, graph, paths, tokens.patch_tokens, feeds=feeds))
-        from ..evaluate import engine_latency
-
         built, engine_records = self.build(name, graph, {"decomposed": paths})
         engines = [{**e, "latency": engine_latency(self.out_dir, e, feeds)} for e in built]
         return [{**r, "lowering": "decomposed"} for r in rows] + engine_records, engines
