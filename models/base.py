@@ -45,6 +45,19 @@ class TokenModel(nn.Module):
     is_compressor: bool = False  # True: the compressor contract (`encode` / `decode` payloads) is implemented
     family: str = ""  # compressors: the payload family this model writes
 
+    def check_token_grid(self, tokens: torch.Tensor, multiple: int, rule: str | None = None) -> tuple[int, int]:
+        """(h, w) of patch tokens [B, h*w, input_dim] on a square grid whose side is a multiple of `multiple`; a
+        one-line NtcError naming the arch otherwise (`rule` words the side's requirement)."""
+        from ..util.errors import NtcError
+
+        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
+            raise NtcError(f"{self.arch} takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
+        side = int(round(tokens.shape[1] ** 0.5))
+        if side == 0 or side * side != tokens.shape[1] or side % multiple:
+            raise NtcError(f"{self.arch} needs a square token grid with {rule or f'a side divisible by {multiple}'}, "
+                           f"got {tokens.shape[1]} tokens")
+        return side, side
+
     def _init_head(self, num_classes: int) -> None:
         self.head = nn.Linear(self.output_dim, num_classes) if num_classes > 0 else None
 

@@ -128,13 +128,7 @@ class BcAutoencoder(TokenModel):
     # ---- pieces -------------------------------------------------------------------------------------------------
 
     def _check_tokens(self, tokens: torch.Tensor):
-        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
-            raise NtcError(f"bc_autoencoder takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
-        side = int(round(tokens.shape[1] ** 0.5))
-        if side * side != tokens.shape[1] or side % self.grid_multiple:
-            raise NtcError(f"bc_autoencoder needs a square token grid with a side divisible by {self.grid_multiple}, "
-                           f"got {tokens.shape[1]} tokens")
-        return side, side
+        return self.check_token_grid(tokens, self.grid_multiple)
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, h*w, D] -> the k x k token cells the latent codes, [B, (h/k)*(w/k), k*k*D]."""

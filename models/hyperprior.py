@@ -153,13 +153,7 @@ class HyperpriorCoder(TokenModel):
         return t
 
     def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
-        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
-            raise NtcError(f"hyperprior takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
-        side = int(round(tokens.shape[1] ** 0.5))
-        if side * side != tokens.shape[1] or side % (2 * self.merge) or side == 0:
-            raise NtcError(f"hyperprior needs a square token grid with a side divisible by {2 * self.merge}, got "
-                           f"{tokens.shape[1]} tokens")
-        return side, side
+        return self.check_token_grid(tokens, 2 * self.merge)
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, h*w, D] -> 2x2 token cells [B, (h/2)*(w/2), 4D]."""

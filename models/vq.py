@@ -138,12 +138,7 @@ class VqCompressor(TokenModel):
     # ---- pieces -------------------------------------------------------------------------------------------------
 
     def _check_tokens(self, tokens: torch.Tensor):
-        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
-            raise NtcError(f"vq takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
-        side = int(round(tokens.shape[1] ** 0.5))
-        if side * side != tokens.shape[1] or side % MERGE:
-            raise NtcError(f"vq needs a square token grid with an even side, got {tokens.shape[1]} tokens")
-        return side, side
+        return self.check_token_grid(tokens, MERGE, "an even side")
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, h*w, D] -> 2x2 token cells [B, (h/2)*(w/2), 4D]."""
