@@ -82,9 +82,13 @@ class TokenModel(nn.Module):
         """Tracing inputs for ONNX export, in `input_names` order."""
         return (self.example_input(batch, grid),)
 
+    def input_axes(self) -> dict:
+        """ONNX dynamic axes of the inputs (compressor decoders override: they take blocks, indices, latents)."""
+        return {"tokens": {0: "batch", 1: "tokens"} if self.dynamic_grid else {0: "batch"}}
+
     def dynamic_axes(self) -> dict:
         """ONNX dynamic axes for inputs and outputs."""
-        axes = {"tokens": {0: "batch", 1: "tokens"} if self.dynamic_grid else {0: "batch"}}
+        axes = self.input_axes()
         for name in self.output_names:
             axes[name] = {0: "batch", 1: "out_tokens"} if name == "tokens_out" else {0: "batch"}
         return axes

@@ -286,11 +286,8 @@ class BcAutoencoder(TokenModel):
         shape = (batch, self.planes, side, side, WORDS[self.bc_format])
         return (torch.randint(-(2**31), 2**31 - 1, shape, generator=g, dtype=torch.int64).to(torch.int32),)
 
-    def dynamic_axes(self) -> dict:
-        axes = {"blocks": {0: "batch", 2: "blocks_y", 3: "blocks_x"}, "tokens_out": {0: "batch", 1: "out_tokens"}}
-        if self.head is not None:
-            axes["logits"] = {0: "batch"}
-        return axes
+    def input_axes(self) -> dict:
+        return {"blocks": {0: "batch", 2: "blocks_y", 3: "blocks_x"}}
 
     def prepare_inputs(self, patch_tokens) -> dict:
         """Held-out tokens -> the deployable graph's feed: the encoder + host BC encoder make the blocks."""

@@ -359,11 +359,8 @@ class HyperpriorCoder(TokenModel):
         side = grid // self.merge
         return (torch.round(torch.randn((batch, self.latent, side, side), generator=g) * 3),)
 
-    def dynamic_axes(self) -> dict:
-        axes = {"latents": {0: "batch", 2: "latent_y", 3: "latent_x"}, "tokens_out": {0: "batch", 1: "out_tokens"}}
-        if self.head is not None:
-            axes["logits"] = {0: "batch"}
-        return axes
+    def input_axes(self) -> dict:
+        return {"latents": {0: "batch", 2: "latent_y", 3: "latent_x"}}
 
     def prepare_inputs(self, patch_tokens) -> dict:
         """Held-out tokens -> the deployable graph's feed: y_hat from the real quantiser (what the payload holds)."""

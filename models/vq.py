@@ -299,11 +299,8 @@ class VqCompressor(TokenModel):
         shape = (batch, self.channels, side, side)
         return (torch.randint(0, self.codewords, shape, generator=g, dtype=torch.int64).to(torch.int32),)
 
-    def dynamic_axes(self) -> dict:
-        axes = {"indices": {0: "batch", 2: "cells_y", 3: "cells_x"}, "tokens_out": {0: "batch", 1: "out_tokens"}}
-        if self.head is not None:
-            axes["logits"] = {0: "batch"}
-        return axes
+    def input_axes(self) -> dict:
+        return {"indices": {0: "batch", 2: "cells_y", 3: "cells_x"}}
 
     def prepare_inputs(self, patch_tokens) -> dict:
         """Held-out tokens -> the deployable graph's feed: the encoder's indices."""

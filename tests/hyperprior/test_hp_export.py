@@ -4,7 +4,7 @@
 import numpy as np
 import onnx
 import pytest
-from conftest import low_rank_tokens
+from hp_inputs import low_rank_tokens
 from ntc_export.backend.onnx.export import export_model
 from ntc_export.evaluate.validate import validate_onnx
 

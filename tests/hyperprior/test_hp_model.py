@@ -4,7 +4,7 @@ model's discrete-likelihood estimate, the file round trip, corrupt/wrong payload
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, low_rank_tokens, tiny_model
+from hp_inputs import TINY, low_rank_tokens, tiny_model
 from ntc_export.codec import range_coding as rc
 from ntc_export.codec.payload import Payload, pack_file, unpack, unpack_file
 from ntc_export.util.atomic import write_bytes
