@@ -42,6 +42,9 @@ class FixedCountReducer(TokenModel):
     """Base of reducers over exactly `num_tokens` patch tokens (a square grid): batch is the only dynamic axis."""
 
     dynamic_grid = False
+    # Outputs are exact selections/merges of the inputs (TopK/ArgMax over near-equal scores): the fp16 artifact is
+    # fp16 at its interface and fp32 inside, validated against PyTorch on the fp16-rounded inputs it is fed.
+    exact_selection = True
     num_tokens: int
     head = None  # no task head: the outputs are a token subset, not one token per grid cell
 

@@ -83,7 +83,16 @@ class ToMe(FixedCountReducer):
             n -= self.r
         return (x, size, source) if self.trace_source else (x, size)
 
-    def prepare_inputs(self, patch_tokens) -> dict:
-        if self.keys_dim:
-            raise NtcError("this tome model takes keys [B, N, keys_dim] beside the tokens; token files carry none")
-        return {"tokens": patch_tokens}
+    @property
+    def token_fields(self) -> tuple[str, ...]:
+        """Token-set fields `prepare_inputs` reads beside the patch tokens (the main job loads them)."""
+        return ("keys",) if self.keys_dim else ()
+
+    def prepare_inputs(self, patch_tokens, keys=None) -> dict:
+        """Feeds from patch tokens [N, h*w, D] (+ a token set's keys [N, 1 + h*w, keys_dim], CLS row first)."""
+        if not self.keys_dim:
+            return {"tokens": patch_tokens}
+        if keys is None:
+            raise NtcError("this tome model takes the ViT's keys beside the tokens: token files from "
+                           "`ntc-export tokens --attention`")
+        return {"tokens": patch_tokens, "keys": keys[:, 1:]}

@@ -85,6 +85,15 @@ class VisionZip(FixedCountReducer):
                                    self.contextual)
         return torch.cat([rows(tokens, dominant, n), context], dim=1), dominant
 
-    def prepare_inputs(self, patch_tokens) -> dict:
-        raise NtcError("visionzip takes the ViT's CLS attention [B, heads, N] beside the tokens; token files from "
-                       "`ntc-export tokens` carry none yet")
+    @property
+    def token_fields(self) -> tuple[str, ...]:
+        """Token-set fields `prepare_inputs` reads beside the patch tokens (the main job loads them)."""
+        return ("attention",) + (("keys",) if self.keys_dim else ())
+
+    def prepare_inputs(self, patch_tokens, attention=None, keys=None) -> dict:
+        """Feeds from patch tokens [N, h*w, D], a token set's CLS attention [N, heads, h*w] (+ its keys
+        [N, 1 + h*w, keys_dim], CLS row first)."""
+        if not self.heads or attention is None or (self.keys_dim and keys is None):
+            raise NtcError("visionzip takes the ViT's CLS attention [N, heads, h*w]" + (" and keys" if self.keys_dim
+                           else "") + " beside the tokens: token files from `ntc-export tokens --attention`")
+        return {"tokens": patch_tokens, "attention": attention, **({"keys": keys[:, 1:]} if self.keys_dim else {})}
