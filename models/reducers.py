@@ -15,6 +15,26 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
+def exact_levels_check(levels: int, dim: int, arch: str) -> None:
+    """`levels` for `cosine_scores`: 0 (float cosine) or small enough that integer dot products stay exact."""
+    if levels < 0 or dim * levels * levels >= 2**24:
+        raise NtcError(f"{arch}: metric_levels must be 0 (float cosine) or 1..{int((2**24 / dim) ** 0.5)} for "
+                       f"{dim}-d metric rows (integer dot products exact in fp32), got {levels}")
+
+
+def cosine_scores(a: torch.Tensor, b: torch.Tensor, levels: int = 0) -> torch.Tensor:
+    """a [B, n, C], b [B, m, C] -> cosine similarities [B, n, m]. levels 0: float rows (the papers'). levels > 0: each
+    row scaled so its largest |entry| is `levels` and rounded, so dot products and norms are integers below 2^24 that
+    every runtime sums exactly in any order, and the rest (Sqrt, Mul, Div) is correctly rounded: ONNX Runtime and
+    PyTorch then produce bit-identical scores, and near-ties (real ViT keys have cosines 5e-7 apart) cannot flip
+    with the summation order."""
+    if not levels:
+        return unit_rows(a) @ unit_rows(b).transpose(1, 2)
+    qa, qb = (torch.round(x * (levels / x.abs().amax(dim=-1, keepdim=True))) for x in (a, b))
+    dot = qa @ qb.transpose(1, 2)
+    return dot / torch.sqrt((qa * qa).sum(-1)[:, :, None] * (qb * qb).sum(-1)[:, None, :])
+
+
 def one_hot(index: torch.Tensor, classes: int, dtype=torch.float32) -> torch.Tensor:
     """index int64 [..., k] -> [..., k, classes] one-hot via Equal against a constant range (no ScatterElements).
     Where over two constants, not a Cast: the float16 pass retypes constants but leaves a Cast's `to` at float32,

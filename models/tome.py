@@ -13,15 +13,15 @@ every shape but the batch is static. Token counts are Python ints here, so traci
 import torch
 
 from ..util.errors import NtcError
-from .reducers import FixedCountReducer, ascending_split, one_hot, rows, unit_rows
+from .reducers import FixedCountReducer, ascending_split, cosine_scores, exact_levels_check, one_hot, rows
 from .registry import register
 
 
-def bipartite_match(metric: torch.Tensor, n: int, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def bipartite_match(metric: torch.Tensor, n: int, r: int, levels: int = 0
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """metric [B, n, C] -> (unmerged A indices [B, na - r], merged A indices [B, r], their B matches [B, r]);
-    A = even positions (na = ceil(n/2)), B = odd."""
-    m = unit_rows(metric)
-    scores = m[:, ::2] @ m[:, 1::2].transpose(1, 2)
+    A = even positions (na = ceil(n/2)), B = odd; `levels`: cosine_scores' integer metric (0: float)."""
+    scores = cosine_scores(metric[:, ::2], metric[:, 1::2], levels)
     best, match = scores.max(dim=-1)
     src = best.topk(r, dim=-1).indices  # the r best edges (TopK of static k: ToMe's argsort, cut at r)
     unmerged, _ = ascending_split(src, (n + 1) // 2, r)
@@ -40,16 +40,19 @@ class ToMe(FixedCountReducer):
     """Fixed-shape ToMe: tokens [B, N, D] (+ keys [B, N, keys_dim]) -> tokens_out [B, N', D], sizes [B, N', 1]
     (+ source [B, N', N]: which input tokens each output holds, with `trace_source`)."""
 
-    def __init__(self, input_dim=384, num_tokens=256, r=32, steps=4, keys_dim=0, trace_source=False):
+    def __init__(self, input_dim=384, num_tokens=256, r=32, steps=4, keys_dim=0, trace_source=False,
+                 metric_levels=0):
         super().__init__()
         self._check_grid(num_tokens)
+        exact_levels_check(metric_levels, keys_dim or input_dim, "tome")
         n = num_tokens
         for step in range(steps):
             if not 0 < r <= n // 2:
                 raise NtcError(f"tome: r={r} at step {step + 1} must be in 1..{n // 2} (the B set of {n} tokens)")
             n -= r
         self.config = dict(input_dim=input_dim, num_tokens=num_tokens, r=r, steps=steps, keys_dim=keys_dim,
-                           trace_source=trace_source)
+                           trace_source=trace_source, **({"metric_levels": metric_levels} if metric_levels else {}))
+        self.metric_levels = metric_levels
         self.input_dim = self.output_dim = input_dim
         self.num_tokens, self.r, self.steps, self.keys_dim = num_tokens, r, steps, keys_dim
         self.trace_source = trace_source
@@ -74,7 +77,7 @@ class ToMe(FixedCountReducer):
         x, size = tokens, torch.ones(1, n, 1, dtype=tokens.dtype)  # broadcast over the batch: no traced shapes
         source = torch.eye(n, dtype=tokens.dtype)[None] if self.trace_source else None
         for _ in range(self.steps):
-            idx = bipartite_match(x if keys is None else keys, n, self.r)
+            idx = bipartite_match(x if keys is None else keys, n, self.r, self.metric_levels)
             new_size = merge_sum(size, n, *idx)
             if keys is not None:  # merged keys stand for the merged tokens' keys in the next step
                 keys = merge_sum(keys * size, n, *idx) / new_size
