@@ -15,8 +15,8 @@ from .options import attention_option, precision_option
 @attention_option
 def command(model, out_dir, precisions, attention):
     """Export MODEL.pt to ONNX: model.fp32.onnx and a strongly typed model.fp16.onnx (dynamic batch and grid)."""
-    from ..backend.onnx.export import export_model
+    from ..backend.onnx.fp16_io import export_graphs
     from ..models import load
 
-    for precision, path in export_model(load(model), out_dir, precisions, attention=attention).items():
+    for precision, path in export_graphs(load(model), out_dir, precisions, attention=attention).items():
         click.echo(f"{precision}: {path}")

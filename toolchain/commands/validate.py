@@ -20,16 +20,17 @@ def command(model, data, precisions, attention, out_dir):
 
     Exits 1 when a threshold is missed (fp32: rel L2 <= 1e-5; fp16: cosine >= 0.9995).
     """
-    from ..backend.onnx.export import export_model
+    from ..backend.onnx.fp16_io import export_graphs
     from ..data.tokens import load_tokens
-    from ..evaluate.validate import failures, validate_onnx
+    from ..evaluate.validate import failures, model_feeds, validate_onnx
     from ..models import load
     from ..util.atomic import write_json
 
     module = load(model)
     tokens = load_tokens(data)
-    paths = export_model(module, out_dir, precisions, attention=attention)
-    records = validate_onnx(Path(model).stem, module, paths, tokens.patch_tokens, tokens.labels)
+    feeds = model_feeds(module, tokens)  # tokens (+ the ViT's attention, keys for the reducers)
+    paths = export_graphs(module, out_dir, precisions, attention=attention)
+    records = validate_onnx(Path(model).stem, module, paths, tokens.patch_tokens, tokens.labels, feeds=feeds)
     write_json(Path(out_dir) / "validation.json", records)
     for r in records:
         click.echo(f"{r['precision']:5} {r['output']:10} cosine {r['cosine']:.7f} rel_l2 {r['rel_l2']:.2e} "

@@ -452,9 +452,21 @@ def make_tokens(paths_or_builtin, size: int = 224, out=None, split: str = "all",
     return ts
 
 
-def load_data(data: Path | None, split: str = "val"):
+def load_data(data: Path | None, split: str = "val", attention: bool = False):
     """Tokens from a file, or a split of the built-in photo corpus (val = held-out for validation, calib = for
-    calibration; the sources installed here, pip-only ones at least)."""
+    calibration; the sources installed here, pip-only ones at least). `attention`: the built-in split with the ViT's
+    CLS attention and keys (a file has them or not, as written)."""
     if data is not None:
         return load_tokens(data), str(data)
-    return builtin_tokens("photos", 224, split=split), f"builtin:photos/{split}@224"
+    return builtin_tokens("photos", 224, split=split, attention=attention), f"builtin:photos/{split}@224"
+
+
+def model_fields(module, tokens: TokenSet, source: str = "the token set") -> dict:
+    """The fields a model's `prepare_inputs` reads beside the patch tokens (its `token_fields`: e.g. the ViT's CLS
+    attention and keys), from `tokens`; a one-line NtcError when `tokens` lacks them."""
+    names = tuple(getattr(module, "token_fields", ()))
+    missing = [n for n in names if getattr(tokens, n, None) is None]
+    if missing:
+        raise NtcError(f"{getattr(module, 'arch', type(module).__name__)} reads the ViT's {' and '.join(missing)} "
+                       f"beside the tokens; {source} has none (make it with `ntc-export tokens --attention`)")
+    return {n: getattr(tokens, n) for n in names}

@@ -47,8 +47,9 @@ def model_feeds_for(report: dict, model_name: str, module):
     from .validate import model_feeds
 
     source = report.get("data", {}).get("source", "")
-    tokens, _ = load_data(None if str(source).startswith("builtin:") else Path(source))
-    return model_feeds(module, tokens.patch_tokens)
+    tokens, _ = load_data(None if str(source).startswith("builtin:") else Path(source),
+                          attention=bool(getattr(module, "token_fields", ())))
+    return model_feeds(module, tokens)
 
 
 def measure_build(out_dir, report: dict, feeds_by_model: dict | None = None, batches=(1, 8),

@@ -12,9 +12,10 @@ from rich.console import Console
 
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
+from ..backend.onnx.fp16_io import export_graphs
 from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
-from ..data.tokens import load_data
+from ..data.tokens import load_data, model_fields
 from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
 from ..hf import main_job_checkpoints
 from ..models import load
@@ -68,6 +69,17 @@ def _engine_records(name, entry, precision, target) -> list[dict]:
              "max_abs": None, "rel_l2": None, "cosine": None, "snr_db": None, "task_metric": None}]
 
 
+def quantizable(onnx_paths: dict) -> bool:
+    """Whether the fp32 graph (first lowering) has a MatMul/Gemm/Conv with constant weights for Q/DQ: reducers
+    have none (their MatMuls are one-hot selections of activations, which Q/DQ would make inexact)."""
+    import onnx
+
+    from ..calibration.qdq import find_layers, node_names
+
+    fp32 = next(iter(onnx_paths.values()))["fp32"]
+    return bool(find_layers(node_names(onnx.load(str(fp32)))))
+
+
 def _calibration_summary(result) -> dict:
     """What the report keeps of a calibration: counts and the layers kept in high precision."""
     return {"quantized_layers": len(result.quantized_layers),
@@ -87,6 +99,7 @@ class MainJob:
         self.calib_method = calib_method
         self.target_cosine = target_cosine
         self.calibrated_graphs: list[dict] = []  # per calibrated graph: the layers kept in high precision
+        self.not_quantized: list[dict] = []  # int8/fp8 of models without weights: reported, not built
         self.versions = tool_versions()
         self.todo, self.refused = plan_targets(targets, self.precisions, explicit_targets)
         self.model_hashes: dict[str, str] = {}
@@ -113,7 +126,7 @@ class MainJob:
                 f"{name}/export/{lowering}",
                 {"model": model_hash, "precisions": precisions, "attention": lowering, "versions": self.versions},
                 lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
-                         export_model(module, onnx_dir, precisions, attention=lowering).items()},
+                         export_graphs(module, onnx_dir, precisions, attention=lowering).items()},
                 outputs=lambda r: list(r.values()))
             out[lowering] = {p: self.out_dir / f for p, f in result.items()}
         return out
@@ -122,7 +135,13 @@ class MainJob:
         """Add Q/DQ models (int8/fp8) to each lowering's ONNX set, calibrated on the model's own feeds."""
         from ..calibration.api import calibrate
 
-        feeds = model_feeds(module, calib.patch_tokens)  # tokens, or BC blocks for compressor decoders
+        if not quantizable(onnx_paths):
+            for precision in (p for p in self.precisions if p in QUANTIZED):
+                self.not_quantized.append({"target": "any target", "precision": precision, "reason": (
+                    f"{name}: nothing to quantize (no MatMul/Gemm/Conv with constant weights); its fp32 and fp16 "
+                    "graphs are the deployment")})
+            return
+        feeds = model_feeds(module, calib)  # tokens (+ the ViT's attention, keys), or BC blocks for decoders
         for precision in (p for p in self.precisions if p in QUANTIZED):
             for lowering, paths in onnx_paths.items():
                 out_dir = self.out_dir / name / "onnx" / lowering
@@ -168,8 +187,9 @@ class MainJob:
             result = {"latency": {}, "drift": {}}
             for precision, path in paths.items():
                 result["latency"][precision] = {**measure_latency(path, feeds), "artifact": str(path)}
-                result["drift"][precision] = [] if hasattr(module, "onnx_path") else layer_drift(  # no layers
-                    module, path, feeds, threshold=drift_threshold(precision))  # to compare in an ONNX file
+                # no layers to compare in an ONNX file, nor in a module without submodules (the reducers)
+                result["drift"][precision] = [] if hasattr(module, "onnx_path") or not any(module.children()) \
+                    else layer_drift(module, path, feeds, threshold=drift_threshold(precision))
             return result
 
         return self.pipe.stage(f"{name}/measure/{lowering}",
@@ -212,7 +232,7 @@ class MainJob:
                      export_model(graph, onnx_dir, precisions).items()},
             outputs=lambda r: list(r.values()))
         paths = {p: self.out_dir / f for p, f in result.items()}
-        feeds = model_feeds(graph, tokens.patch_tokens)  # token inputs unless the graph prepares its own
+        feeds = model_feeds(graph, tokens)  # token inputs unless the graph prepares its own
         rows = self.pipe.stage(
             f"{name}/validate", {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
                                  "versions": self.versions},
@@ -319,14 +339,21 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                   calib_method, quiet, target_cosine)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
 
-    tokens, source = load_data(data, "val")
+    # Models that read the ViT's CLS attention / keys beside the tokens (token_fields): the built-in splits load
+    # with them, a token file must hold them (checked here, before any work).
+    fields = any(getattr(m, "token_fields", ()) for _, m in modules.values())
+    tokens, source = load_data(data, "val", attention=fields)
+    for _, module in modules.values():
+        model_fields(module, tokens, source)
     if max_samples is not None and len(tokens) > max_samples:
         tokens = tokens.subset(range(max_samples))
         source += f"[:{max_samples}]"
     data_hash = token_hash(tokens)
     calib = calib_source = calib_hash = None
     if any(p in QUANTIZED for p in job.precisions):
-        calib, calib_source = load_data(calib_data, "calib")
+        calib, calib_source = load_data(calib_data, "calib", attention=fields)
+        for _, module in modules.values():
+            model_fields(module, calib, calib_source)
         if max_calib_samples is not None and len(calib) > max_calib_samples:
             # evenly spaced, so every photograph of the split still contributes (its crops are consecutive)
             calib_source += f"[{max_calib_samples} of {len(calib)}, evenly spaced]"
@@ -350,7 +377,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         onnx_paths = job.export(name, path, module, model_hash)
         if calib is not None:
             job.calibrate(name, module, onnx_paths, calib, calib_hash)
-        feeds = model_feeds(module, tokens.patch_tokens)
+        feeds = model_feeds(module, tokens)
         records += job.validate(name, module, onnx_paths, tokens, feeds, data_hash)
         measured = job.measure(name, module, onnx_paths, feeds, data_hash)
         latency[name], drift[name] = measured["latency"], measured["drift"]
@@ -379,7 +406,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         "latency": latency,
         "drift": drift,
         "compression": compression,
-        "refused": job.refused + uncalibrated,
+        "refused": job.refused + uncalibrated + job.not_quantized,
         "pass": not failures(records),
         "stages": job.pipe.summary(),
         "versions": job.versions,

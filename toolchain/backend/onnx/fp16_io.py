@@ -1,0 +1,56 @@
+"""fp16 at the interface, fp32 inside: the fp16 artifact of graphs whose arithmetic must not round (token selections).
+
+A reducer (ToMe, VisionZip) has no weights and almost no FLOPs; what it computes is a discrete selection (TopK/ArgMax
+over similarity scores whose gaps are ~1e-6), which fp16 arithmetic flips without saving anything. Its fp16 graph takes
+and returns float16 like every fp16 graph (what an fp16 pipeline passes between stages) and casts to float32 right
+after the inputs and back right before the outputs.
+"""
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from ...util.atomic import atomic_path
+from .export import PRECISIONS, export_model
+
+
+def export_graphs(module, out_dir, precisions=PRECISIONS, attention: str = "decomposed", name: str = "model",
+                  example: tuple | None = None) -> dict[str, Path]:
+    """export_model, with the fp16 graph of models whose outputs are exact selections of their inputs
+    (`exact_selection`: ToMe, VisionZip) made fp16 at the interface and fp32 inside."""
+    paths = export_model(module, out_dir, precisions, attention=attention, name=name, example=example)
+    if getattr(module, "exact_selection", False) and "fp16" in paths:
+        graph = fp16_interface(onnx.load(str(paths["fp32"])))
+        graph.doc_string = f"ntc-export fp16 export of {module.arch} (fp16 interface, fp32 selection inside)"
+        with atomic_path(paths["fp16"]) as tmp:
+            onnx.save(graph, str(tmp))
+    return paths
+
+
+def fp16_interface(fp32: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the fp32 graph whose float inputs and outputs are float16, cast to/from float32 at the edges."""
+    model = onnx.ModelProto.FromString(fp32.SerializeToString())
+    graph = model.graph
+    head, tail = [], []
+    for value in graph.input:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            inner = f"{value.name}__fp32"
+            for node in graph.node:  # every reader of the input now reads its fp32 cast
+                node.input[:] = [inner if i == value.name else i for i in node.input]
+            head.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT, name=f"{inner}_cast"))
+            value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for value in graph.output:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            inner = f"{value.name}__fp32"
+            for node in graph.node:  # the producer writes the fp32 value; a Cast makes the fp16 output
+                node.output[:] = [inner if o == value.name else o for o in node.output]
+                node.input[:] = [inner if i == value.name else i for i in node.input]
+            tail.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT16,
+                                         name=f"{value.name}_cast"))
+            value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    nodes = [*head, *graph.node, *tail]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
