@@ -148,7 +148,8 @@ def test_demo_models_gpu_configs(demo_build, tmp_path):
     # payload -> decoder -> projector chains exist for BC-block decoders; the other families' payload steps (index
     # unpacking, range decoding + hyper-synthesis) are not served yet
     compressors = [n for n in zoo if n.startswith("bcae")]
-    projectors = [n for n in zoo if not load(ZOO_DIR / f"{n}.pt").is_compressor]
+    # token -> embedding models (projectors, ovis_vet); the reducers also take the ViT's attention / keys
+    projectors = [n for n in zoo if (m := load(ZOO_DIR / f"{n}.pt")).input_names == ["tokens"] and not m.is_compressor]
     assert len(ensembles) == len(compressors) * len(projectors)
     for path in (tmp_path / "repo").glob("*/config*.pbtxt"):
         parse(path)

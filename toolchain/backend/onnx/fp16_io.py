@@ -49,6 +49,13 @@ def fp16_interface(fp32: onnx.ModelProto) -> onnx.ModelProto:
             tail.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT16,
                                          name=f"{value.name}_cast"))
             value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    # The graph's float initializers are constants of the selection (ranges, levels), not weights: as Constant nodes
+    # they stay fp32 and the file reads as what it is at its interface, an fp16 graph (backend/onnx/inspect.py).
+    floats = [i for i in graph.initializer if i.data_type == TensorProto.FLOAT]
+    head = [helper.make_node("Constant", [], [i.name], value=i, name=f"{i.name}_constant") for i in floats] + head
+    kept = [i for i in graph.initializer if i.data_type != TensorProto.FLOAT]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     nodes = [*head, *graph.node, *tail]
     del graph.node[:]
     graph.node.extend(nodes)

@@ -1,0 +1,130 @@
+"""The reducers' zoo checkpoints through the main job: ToMe and VisionZip fed the ViT's keys / CLS attention from token
+sets, their fp16 graphs fp16 at the interface and fp32 inside, ToMe's integer cosine metric bit-identical between
+ONNX Runtime and PyTorch on real keys, int8/fp8 reported as not applicable where nothing has weights, and ovis_vet
+(trained, float16 weights) calibrated like the projectors."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from ntc_export.backend.onnx.fp16_io import export_graphs
+from ntc_export.backend.onnx.inspect import onnx_precision
+from ntc_export.backend.onnxrt.runner import OrtRunner
+from ntc_export.cli import main
+from ntc_export.data import photos as corpus
+from ntc_export.data.pixels import to_rgb_uint8
+from ntc_export.data.tokens import TokenSet, extract_tokens_attention
+from ntc_export.evaluate.validate import golden_outputs, model_feeds, rounded_feeds
+from ntc_export.models import load
+from ntc_export.models.reducers import cosine_scores
+from ntc_export.util.errors import NtcError
+from ntc_export.util.paths import ZOO_DIR
+
+REDUCERS = ["tome_64", "visionzip_64", "visionzip_16"]
+SAMPLES = 16  # the calibrator's minimum; enough photos for near-tie keys to occur
+
+
+def _photo_set(split: str) -> TokenSet:
+    """SAMPLES crops of the photo corpus's `split` (two per photograph) through the ViT, with its CLS attention and
+    keys (the whole split's cached set takes minutes to make in a test run's private cache)."""
+    found, _ = corpus.photos_for(split)
+    images = [c for p in found[:SAMPLES // 2] for c in corpus.crops(to_rgb_uint8(p.load(), p.key), p.key, 2)]
+    tokens, attention, keys = extract_tokens_attention(images[:SAMPLES], 224, progress=False)
+    return TokenSet(tokens, (16, 16), None, {"source": f"photos:{split}"}, attention, keys)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """(held-out, calibration) token sets of disjoint photographs with the ViT's CLS attention and keys."""
+    return _photo_set("val"), _photo_set("calib")
+
+
+def test_zoo_checkpoints():
+    meta = json.loads((ZOO_DIR / "reducers.json").read_text())
+    assert set(meta) == {*REDUCERS, "ovis_vet_512"}
+    assert load(ZOO_DIR / "tome_64.pt").out_tokens == 64 and load(ZOO_DIR / "visionzip_16.pt").out_tokens == 16
+    stored = torch.load(ZOO_DIR / "ovis_vet_512.pt", weights_only=True)["state_dict"]
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    assert (ZOO_DIR / "ovis_vet_512.pt").stat().st_size <= 2.5 * 2**20 and meta["ovis_vet_512"]["val_accuracy"] > 0.5
+    assert sum(p.stat().st_size for p in ZOO_DIR.glob("*.pt")) <= 40 * 10**6
+
+
+def test_integer_cosine_against_numpy():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 5, 384, generator=g) * 3, torch.randn(2, 7, 384, generator=g)
+    qa = np.round(a.numpy().astype(np.float64) * 127 / np.abs(a.numpy()).max(-1, keepdims=True))
+    qb = np.round(b.numpy().astype(np.float64) * 127 / np.abs(b.numpy()).max(-1, keepdims=True))
+    dot = qa @ qb.transpose(0, 2, 1)
+    ref = dot / np.sqrt((qa * qa).sum(-1)[:, :, None] * (qb * qb).sum(-1)[:, None, :])
+    got = cosine_scores(a, b, 127).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0)
+    float_cos = cosine_scores(a, b).numpy()
+    assert 0 < np.abs(got - float_cos).max() < 2e-2  # the metric's rounding, bounded
+
+
+def test_tome_integer_metric_is_bit_identical_in_ort(photos, tmp_path):
+    module = load(ZOO_DIR / "tome_64.pt").eval()
+    paths = export_graphs(module, tmp_path, ("fp32",))
+    feeds = model_feeds(module, photos[0])
+    golden = golden_outputs(module, feeds)
+    got = OrtRunner(paths["fp32"]).run(feeds)
+    for name in ("tokens_out", "sizes"):
+        np.testing.assert_array_equal(got[name], golden[name])
+
+
+@pytest.mark.parametrize("name", ["tome_64", "visionzip_16"])
+def test_fp16_graph_is_fp16_at_the_interface_only(name, photos, tmp_path):
+    module = load(ZOO_DIR / f"{name}.pt").eval()
+    fp16 = export_graphs(module, tmp_path, ("fp32", "fp16"))["fp16"]
+    model = onnx.load(str(fp16))
+    f16 = onnx.TensorProto.FLOAT16
+    assert onnx_precision(model) == "fp16"
+    assert all(v.type.tensor_type.elem_type == f16 for v in [*model.graph.input, *model.graph.output]
+               if v.type.tensor_type.elem_type in (f16, onnx.TensorProto.FLOAT))
+    io = {v.name for v in [*model.graph.input, *model.graph.output]}
+    inner = [v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == f16 and v.name not in io]
+    assert inner == []  # no fp16 arithmetic inside
+    feeds = model_feeds(module, photos[0])
+    reference = golden_outputs(module, rounded_feeds(feeds, np.float16))
+    got = OrtRunner(fp16).run(feeds)
+    np.testing.assert_allclose(got["tokens_out"].astype(np.float32), reference["tokens_out"], rtol=2e-3, atol=2e-3)
+
+
+def _write(photos, tmp_path, attention=True):
+    val, calib = photos
+    if not attention:
+        val.attention = val.keys = None
+    val.save(tmp_path / "val.npz")
+    calib.save(tmp_path / "calib.npz")
+
+
+def test_main_job_feeds_attention_and_keys(photos, tmp_path):
+    _write(photos, tmp_path)
+    args = ["run", str(ZOO_DIR / "tome_64.pt"), str(ZOO_DIR / "visionzip_16.pt"), "--data", str(tmp_path / "val.npz"),
+            "--calib-data", str(tmp_path / "calib.npz"), "--precision", "fp32", "--precision", "fp16",
+            "--precision", "int8", "--no-build", "--quiet", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["pass"] and {r["precision"] for r in report["records"]} == {"fp32", "fp16"}
+    for r in report["records"]:
+        if r["precision"] == "fp16":
+            assert r["golden_inputs"] == "fp16-rounded" and r["cosine"] >= 0.9995
+        elif r["output"] == "tokens_out":
+            assert r["rel_l2"] <= 1e-5
+    refused = [r for r in report["refused"] if r["precision"] == "int8"]
+    assert len(refused) == 2 and all("nothing to quantize" in r["reason"] for r in refused)
+    assert report["calibrated_graphs"] == []
+
+
+def test_token_file_without_attention_is_refused_before_work(photos, tmp_path, capsys):
+    _write([photos[0].subset(range(SAMPLES)), photos[1]], tmp_path, attention=False)
+    args = ["run", str(ZOO_DIR / "visionzip_64.pt"), "--data", str(tmp_path / "val.npz"), "--precision", "fp32",
+            "--no-build", "--quiet", "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ntc-export tokens --attention" in err and "attention" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(NtcError, match="keys"):
+        model_feeds(load(ZOO_DIR / "tome_64.pt"), photos[0].patch_tokens)  # a bare array has no keys
