@@ -128,3 +128,27 @@ def test_token_file_without_attention_is_refused_before_work(photos, tmp_path, c
     assert not (tmp_path / "out").exists()
     with pytest.raises(NtcError, match="keys"):
         model_feeds(load(ZOO_DIR / "tome_64.pt"), photos[0].patch_tokens)  # a bare array has no keys
+
+
+def test_engines_build_ahead_of_time(photos, tmp_path):
+    """fp16 engines of the reducers' shipped graphs (fp16 interface) and int8/fp8 of ovis_vet (calibrated on real
+    tokens): one RTX target, the models' own profiles at batch 1..2."""
+    pytest.importorskip("tensorrt_rtx_bindings")
+    from ntc_export.backend.trt.build import build_engine
+    from ntc_export.calibration import calibrate
+
+    profile = ((1, 1, 2), (16, 16, 16))
+    for name in ["tome_64", "visionzip_16", "ovis_vet_512"]:
+        module = load(ZOO_DIR / f"{name}.pt").eval()
+        paths = export_graphs(module, tmp_path / name, ("fp32", "fp16"))
+        if name == "ovis_vet_512":
+            for precision in ("int8", "fp8"):
+                result = calibrate(paths["fp32"], model_feeds(module, photos[1]), precision, "minmax",
+                                   tmp_path / name, log=lambda text: None)
+                assert len(result.quantized_layers) == 3
+                paths[precision] = result.model_path
+        for precision in [p for p in ("fp16", "int8", "fp8") if p in paths]:
+            entry = build_engine(paths[precision], "rtx-ada", precision, tmp_path / "out",
+                                 profiles=module.input_profiles(*profile), name=name)
+            assert entry["precision"] == precision
+            assert (tmp_path / "out" / "engines" / entry["engine"]).stat().st_size > 10_000
