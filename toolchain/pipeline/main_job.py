@@ -187,8 +187,10 @@ class MainJob:
             result = {"latency": {}, "drift": {}}
             for precision, path in paths.items():
                 result["latency"][precision] = {**measure_latency(path, feeds), "artifact": str(path)}
-                # no layers to compare in an ONNX file, nor in a module without submodules (the reducers)
-                result["drift"][precision] = [] if hasattr(module, "onnx_path") or not any(module.children()) \
+                # no layers to compare in an ONNX file, nor in a module without submodules (the reducers); a
+                # torch.export program's layers are in its program
+                layered = any(module.children()) or hasattr(module, "program")
+                result["drift"][precision] = [] if hasattr(module, "onnx_path") or not layered \
                     else layer_drift(module, path, feeds, threshold=drift_threshold(precision))
             return result
 
