@@ -1,11 +1,26 @@
 """Shared base for token models: input patch tokens [B, h*w, D] on a square grid, optional linear task head."""
 
+import contextvars
 import hashlib
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+_traced_grid: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("ntc_traced_grid", default=None)
+
+
+@contextmanager
+def traced_grid(h, w):
+    """While torch.export traces a model fed [B, h, w, D] tokens (flattened), `square_grid` answers (h, w): N = h*w
+    has no square root torch.export can express."""
+    token = _traced_grid.set((h, w))
+    try:
+        yield
+    finally:
+        _traced_grid.reset(token)
 
 
 def square_grid(tokens: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor | int]:
@@ -14,6 +29,8 @@ def square_grid(tokens: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor 
     if isinstance(n, int):
         side = int(round(n ** 0.5))
         return side, side
+    if (grid := _traced_grid.get()) is not None:  # torch.export: the side is a Dim (backend/onnx/dynamo.py)
+        return grid
     side = torch.sqrt(torch.as_tensor(n, dtype=torch.float32)).round().to(torch.int64)
     return side, side
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ..codec.payload import Payload, expect_all, square_side
 from ..ops.bc_decode.torch_op import bc_decode_op
+from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel, refresh_frozen_weights
 from .bc_sim import bc4_simulate
@@ -182,7 +183,7 @@ class BcAutoencoder(TokenModel):
 
     def forward(self, blocks: torch.Tensor):
         """blocks INT32 [B, P, by, bx, W] -> tokens [B, (4k by)*(4k bx), D] (+ logits)."""
-        if not torch.onnx.is_in_onnx_export():
+        if not exporting():
             self._check_blocks(blocks)
         b, p, by, bx, words = blocks.shape
         c = PLANE_CHANNELS[self.bc_format]

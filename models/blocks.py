@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops.tracing import exporting
 from ..ops.window_attention.contract import MASKED
 from ..ops.window_attention.reference import attention_decomposed, relative_position_index  # noqa: F401
 
@@ -25,7 +26,9 @@ def _axis_labels(n, n_pad, window: int, shift: int):
     if shift == 0:
         return torch.zeros_like(pos), pos < n
     label = (pos >= n_pad - window).long() + (pos >= n_pad - shift).long()
-    return label, (pos + shift) % n_pad < n  # rolled position p holds original (p + shift) mod n_pad
+    rolled = pos + shift  # rolled position p holds original (p + shift) mod n_pad; p + shift < 2 n_pad
+    rolled = torch.where(rolled >= n_pad, rolled - n_pad, rolled)  # not `%`: torch.export's ONNX needs int divisors
+    return label, rolled < n
 
 
 def window_partition(x: torch.Tensor, hp, wp, window: int) -> torch.Tensor:
@@ -101,8 +104,11 @@ class WindowAttention(nn.Module):
         out = window_reverse(out, b, hp, wp, win)
         if shift:
             out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
-        out = out[:, :h, :w, :].reshape(b, -1, c)
-        return self.proj(out)
+        if torch.compiler.is_exporting():  # gathered, not a view: torch.export would guard on hp == h to reshape
+            out = out.index_select(1, torch.arange(h)).index_select(2, torch.arange(w))
+        else:
+            out = out[:, :h, :w, :]
+        return self.proj(out.reshape(b, -1, c))
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """[BW, T, C] -> [BW, heads, T, head_dim]."""
@@ -110,7 +116,7 @@ class WindowAttention(nn.Module):
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
         """[BW, T, C] q, k, v -> [BW, T, C], in the export lowering when one is active."""
-        if torch.onnx.is_in_onnx_export():
+        if exporting():
             from ..ops.window_attention import lowering
 
             out = lowering.emit(self, q, k, v, mask)

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops.tracing import exporting
+
 LIKELIHOOD_BOUND = 1e-9
 SCALE_BOUND = 0.11
 TAIL_MASS = 1e-6
@@ -45,7 +47,7 @@ class LowerBound(torch.autograd.Function):
 
 
 def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
-    if torch.onnx.is_in_onnx_export() or not x.requires_grad:
+    if exporting() or not x.requires_grad:
         return x.clamp_min(bound)
     return LowerBound.apply(x, bound)
 

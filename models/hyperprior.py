@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from ..codec import range_coding as rc
 from ..codec.payload import Payload, expect_all, square_side
+from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel
 from .bc_autoencoder import merge_cells, unmerge_cells
@@ -72,6 +73,7 @@ class HyperSynthesisGraph(nn.Module):
         super().__init__()
         self.h_s = owner.h_s
         self.arch = f"{owner.arch}.hyper_synthesis"
+        self.grid_multiple = 4  # z_hat is the token grid / 4 per side
         self._owner = [owner]  # not a submodule: the graph holds h_s only
 
     def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
@@ -199,7 +201,7 @@ class HyperpriorCoder(TokenModel):
 
     def forward(self, latents: torch.Tensor):
         """latents float32 [B, M, h/2, w/2] (y_hat) -> tokens [B, h*w, D] (+ logits)."""
-        if not torch.onnx.is_in_onnx_export():
+        if not exporting():
             self._check_latents(latents)
         return self._with_head(self.g_s(latents))
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from ..codec.payload import Payload, expect_all, square_side
 from ..ops.bc_decode.torch_op import bc_decode_op
+from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel
 from .bc_autoencoder import merge_cells, unmerge_cells
@@ -192,7 +193,7 @@ class NtcGrid(TokenModel):
     def forward(self, fine_in: torch.Tensor, coarse_in: torch.Tensor):
         """int4: codes INT32 [B, C_f, 8, 8], coarse INT32 [B, C_c, 4, 4]; bc4/bc5: blocks INT32 [B, P_f, 2, 2, W],
         coarse_blocks INT32 [B, P_c, 1, 1, W] -> tokens [B, 256, D] (+ logits)."""
-        if not torch.onnx.is_in_onnx_export():
+        if not exporting():
             self._check_inputs(fine_in, coarse_in)
         if self.storage == "int4":
             uf, uc = fine_in.to(torch.float32) / LEVELS, coarse_in.to(torch.float32) / LEVELS

@@ -22,8 +22,8 @@ def _pad_grid(x: torch.Tensor, h, w, k: int):
     """Zero-pad the grid up to a multiple of k (OmniVLM-style merges on grids that do not divide)."""
     b, _, c = x.shape
     g = x.reshape(b, h, w, c)
-    ph = (k - h % k) % k
-    pw = (k - w % k) % k
+    ph = (h + k - 1) // k * k - h  # floor division, not `%`: torch.export solves its constraints, not Mod's
+    pw = (w + k - 1) // k * k - w
     g = F.pad(g, (0, 0, 0, pw, 0, ph))
     return g.reshape(b, -1, c), h + ph, w + pw
 

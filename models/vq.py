@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..codec.payload import Payload, expect_all, square_side
+from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel, refresh_frozen_weights, square_grid
 from .bc_autoencoder import merge_cells, unmerge_cells
@@ -177,7 +178,7 @@ class VqCompressor(TokenModel):
 
     def forward(self, indices: torch.Tensor):
         """indices INT32 [B, G*S, h/2, w/2] -> tokens [B, h*w, D] (+ logits)."""
-        if not torch.onnx.is_in_onnx_export():
+        if not exporting():
             self._check_indices(indices)
         b, c, gh, gw = indices.shape
         books, basis, up_weight = ((self._books_b, self._basis_b, self._up_b) if self._books_b is not None
@@ -322,7 +323,7 @@ class VqEncoderGraph(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         model = self.model
         h, w = square_grid(tokens)
-        if not torch.onnx.is_in_onnx_export():
+        if not exporting():
             model._check_tokens(tokens)
         gh, gw = h // MERGE, w // MERGE
         b = tokens.shape[0]

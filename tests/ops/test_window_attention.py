@@ -118,7 +118,7 @@ def test_lowerings_match_pytorch_through_ort(window, head_dim, shifted, grids):
     with torch.no_grad():
         refs = {side: module(x).double().numpy() for side, x in inputs.items()}
     for mode in ("decomposed", "plugin", "native"):
-        fp32 = export.to_onnx_fp32(module, inputs[16][:1], mode)
+        fp32 = export.to_onnx_fp32(module, inputs[16][:1], mode, exporter="torchscript")
         fp16 = export.to_fp16(fp32)
         runs = [("fp32", ort_op.prepare(fp32), np.float32), ("fp16", ort_op.prepare(fp16), np.float16)]
         if mode == "plugin":  # the plugin graph also through its standard-op decomposition
@@ -134,7 +134,7 @@ def test_lowerings_match_pytorch_through_ort(window, head_dim, shifted, grids):
 
 def test_plugin_node_follows_contract():
     module = GridAttention(WindowAttention(64, 2, 7, 3)).eval()
-    model = export.to_onnx_fp32(module, torch.randn(1, 100, 64), "plugin")
+    model = export.to_onnx_fp32(module, torch.randn(1, 100, 64), "plugin", exporter="torchscript")
     nodes = [n for n in model.graph.node if n.op_type == "WindowAttention"]
     assert len(nodes) == 1 and nodes[0].domain == "ntc"
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
@@ -181,7 +181,7 @@ def test_contract_numpy_op_against_module():
 
 def test_native_lowering_is_opset23_attention():
     module = GridAttention(WindowAttention(64, 2, 8, 4)).eval()
-    model = export.to_onnx_fp32(module, torch.randn(2, 256, 64), "native")
+    model = export.to_onnx_fp32(module, torch.randn(2, 256, 64), "native", exporter="torchscript")
     onnx.checker.check_model(model, full_check=True)
     assert {(o.domain or "ai.onnx"): o.version for o in model.opset_import} == {"ai.onnx": 23}
     node = next(n for n in model.graph.node if n.op_type == "Attention")
@@ -198,7 +198,7 @@ def test_native_lowering_is_opset23_attention():
 def test_swin_block_exports_with_dynamic_grid():
     torch.manual_seed(0)
     block = GridAttention(SwinBlock(32, 2, 4, shift=2, mlp_ratio=2)).eval()
-    model = export.to_onnx_fp32(block, torch.randn(1, 64, 32), "native")
+    model = export.to_onnx_fp32(block, torch.randn(1, 64, 32), "native", exporter="torchscript")
     session = _ort_session(model)
     for b, side in ((1, 8), (2, 11)):
         x = torch.randn(b, side * side, 32)
@@ -232,7 +232,7 @@ def test_outside_export_the_module_is_plain_pytorch():
 def test_tensorrt_rtx_builds_native_lowering_fp16_aot():
     trt = pytest.importorskip("tensorrt_rtx")
     module = GridAttention(WindowAttention(64, 2, 7, 3)).eval()
-    fp16 = export.to_fp16(export.to_onnx_fp32(module, torch.randn(1, 256, 64), "native"))
+    fp16 = export.to_fp16(export.to_onnx_fp32(module, torch.randn(1, 256, 64), "native", exporter="torchscript"))
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT-RTX networks are always strongly typed

@@ -30,6 +30,18 @@ def _register_schemas() -> None:
                         OpSchema.Attribute("scale", _FLOAT, ""), OpSchema.Attribute("plugin_version", _STRING, "")]))
 
 
+def _register_pending_attention_schema() -> None:
+    """The native lowering's placeholder (ntc.pending::Attention, rewritten by window_attention.finalize)."""
+    from .window_attention.lowering import PENDING_DOMAIN
+
+    if not onnx.defs.has("Attention", PENDING_DOMAIN):
+        onnx.defs.register_schema(OpSchema(
+            "Attention", PENDING_DOMAIN, 1, inputs=[OpSchema.FormalParameter(n, "T") for n in ("q", "k", "v", "mask")],
+            outputs=[OpSchema.FormalParameter("output", "T")], type_constraints=[("T", _FLOATS, "q/k/v type")],
+            attributes=[*(OpSchema.Attribute(n, _INT, "") for n in ("q_num_heads", "kv_num_heads")),
+                        OpSchema.Attribute("scale", _FLOAT, "")]))
+
+
 def translation_table() -> dict:
     """{torch op overload: onnxscript function} for torch.onnx.export(..., custom_translation_table=...)."""
     import onnxscript
@@ -37,9 +49,12 @@ def translation_table() -> dict:
 
     from .bc_decode import custom_op  # noqa: F401  (registers torch.ops.ntc.bc_decode)
     from .window_attention import custom_op as _  # noqa: F401  (registers torch.ops.ntc.window_attention)
+    from .window_attention.lowering import PENDING_DOMAIN
 
     _register_schemas()
+    _register_pending_attention_schema()
     ntc = onnxscript.values.Opset(DOMAIN, 1)
+    pending = onnxscript.values.Opset(PENDING_DOMAIN, 1)
 
     def bc_decode(blocks, fmt: str, layout: str = "tokens", dtype: str = "float32"):
         return ntc.BcDecode(blocks, format=fmt, layout=layout, dtype=dtype, plugin_version=VERSION)
@@ -48,7 +63,11 @@ def translation_table() -> dict:
         return ntc.WindowAttention(q, k, v, bias_table, mask, heads=heads, window=window, shift=shift, scale=scale,
                                    plugin_version=VERSION)
 
-    return {torch.ops.ntc.bc_decode.default: bc_decode, torch.ops.ntc.window_attention.default: window_attention}
+    def native_attention(q, k, v, attn_mask, heads: int, scale: float):
+        return pending.Attention(q, k, v, attn_mask, q_num_heads=heads, kv_num_heads=heads, scale=scale)
+
+    return {torch.ops.ntc.bc_decode.default: bc_decode, torch.ops.ntc.window_attention.default: window_attention,
+            torch.ops.ntc_pending.attention.default: native_attention}
 
 
 def declare_output_types(model: onnx.ModelProto) -> None:

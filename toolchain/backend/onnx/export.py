@@ -1,8 +1,9 @@
 """Export a token model to ONNX: `model.fp32.onnx` and a strongly typed `model.fp16.onnx`.
 
-fp32: our own models through the legacy TorchScript exporter (opset 18; their token grid is computed from N with
-Sqrt, which torch.export's Dims cannot express), dynamic batch and token axes; user torch.export programs (`.pt2`)
-through the torch.export-based exporter (backend/onnx/program.py). Checked and shape-inferred.
+fp32: our own models through the torch.export-based exporter (backend/onnx/dynamo.py: the token grid as a Dim, patch
+tokens traced as [B, s, s, D] and given back their [B, N, D] input), opset 18, dynamic batch and grid axes; the legacy
+TorchScript exporter stays available with `exporter="torchscript"`; user torch.export programs (`.pt2`) through
+backend/onnx/program.py. Checked and shape-inferred.
 fp16: onnxconverter-common's float16 pass with overflow-prone islands (LayerNorm statistics, Softmax, reductions,
 exp/log/pow) kept in fp32 behind Cast nodes, so every tensor has one declared type (what strongly typed
 TensorRT networks need).
@@ -12,6 +13,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -24,6 +26,7 @@ from ...util.errors import NtcError
 OPSET = 18
 INPUT_NAME = "tokens"
 PRECISIONS = ("fp32", "fp16")
+EXPORTERS = ("dynamo", "torchscript")  # torch.export-based (default) and the legacy TorchScript-based exporter
 # Ops whose fp16 range or precision is unsafe: they run in fp32 inside the fp16 model.
 FP16_KEEP_FP32 = [
     "LayerNormalization", "RMSNormalization", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceSumSquare",
@@ -45,17 +48,28 @@ def _save(model: onnx.ModelProto, dest: Path) -> None:
     onnx.checker.check_model(str(dest))
 
 
-def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attention: str = "decomposed"
-                 ) -> onnx.ModelProto:
-    """Trace `module` into an fp32 ONNX model with its dynamic axes; shapes inferred, checker clean."""
+def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attention: str = "decomposed",
+                 exporter: str = "dynamo") -> onnx.ModelProto:
+    """Trace `module` into an fp32 ONNX model with its dynamic axes; shapes inferred, checker clean. `exporter`:
+    "dynamo" (torch.export, backend/onnx/dynamo.py) or "torchscript" (the legacy exporter, kept behind this flag;
+    `example` only applies to it)."""
     if attention not in ATTENTION_MODES:
         raise NtcError(f"unknown attention lowering {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
+    if exporter not in EXPORTERS:
+        raise NtcError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
     if hasattr(module, "onnx_path"):  # a user's ONNX file: it is the fp32 model
         return onnx.shape_inference.infer_shapes(onnx.load(str(module.onnx_path)), strict_mode=False)
     if hasattr(module, "program"):  # a torch.export program: already traced, its own dynamic dims
         from .program import program_to_onnx
 
         model = program_to_onnx(module.program, list(module.input_names), list(module.output_names), OPSET)
+        model.producer_name = "ntc-export"
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    if exporter == "dynamo":
+        from .dynamo import module_to_onnx
+
+        with export_context(attention):
+            model = finalize(module_to_onnx(module, OPSET), attention)
         model.producer_name = "ntc-export"
         return onnx.shape_inference.infer_shapes(model, strict_mode=False)
     example = example if example is not None else module.example_inputs()
@@ -88,6 +102,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxconverter_common import float16
 
     model = _initializer_identities_to_copies(onnx.ModelProto.FromString(model.SerializeToString()))
+    _split_shared_constants(model)
     # Stale fp32 value_info makes the converter type Cast outputs wrongly; custom-op outputs keep theirs, since
     # shape inference cannot recover them and the converter needs them to cast around fp32 islands.
     custom_outputs = {o for n in model.graph.node if n.domain not in STANDARD_DOMAINS for o in n.output}
@@ -134,6 +149,27 @@ def _initializer_identities_to_copies(model: onnx.ModelProto) -> onnx.ModelProto
     return model
 
 
+def _split_shared_constants(model: onnx.ModelProto, max_elements: int = 64) -> None:
+    """Give each reader of a small shared initializer its own copy (torch.export shares constants such as 1.0 between
+    an fp32 island or a shape computation and fp16 ops): each copy then takes its reader's precision."""
+    graph = model.graph
+    small = {i.name: i for i in graph.initializer if int(np.prod(i.dims)) <= max_elements}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in set(node.input) & small.keys():
+            readers[name] = readers.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if readers.get(name, 0) > 1:
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] > 1:  # the first reader keeps the original
+                    copy = onnx.TensorProto()
+                    copy.CopyFrom(small[name])
+                    copy.name = node.input[k] = f"{name}__{seen[name]}"
+                    graph.initializer.append(copy)
+
+
 def _shape_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of nodes that only compute shapes (from Shape outputs and constants): they stay fp32/int, since the
     token grid (h = w = sqrt(N)) is computed in float and fp16 would round large token counts."""
@@ -173,13 +209,13 @@ def _cast_fp32_island_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export_model(module: torch.nn.Module, out_dir, precisions=PRECISIONS, attention: str = "decomposed",
-                 name: str = "model", example: tuple | None = None) -> dict[str, Path]:
+                 name: str = "model", example: tuple | None = None, exporter: str = "dynamo") -> dict[str, Path]:
     """Write `<out_dir>/<name>.<precision>.onnx` for each precision; returns precision -> path."""
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise NtcError(f"export writes {'/'.join(PRECISIONS)}; {', '.join(bad)} come from `ntc-export calibrate`")
     out_dir = Path(out_dir)
-    fp32 = to_onnx_fp32(module, example, attention)
+    fp32 = to_onnx_fp32(module, example, attention, exporter)
     paths = {}
     for precision in precisions:
         model = fp32 if precision == "fp32" else to_fp16(fp32)

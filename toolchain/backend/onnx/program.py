@@ -15,9 +15,12 @@ from ...util.errors import NtcError
 def program_to_onnx(program, input_names: list[str], output_names: list[str], opset: int) -> onnx.ModelProto:
     """fp32 ONNX of `program` (a torch.export.ExportedProgram) with the given I/O names."""
     args = program.example_inputs[0] if program.example_inputs else ()
-    quiet = logging.getLogger("onnx_ir")  # it logs each custom node output whose value_info it cannot serialize
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    # onnx_ir logs each custom node output whose value_info it cannot serialize; the registry, each torchvision op
+    # it skips (not installed, not needed)
+    quiet = [logging.getLogger(n) for n in ("onnx_ir", "torch.onnx._internal.exporter._registration")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -28,7 +31,8 @@ def program_to_onnx(program, input_names: list[str], output_names: list[str], op
         raise NtcError(f"ONNX export of the torch.export program failed: "
                        f"{(str(e).strip().splitlines() or [''])[0][:300]}") from None
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
     model = onnx_program.model_proto
     if any(n.domain == DOMAIN for n in model.graph.node):
         import_domain(model, DOMAIN)  # onnxscript leaves custom domains out of the opset imports

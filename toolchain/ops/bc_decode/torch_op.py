@@ -11,6 +11,7 @@ import torch
 from ...codec.formats import CHANNELS, FORMATS, WORDS
 from ...util.errors import NtcError
 from ..domain import DOMAIN, VERSION
+from ..tracing import exporting
 from .contract import DTYPES, LAYOUTS
 from .contract import OP as PLUGIN_OP
 
@@ -126,6 +127,8 @@ def bc_decode_op(blocks_int32: torch.Tensor, fmt: str, layout: str = "tokens", d
                  ) -> torch.Tensor:
     """ntc::BcDecode v1 for use inside a module's forward (see module docstring)."""
     check_attributes(fmt, layout, dtype)
-    if not torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_exporting():  # torch.export: the torch.library op, translated to the same node
+        return torch.ops.ntc.bc_decode(blocks_int32, fmt, layout, dtype)
+    if not exporting():
         check_blocks(blocks_int32, fmt)
     return BcDecodeFunction.apply(blocks_int32, fmt, layout, dtype)

@@ -52,8 +52,12 @@ def emit(module, q, k, v, mask):
     if mode in (None, "decomposed"):
         return None
     table = module.relative_position_bias_table.to(q.dtype)
+    exported = torch.compiler.is_exporting()  # torch.export: torch.library ops instead of autograd symbolics
     if mode == "plugin":
         split = module.split_heads
+        if exported:
+            return torch.ops.ntc.window_attention(split(q), split(k), split(v), table, mask, module.heads,
+                                                  module.window, module.shift, float(module.scale))
         return WindowAttentionPlugin.apply(split(q), split(k), split(v), table, mask, module.heads, module.window,
                                            module.shift, float(module.scale))
     bias = module.relative_bias().to(q.dtype)  # [heads, T, T]
@@ -61,6 +65,8 @@ def emit(module, q, k, v, mask):
     n_windows = mask.shape[0]
     attn_mask = bias.unsqueeze(0).unsqueeze(0) + mask.unsqueeze(1).unsqueeze(0)  # [1, nW, heads, T, T]
     attn_mask = attn_mask.expand(q.shape[0] // n_windows, -1, -1, -1, -1).reshape(-1, module.heads, t, t)
+    if exported:
+        return torch.ops.ntc_pending.attention(q, k, v, attn_mask, module.heads, float(module.scale))
     return AttentionPlaceholder.apply(q, k, v, attn_mask, module.heads, float(module.scale))
 
 
@@ -101,6 +107,18 @@ class AttentionPlaceholder(torch.autograd.Function):
                    scale_f=scale)
         out.setType(q.type())
         return out
+
+
+@torch.library.custom_op("ntc_pending::attention", mutates_args=())
+def pending_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor, heads: int,
+                      scale: float) -> torch.Tensor:
+    """AttentionPlaceholder for torch.export: translated to the same ntc.pending::Attention node (onnx_translations)."""
+    return AttentionPlaceholder.forward(None, q, k, v, attn_mask, heads, scale)
+
+
+@pending_attention.register_fake
+def _pending_attention_fake(q, k, v, attn_mask, heads, scale):
+    return torch.empty_like(q)
 
 
 def finalize(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
