@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from .options import attention_option, precision_option
+from .options import attention_option, exporter_option, precision_option
 
 
 @click.command("export")
@@ -13,10 +13,12 @@ from .options import attention_option, precision_option
               help="Directory for model.<precision>.onnx.")
 @precision_option()
 @attention_option
-def command(model, out_dir, precisions, attention):
+@exporter_option
+def command(model, out_dir, precisions, attention, exporter):
     """Export MODEL.pt to ONNX: model.fp32.onnx and a strongly typed model.fp16.onnx (dynamic batch and grid)."""
     from ..backend.onnx.fp16_io import export_graphs
     from ..models import load
 
-    for precision, path in export_graphs(load(model), out_dir, precisions, attention=attention).items():
+    for precision, path in export_graphs(load(model), out_dir, precisions, attention=attention,
+                                           exporter=exporter).items():
         click.echo(f"{precision}: {path}")

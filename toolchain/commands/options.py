@@ -11,6 +11,10 @@ attention_option = click.option(
     "--attention", type=click.Choice(ATTENTION_MODES), default="decomposed", show_default=True,
     help="How window attention is lowered: ntc::WindowAttention plugin node, native ONNX Attention (opset 23), "
          "or MatMul-Softmax-MatMul.")
+exporter_option = click.option(
+    "--exporter", type=click.Choice(("dynamo", "torchscript")), default="dynamo", show_default=True,
+    help="ONNX exporter: torch.export-based, or the legacy TorchScript one (graphs that must take token grids the "
+         "torch.export graph does not: its metadata ntc.export.token_grid lists the sides it takes).")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 
 

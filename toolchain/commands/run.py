@@ -7,7 +7,7 @@ import click
 from ..backend.trt.targets import PRECISIONS, TARGETS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 from ..pipeline.executor import EXECUTORS
-from .options import CALIB_METHODS, quiet_option
+from .options import CALIB_METHODS, exporter_option, quiet_option
 
 
 @click.command("run")
@@ -29,6 +29,7 @@ from .options import CALIB_METHODS, quiet_option
 @click.option("--attention", type=click.Choice(ATTENTION_MODES), default=None,
               help="Force one window-attention lowering for every graph (default: per target profile; "
                    "`decomposed` for validation).")
+@exporter_option
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="mse", show_default=True,
               help="INT8/FP8 calibration method (mse: best or within 1 dB of the best on every zoo model, and fast).")
 @click.option("--target-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
@@ -51,7 +52,7 @@ from .options import CALIB_METHODS, quiet_option
 @click.option("--triton-repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
 @quiet_option
-def command(models, data, calib_data, precisions, targets, no_build, attention, calib_method, target_cosine,
+def command(models, data, calib_data, precisions, targets, no_build, attention, exporter, calib_method, target_cosine,
             max_samples, max_calib_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
@@ -65,8 +66,9 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
     chosen = () if no_build else (tuple(targets) or None)
     report = run_main_job(list(models), out_dir, data=data, calib_data=calib_data, precisions=precisions or None,
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
-                          max_calib_samples=max_calib_samples, quiet=quiet, target_cosine=target_cosine, executor=(executor, n_jobs, ray_address),
-                          golden=golden)
+                          max_calib_samples=max_calib_samples, quiet=quiet, target_cosine=target_cosine,
+                          executor=(executor, n_jobs, ray_address),
+                          golden=golden, exporter=exporter)
     if triton_repo is not None:
         from ..serving.repository import write_repository
 

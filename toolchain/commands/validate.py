@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from .options import attention_option, precision_option
+from .options import attention_option, exporter_option, precision_option
 
 
 @click.command("validate")
@@ -13,9 +13,10 @@ from .options import attention_option, precision_option
               help="Held-out tokens (.npz from `ntc-export tokens`).")
 @precision_option()
 @attention_option
+@exporter_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the ONNX files and validation.json.")
-def command(model, data, precisions, attention, out_dir):
+def command(model, data, precisions, attention, exporter, out_dir):
     """Run PyTorch (golden) and ONNX Runtime on held-out tokens; write DIR/validation.json.
 
     Exits 1 when a threshold is missed (fp32: rel L2 <= 1e-5; fp16: cosine >= 0.9995).
@@ -29,7 +30,7 @@ def command(model, data, precisions, attention, out_dir):
     module = load(model)
     tokens = load_tokens(data)
     feeds = model_feeds(module, tokens)  # tokens (+ the ViT's attention, keys for the reducers)
-    paths = export_graphs(module, out_dir, precisions, attention=attention)
+    paths = export_graphs(module, out_dir, precisions, attention=attention, exporter=exporter)
     records = validate_onnx(Path(model).stem, module, paths, tokens.patch_tokens, tokens.labels, feeds=feeds)
     write_json(Path(out_dir) / "validation.json", records)
     for r in records:

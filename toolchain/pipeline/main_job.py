@@ -90,12 +90,13 @@ class MainJob:
     """One run of the main job over several models (see `run_main_job`)."""
 
     def __init__(self, out_dir: Path, precisions, targets, explicit_targets: bool, attention: str | None,
-                 calib_method: str, quiet: bool, target_cosine: float | None = None):
+                 calib_method: str, quiet: bool, target_cosine: float | None = None, exporter: str = "dynamo"):
         self.out_dir = Path(out_dir).resolve()
         self.console = Console(stderr=True, quiet=quiet)
         self.pipe = Pipeline(self.out_dir, console=self.console, quiet=quiet)
         self.precisions = list(precisions)
         self.attention = attention
+        self.exporter = exporter
         self.calib_method = calib_method
         self.target_cosine = target_cosine
         self.calibrated_graphs: list[dict] = []  # per calibrated graph: the layers kept in high precision
@@ -124,9 +125,11 @@ class MainJob:
             onnx_dir = self.out_dir / name / "onnx" / lowering
             result = self.pipe.stage(
                 f"{name}/export/{lowering}",
-                {"model": model_hash, "precisions": precisions, "attention": lowering, "versions": self.versions},
+                {"model": model_hash, "precisions": precisions, "attention": lowering, "exporter": self.exporter,
+                 "versions": self.versions},
                 lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
-                         export_graphs(module, onnx_dir, precisions, attention=lowering).items()},
+                         export_graphs(module, onnx_dir, precisions, attention=lowering,
+                                       exporter=self.exporter).items()},
                 outputs=lambda r: list(r.values()))
             out[lowering] = {p: self.out_dir / f for p, f in result.items()}
         return out
@@ -315,7 +318,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
                  command: str | None = None, target_cosine: float | None = None,
                  max_calib_samples: int | None = None,
-                 executor: tuple | None = None, golden: Path | None = None) -> dict:
+                 executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo") -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
     written to OUT/report.json)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
@@ -338,7 +341,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         precisions, uncalibrated = default_precisions(modules, calib_data)
     explicit = targets is not None and not default  # default precisions a chosen target cannot build: reported
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
-                  calib_method, quiet, target_cosine)
+                  calib_method, quiet, target_cosine, exporter)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
 
     # Models that read the ViT's CLS attention / keys beside the tokens (token_fields): the built-in splits load

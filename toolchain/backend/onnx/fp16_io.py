@@ -16,10 +16,11 @@ from .export import PRECISIONS, export_model, to_onnx_fp32
 
 
 def export_graphs(module, out_dir, precisions=PRECISIONS, attention: str = "decomposed", name: str = "model",
-                  example: tuple | None = None) -> dict[str, Path]:
+                  example: tuple | None = None, exporter: str = "dynamo") -> dict[str, Path]:
     """export_model, with the fp16 graph of models whose outputs are exact selections of their inputs
     (`exact_selection`: ToMe, VisionZip) made fp16 at the interface and fp32 inside."""
-    paths = export_model(module, out_dir, precisions, attention=attention, name=name, example=example)
+    paths = export_model(module, out_dir, precisions, attention=attention, name=name, example=example,
+                         exporter=exporter)
     if getattr(module, "exact_selection", False) and "fp16" in paths:
         fp32 = onnx.load(str(paths["fp32"])) if "fp32" in paths else to_onnx_fp32(module, example, attention)
         graph = fp16_interface(fp32)
