@@ -27,13 +27,13 @@ def program_to_onnx(program, input_names: list[str], output_names: list[str], op
             onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=opset, verbose=False,
                                              input_names=input_names, output_names=output_names,
                                              custom_translation_table=translation_table())
+            model = onnx_program.model_proto  # serialized here, where onnx_ir's logging is quiet
     except Exception as e:  # the exporter raises its own error types; the first line names the node
         raise NtcError(f"ONNX export of the torch.export program failed: "
                        f"{(str(e).strip().splitlines() or [''])[0][:300]}") from None
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
-    model = onnx_program.model_proto
     if any(n.domain == DOMAIN for n in model.graph.node):
         import_domain(model, DOMAIN)  # onnxscript leaves custom domains out of the opset imports
     declare_output_types(model)
