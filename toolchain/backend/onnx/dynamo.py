@@ -11,6 +11,7 @@ N = s*s is not linear. So:
 """
 
 import ast
+import json
 import warnings
 
 import onnx
@@ -18,6 +19,7 @@ import torch
 from onnx import TensorProto, helper
 
 from ...models.base import traced_grid
+from ...ops.window_attention.lowering import active_mode
 from ...util.errors import NtcError
 from .program import program_to_onnx
 
@@ -102,6 +104,17 @@ def _is_square(base, taller, i: int, axis: int, k0: int, step: int) -> bool:
                                                                                           (taller, k0 + 1)))
 
 
+_NARROWED: dict[str, tuple[int, int]] = {}  # shape key -> the (step, smallest side) torch.export accepted
+
+
+def _shape_key(module: torch.nn.Module) -> str:
+    """What decides the traced shapes' branches: the class, its configuration, its inputs and the attention
+    lowering."""
+    config = json.dumps(getattr(module, "config", None), sort_keys=True, default=str)
+    shapes = [tuple(t.shape) for t in module.example_inputs()] if hasattr(module, "example_inputs") else []
+    return f"{type(module).__qualname__}|{getattr(module, 'arch', '')}|{config}|{shapes}|{active_mode()}"
+
+
 def export_program(module: torch.nn.Module) -> tuple[torch.export.ExportedProgram, set[int], int, int]:
     """torch.export of `module` with its dynamic axes: (program, square token inputs, grid step, smallest side).
 
@@ -110,12 +123,17 @@ def export_program(module: torch.nn.Module) -> tuple[torch.export.ExportedProgra
     from two steps up) and narrows until torch.export accepts it: sides from MIN_SIDE, then coarser steps."""
     multiple = getattr(module, "grid_multiple", 1) or 1
     attempts = [(multiple, 2 * multiple)] + [(multiple * 2**i, MIN_SIDE) for i in range(_STEP_DOUBLINGS + 1)]
+    attempts = list(dict.fromkeys(attempts))  # (step, smallest side) pairs, each tried once
+    key = _shape_key(module)
+    if key in _NARROWED:  # the same architecture and configuration narrowed before: start there
+        attempts = attempts[attempts.index(_NARROWED[key]):]
     for n, (step, min_side) in enumerate(attempts):
         traced, example, shapes, square = export_form(module, step, min_side)
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 program = torch.export.export(traced.eval(), example, dynamic_shapes=shapes, strict=False)
+            _NARROWED[key] = (step, min_side)
             return program, square, step, max(min_side, step)
         except torch._dynamo.exc.UserError as e:  # constraint violations: the grid cannot stay this generic
             if n == len(attempts) - 1 or "grid" not in str(e):
