@@ -22,7 +22,7 @@ def export_graphs(module, out_dir, precisions=PRECISIONS, attention: str = "deco
     paths = export_model(module, out_dir, precisions, attention=attention, name=name, example=example,
                          exporter=exporter)
     if getattr(module, "exact_selection", False) and "fp16" in paths:
-        fp32 = onnx.load(str(paths["fp32"])) if "fp32" in paths else to_onnx_fp32(module, example, attention)
+        fp32 = onnx.load(str(paths["fp32"])) if "fp32" in paths else to_onnx_fp32(module, example, attention, exporter)
         graph = fp16_interface(fp32)
         graph.doc_string = f"ntc-export fp16 export of {module.arch} (fp16 interface, fp32 selection inside)"
         with atomic_path(paths["fp16"]) as tmp:
