@@ -21,6 +21,8 @@ def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
     from ..models import load
 
     module = load(model_path)
+    if getattr(module, "token_fields", ()):  # it reads the ViT's attention / keys too: the whole token set
+        from ..data.tokens import load_tokens
     calib = model_feeds(module, load_tokens(data))  # checked before the export runs
     held = model_feeds(module, load_tokens(holdout)) if holdout is not None else None
     onnx_path = export_model(module, out_dir, precisions=("fp32",), attention="decomposed")
