@@ -5,7 +5,9 @@ Dominant tokens: the `dominant` patch tokens with the highest CLS attention summ
 in grid order; every step-th of them (step = max(1, (N-k) // contextual)) is a target, every other one is assigned to
 its most cosine-similar target (metric: keys [B, N, keys_dim] when given, else the tokens), and each target becomes
 target + mean of its assigned tokens (the official code's sum; a target with none stays itself).
-Output [B, dominant + contextual, D] and the dominant positions [B, dominant] (int64, ascending).
+Output [B, dominant + contextual, D] and the dominant positions [B, dominant] (int64, ascending); with
+`trace_source`, also source [B, dominant + contextual, N]: 0/1 rows marking the input positions each output token
+stands for (a dominant token its own position, a contextual token its target and the tokens assigned to it).
 The official code drops the CLS row in with the dominant tokens; our inputs are patch tokens only (no CLS).
 Static shapes: TopK for the selection and for the grid-order split (no NonZero / masked_select), one-hot MatMuls for
 row selection and the merge (no scatter).
@@ -34,6 +36,22 @@ def contextual_targets(m: int, contextual: int) -> tuple[list[int], list[int]]:
     return targets, [i for i in range(m) if i not in chosen]
 
 
+def contextual_assignment(metric: torch.Tensor, m: int, contextual: int) -> torch.Tensor:
+    """metric [B, m, C] -> one-hot [B, m - contextual, contextual]: each non-target's most similar target."""
+    targets, others = contextual_targets(m, contextual)
+    unit = unit_rows(metric)
+    similarity = unit[:, torch.tensor(others)] @ unit[:, torch.tensor(targets)].transpose(1, 2)
+    return one_hot(similarity.argmax(dim=-1), contextual, metric.dtype)
+
+
+def contextual_source(positions: torch.Tensor, assign: torch.Tensor, n: int, m: int, contextual: int
+                      ) -> torch.Tensor:
+    """Remaining positions [B, m], assignment [B, m - c, c] -> 0/1 cover [B, c, n] of the contextual tokens."""
+    targets, others = contextual_targets(m, contextual)
+    place = one_hot(positions, n, assign.dtype)  # [B, m, n]
+    return place[:, torch.tensor(targets)] + assign.transpose(1, 2) @ place[:, torch.tensor(others)]
+
+
 def merge_contextual(hidden: torch.Tensor, metric: torch.Tensor, m: int, contextual: int) -> torch.Tensor:
     """hidden [B, m, D], metric [B, m, C] -> contextual tokens [B, contextual, D]."""
     targets, others = contextual_targets(m, contextual)
@@ -48,26 +66,30 @@ def merge_contextual(hidden: torch.Tensor, metric: torch.Tensor, m: int, context
 @register("visionzip")
 class VisionZip(FixedCountReducer):
     """tokens [B, N, D] + attention [B, heads, N] (or score [B, N]) (+ keys [B, N, keys_dim]) ->
-    tokens_out [B, dominant + contextual, D], dominant_indices [B, dominant]."""
+    tokens_out [B, dominant + contextual, D], dominant_indices [B, dominant] (+ source [B, dominant + contextual, N]
+    with `trace_source`)."""
 
-    def __init__(self, input_dim=384, num_tokens=256, dominant=54, contextual=10, heads=6, keys_dim=0):
+    def __init__(self, input_dim=384, num_tokens=256, dominant=54, contextual=10, heads=6, keys_dim=0,
+                 trace_source=False):
         super().__init__()
         self._check_grid(num_tokens)
         if dominant < 1 or contextual < 1 or dominant + contextual > num_tokens:
             raise NtcError(f"visionzip: budgets dominant={dominant} + contextual={contextual} must be >= 1 each and "
                            f"at most num_tokens={num_tokens}")
         self.config = dict(input_dim=input_dim, num_tokens=num_tokens, dominant=dominant, contextual=contextual,
-                           heads=heads, keys_dim=keys_dim)
+                           heads=heads, keys_dim=keys_dim, **({"trace_source": True} if trace_source else {}))
         self.input_dim = self.output_dim = input_dim
         self.num_tokens, self.dominant, self.contextual = num_tokens, dominant, contextual
-        self.heads, self.keys_dim = heads, keys_dim
+        self.heads, self.keys_dim, self.trace_source = heads, keys_dim, trace_source
         self.out_tokens = dominant + contextual
 
     @property
     def input_names(self) -> list[str]:
         return ["tokens", "attention" if self.heads else "score"] + (["keys"] if self.keys_dim else [])
 
-    output_names = ["tokens_out", "dominant_indices"]
+    @property
+    def output_names(self) -> list[str]:
+        return ["tokens_out", "dominant_indices"] + (["source"] if self.trace_source else [])
 
     def example_inputs(self, batch: int = 2, grid: int | None = None) -> tuple:
         g = torch.Generator().manual_seed(1)
@@ -83,7 +105,13 @@ class VisionZip(FixedCountReducer):
         metric = tokens if keys is None else keys
         context = merge_contextual(rows(tokens, remaining, n), rows(metric, remaining, n), n - k,
                                    self.contextual)
-        return torch.cat([rows(tokens, dominant, n), context], dim=1), dominant
+        out = torch.cat([rows(tokens, dominant, n), context], dim=1)
+        if not self.trace_source:
+            return out, dominant
+        assign = contextual_assignment(rows(metric, remaining, n), n - k, self.contextual)
+        source = torch.cat([one_hot(dominant, n, tokens.dtype),
+                            contextual_source(remaining, assign, n, n - k, self.contextual)], dim=1)
+        return out, dominant, source
 
     @property
     def token_fields(self) -> tuple[str, ...]:

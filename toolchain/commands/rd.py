@@ -1,11 +1,13 @@
 """`ntc-export rd MODEL... --data T.npz --out rd.json [--plot rd.png]`: rate-distortion of compressors beside the
-PCA reference line."""
+PCA reference line; for token-count reducers and projectors, the token-reduction table (token ratio, saliency r,
+task probe accuracy, baselines at the same token counts, and with `--adaptive` the adaptive budget policy)."""
 
 from pathlib import Path
 
 import click
 
 from .options import load_compressor
+from .rd_reduction import reduction_command, reduction_options
 
 
 def _fmt(value, spec: str) -> str:
@@ -14,8 +16,9 @@ def _fmt(value, spec: str) -> str:
 
 @click.command("rd")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="Held-out token file from `ntc-export tokens` (the tokens measured).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Held-out token file from `ntc-export tokens` (the tokens measured). Required for compressors; "
+                   "reducers/projectors default to the photo corpus's val split with the ViT's attention.")
 @click.option("--fit", "fit_data", type=click.Path(path_type=Path), default=None,
               help="Training token file the PCA references and the linear probe are fitted on (its labels, if any, "
                    "train the probe). Default: the photo corpus's train split (`ntc-export tokens --builtin photos "
@@ -30,19 +33,27 @@ def _fmt(value, spec: str) -> str:
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON: one row per model, the original tokens and each PCA reference.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="PNG of token cosine (and probe accuracy) against bytes per image, one line per family.")
-def command(models, data, fit_data, pca_rates, pca_cell, no_saliency, out, plot):
+              help="PNG of token cosine (and probe accuracy) against bytes per image, one line per family "
+                   "(reducers/projectors: saliency r and probe accuracy against token ratio).")
+@reduction_options
+def command(models, data, fit_data, pca_rates, pca_cell, no_saliency, out, plot, **reduction):
     """Measure every compressor on the same tokens: bytes per image (mean length of its real payloads), rate vs fp16
     tokens, mean per-token cosine, rel L2, SNR, saliency-map r and linear-probe accuracy (where the data has labels),
     beside PCA + per-component uniform quantization fitted on training tokens at the same rates."""
     from ..data.tokens import builtin_tokens, load_tokens
     from ..evaluate.rate_distortion import rate_distortion
+    from ..models import load
     from ..util.atomic import write_bytes, write_json
     from ..util.errors import NtcError
 
-    modules = {Path(m).stem: load_compressor(m) for m in models}  # every input checked before any work
-    if len(modules) != len(models):
+    loaded = {Path(m).stem: load(m) for m in models}  # every input checked before any work
+    if len(loaded) != len(models):
         raise NtcError("two models share a file name; name each row differently")
+    if not any(m.is_compressor for m in loaded.values()):
+        return reduction_command(loaded, data, fit_data, out, plot, **reduction)
+    modules = {name: load_compressor(path) for name, path in zip(loaded, models)}
+    if data is None:
+        raise NtcError("rd of compressors needs --data (a held-out token file)")
     tokens = load_tokens(data)
     train = load_tokens(fit_data) if fit_data else builtin_tokens("photos", 224, split="train")
     fit_source = str(fit_data) if fit_data else "builtin:photos/train@224"

@@ -1,0 +1,97 @@
+"""Adaptive token budgets: per image, the smallest reducer budget (VisionZip or ToMe) whose cover partition stays
+within a relative reconstruction error of the ViT's tokens, the error threshold set on a training split to reach a
+target mean token count, then measured on held-out data beside the fixed budgets.
+
+The criterion is the exported `budget_policy` graph (errors per budget, chosen index) run in ONNX Runtime; each budget
+is its own exported static-shape reducer graph, and an image's tokens are those of the graph its index names.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..models.budget_policy import BudgetPolicy, budget_reducer
+from ..util.errors import NtcError
+from .token_reduction import reduction_row, run_outputs
+
+
+def run_criterion(policy: BudgetPolicy, tokens, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(errors [B, K], budget_index [B]) of the exported criterion graph over a TokenSet."""
+    from ..backend.onnx.export import export_model
+    from ..backend.onnxrt.runner import OrtRunner
+    from ..data.tokens import model_fields
+
+    runner = OrtRunner(export_model(policy.eval(), folder, ("fp32",))["fp32"], providers=["CPUExecutionProvider"])
+    fields = model_fields(policy, tokens, "the policy's token set")
+    errors, index = [], []
+    for s in range(0, len(tokens), 64):
+        feeds = policy.prepare_inputs(tokens.patch_tokens[s:s + 64], **{k: v[s:s + 64] for k, v in fields.items()})
+        res = runner.run({n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in policy.input_names})
+        errors.append(res["errors"])
+        index.append(res["budget_index"])
+    return np.concatenate(errors), np.concatenate(index)
+
+
+def fit_threshold(errors: np.ndarray, budgets, target: float) -> float:
+    """The smallest error threshold whose policy (first budget with error <= threshold, the last always) spends at
+    most `target` tokens per image on average over `errors` [B, K]."""
+    budgets = np.asarray(budgets, dtype=np.float64)
+    for t in np.unique(errors):  # ascending: mean tokens only fall as the threshold rises
+        ok = errors <= t
+        ok[:, -1] = True
+        if budgets[ok.argmax(1)].mean() <= target:
+            return float(t)
+    raise NtcError(f"no error threshold reaches {target:g} tokens per image with budgets {list(budgets)}")
+
+
+def pick(per_budget: list[tuple[np.ndarray, np.ndarray]], index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's (tokens_out, cover) from the budget its index names, zero-padded to the largest budget (padding
+    covers nothing, so it neither counts as a token nor lands on the grid)."""
+    n_max = max(out.shape[1] for out, _ in per_budget)
+    b, n_pos, dim = len(index), per_budget[0][1].shape[2], per_budget[0][0].shape[2]
+    out, cover = np.zeros((b, n_max, dim), np.float32), np.zeros((b, n_max, n_pos), np.float32)
+    for k, (o, c) in enumerate(per_budget):
+        sel = index == k
+        out[sel, :o.shape[1]] = o[sel]
+        cover[sel, :o.shape[1]] = np.broadcast_to(c, (len(o), *c.shape[1:]))[sel]
+    return out, cover
+
+
+def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0, family: str = "visionzip"
+                  ) -> list[dict]:
+    """Fixed-budget rows of `family` and the adaptive policy's row (its threshold fitted on each pair's training set
+    `suite.policy_fit`/`suite.task_fit`, to `target` mean tokens per image)."""
+    budgets = [int(b) for b in budgets]
+    n = suite.data.patch_tokens.shape[1]
+    vz = {b: budget_reducer(family, b, n, 6, keys_dim) for b in budgets if b < n}
+    cache = {}
+
+    def fixed(b, ts):
+        if (b, id(ts)) not in cache:
+            cache[b, id(ts)] = (run_outputs(vz[b], ts, folder / f"vz{b}_{len(cache)}") if b < n else
+                                (ts.patch_tokens, np.eye(n, dtype=np.float32)[None]))
+        return cache[b, id(ts)]
+
+    rows = [reduction_row(f"{family} {b} (fixed)", f"{family} (fixed budgets)", lambda ts, b=b: fixed(b, ts),
+                          suite, False) for b in budgets]
+    thresholds, chosen = {}, {}
+    for held, train in ((suite.data, suite.policy_fit), (suite.task_val, suite.task_fit)):
+        if held is None:
+            continue
+        errors, _ = run_criterion(BudgetPolicy(num_tokens=n, budgets=budgets, keys_dim=keys_dim, family=family), train,
+                                  folder / f"crit_fit{len(thresholds)}")
+        thresholds[id(held)] = fit_threshold(errors, budgets, target)
+        policy = BudgetPolicy(num_tokens=n, budgets=budgets, threshold=thresholds[id(held)], keys_dim=keys_dim,
+                              family=family)
+        _, chosen[id(held)] = run_criterion(policy, held, folder / f"crit{len(thresholds)}")
+
+    def adaptive(ts):
+        return pick([fixed(b, ts) for b in budgets], chosen[id(ts)])
+
+    row = reduction_row(f"adaptive {family} {'/'.join(map(str, budgets))}", f"{family} adaptive policy", adaptive,
+                        suite, False)
+    row["thresholds"] = [thresholds[id(h)] for h in (suite.data, suite.task_val) if h is not None]
+    row["budget_share"] = {str(b): float(np.mean(chosen[id(suite.data)] == k)) for k, b in enumerate(budgets)}
+    if suite.task_val is not None:
+        row["task_tokens_per_image"] = float(np.mean(np.asarray(budgets)[chosen[id(suite.task_val)]]))
+    return rows + [row]
