@@ -19,6 +19,9 @@ def reduction_options(f):
         click.option("--adaptive", type=float, default=None,
                      help="Also run the adaptive VisionZip budget policy at this mean tokens per image (threshold "
                           "fitted on the training splits), beside the same budgets fixed."),
+        click.option("--policy-family", type=click.Choice(["visionzip", "tome"]), default="visionzip",
+                     show_default=True, help="The reducer whose fixed budgets the adaptive policy chooses among "
+                                             "(tome: budgets among 16, 36, 64, 144 of 256, and 256)."),
         click.option("--budgets", default="16,36,64,144,256", show_default=True,
                      help="Comma-separated budgets of the adaptive policy (the grid's token count = all tokens)."),
         click.option("--policy-fit", type=click.Path(path_type=Path), default=None,
@@ -52,7 +55,8 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reduction_command(modules, data, fit_data, out, plot, task, task_data, task_fit, adaptive, budgets, policy_fit):
+def reduction_command(modules, data, fit_data, out, plot, task, task_data, task_fit, adaptive, policy_family, budgets,
+                      policy_fit):
     """Measure reducers/projectors (and the adaptive policy) on held-out data; write JSON, print markdown."""
     from ..data.tokens import builtin_tokens, load_data, load_tokens
     from ..evaluate.token_reduction import Suite, kind_of, token_reduction
@@ -79,7 +83,7 @@ def reduction_command(modules, data, fit_data, out, plot, task, task_data, task_
 
         keys_dim = 0 if tokens.keys is None else tokens.keys.shape[-1]  # VisionZip's metric: keys where present
         with tempfile.TemporaryDirectory() as tmp:
-            rows += adaptive_rows(suite, _budgets(budgets), adaptive, Path(tmp), keys_dim)
+            rows += adaptive_rows(suite, _budgets(budgets), adaptive, Path(tmp), keys_dim, policy_family)
     write_json(out, {"data": source, "fit_data": str(fit_data) if fit_data else "builtin:photos/train@224",
                      "task": str(task_data) if task_data else f"builtin:{task}/val@224",
                      "task_fit": str(task_fit) if task_fit else f"builtin:{task}/train@224",
