@@ -67,10 +67,14 @@ def _name_scopes(node: onnx.NodeProto) -> list[str]:
 
     raw = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
     try:
-        # a submodule called from an ancestor's forward (`self.attn.qkv(x)`) is one dotted entry: split it
-        return [part for scope in ast.literal_eval(raw)[1:-1] for part in scope.split(".")] if raw else []
+        scopes = ast.literal_eval(raw)[1:-1] if raw else []
     except (ValueError, SyntaxError):
         return []
+    path: list[str] = []
+    for scope in scopes:  # entries are relative ("mlp", "0") or, for nested calls, the full path ("blocks.0.attn")
+        parts = scope.split(".")  # a submodule called from an ancestor's forward is one dotted entry too
+        path = parts if len(parts) > len(path) and parts[:len(path)] == path else path + parts
+    return path
 
 
 def torch_module_outputs(module: torch.nn.Module, feeds: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:

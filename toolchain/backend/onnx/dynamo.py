@@ -209,12 +209,20 @@ def _drop_wrapper_scope(model: onnx.ModelProto) -> None:
 
 
 def _name_dynamic_axes(model: onnx.ModelProto, axes: dict) -> None:
-    """The module's names for dynamic axes (the exporter names them after its symbols)."""
-    for value in (*model.graph.input, *model.graph.output):
+    """The module's names for dynamic axes (the exporter names them after its symbols, e.g. "s48**2"); an undeclared
+    axis with the same symbol as a declared one gets its name too (both sized by the same expression)."""
+    values = (*model.graph.input, *model.graph.output)
+    renamed = {}
+    for value in values:
         for axis, label in axes.get(value.name, {}).items():
             dims = value.type.tensor_type.shape.dim
             if axis < len(dims) and not dims[axis].HasField("dim_value"):
+                renamed.setdefault(dims[axis].dim_param, label)
                 dims[axis].dim_param = label
+    for value in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
 
 
 def shapes_vary_with_grid(model: onnx.ModelProto) -> bool:
