@@ -44,7 +44,7 @@ def scope_outputs(model: onnx.ModelProto, module_names: list[str]) -> dict[str, 
         for name in node.input:
             consumers.setdefault(name, set()).add(i)
     graph_outputs = {o.name for o in graph.output}
-    scopes = [_name_scopes(n) for n in graph.node]
+    scopes = [module_path(n) for n in graph.node]
     found = {}
     for module in module_names:
         prefix, parts = scope_prefix(module), module.split(".")
@@ -60,7 +60,7 @@ def scope_outputs(model: onnx.ModelProto, module_names: list[str]) -> dict[str, 
     return found
 
 
-def _name_scopes(node: onnx.NodeProto) -> list[str]:
+def module_path(node: onnx.NodeProto) -> list[str]:
     """The module path the torch.export-based exporter records on a node (its metadata "name_scopes" without the
     root and the op's own name), or [] for nodes of the legacy exporter."""
     import ast

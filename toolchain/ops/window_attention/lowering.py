@@ -159,6 +159,9 @@ def placeholders_to_attention(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.import_domains = [helper.make_opsetid("", graph.opset)] + [
         d for d in (graph.import_domains or []) if d.domain not in (PENDING_DOMAIN, *STANDARD_DOMAINS)]
     out = gs.export_onnx(graph)
+    metadata = {n.name: list(n.metadata_props) for n in model.graph.node if n.metadata_props}
+    for node in out.graph.node:  # graphsurgeon drops node metadata: the exporter's module scopes (per-layer drift)
+        node.metadata_props.extend(metadata.get(node.name, []))
     out.ir_version = max(model.ir_version, 10)  # opset 23 needs IR >= 10
     out.producer_name, out.producer_version = model.producer_name, model.producer_version
     _set_metadata(out, TRT_DECOMPOSABLE_KEY, "1")
