@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from ntc_export.backend.onnx.fp16_io import export_graphs
+from ntc_export.backend.onnx.export import export_model
 from ntc_export.backend.onnx.inspect import onnx_precision
 from ntc_export.backend.onnxrt.runner import OrtRunner
 from ntc_export.cli import main
@@ -66,7 +66,7 @@ def test_integer_cosine_against_numpy():
 
 def test_tome_integer_metric_is_bit_identical_in_ort(photos, tmp_path):
     module = load(ZOO_DIR / "tome_64.pt").eval()
-    paths = export_graphs(module, tmp_path, ("fp32",))
+    paths = export_model(module, tmp_path, ("fp32",))
     feeds = model_feeds(module, photos[0])
     golden = golden_outputs(module, feeds)
     got = OrtRunner(paths["fp32"]).run(feeds)
@@ -77,7 +77,7 @@ def test_tome_integer_metric_is_bit_identical_in_ort(photos, tmp_path):
 @pytest.mark.parametrize("name", ["tome_64", "visionzip_16"])
 def test_fp16_graph_is_fp16_at_the_interface_only(name, photos, tmp_path):
     module = load(ZOO_DIR / f"{name}.pt").eval()
-    fp16 = export_graphs(module, tmp_path, ("fp32", "fp16"))["fp16"]
+    fp16 = export_model(module, tmp_path, ("fp32", "fp16"))["fp16"]
     model = onnx.load(str(fp16))
     f16 = onnx.TensorProto.FLOAT16
     assert onnx_precision(model) == "fp16"
@@ -140,7 +140,7 @@ def test_engines_build_ahead_of_time(photos, tmp_path):
     profile = ((1, 1, 2), (16, 16, 16))
     for name in ["tome_64", "visionzip_16", "ovis_vet_512"]:
         module = load(ZOO_DIR / f"{name}.pt").eval()
-        paths = export_graphs(module, tmp_path / name, ("fp32", "fp16"))
+        paths = export_model(module, tmp_path / name, ("fp32", "fp16"))
         if name == "ovis_vet_512":
             for precision in ("int8", "fp8"):
                 result = calibrate(paths["fp32"], model_feeds(module, photos[1]), precision, "minmax",

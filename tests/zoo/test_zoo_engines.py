@@ -5,7 +5,7 @@ a clear message."""
 
 import onnx
 import pytest
-from ntc_export.backend.onnx.fp16_io import export_graphs
+from ntc_export.backend.onnx.export import export_model
 from ntc_export.backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ntc_export.models import load
 from ntc_export.util.errors import NtcError
@@ -37,7 +37,7 @@ def test_fp16_engines_for_every_rtx_target(name, tmp_path):
     module = load(ZOO_DIR / f"{name}.pt")
     lowerings = ("native", "plugin") if name.startswith("bcae") else ("decomposed",)
     for lowering in lowerings:
-        fp16 = export_graphs(module, tmp_path / lowering, ("fp16",), attention=lowering, name=name)["fp16"]
+        fp16 = export_model(module, tmp_path / lowering, ("fp16",), attention=lowering, name=name)["fp16"]
         ops = {(n.domain, n.op_type) for n in onnx.load(str(fp16)).graph.node}
         if lowering == "plugin":
             assert {("ntc", "BcDecode"), ("ntc", "WindowAttention")} <= ops
@@ -56,7 +56,7 @@ def test_fp16_engines_for_every_rtx_target(name, tmp_path):
 
 def test_fp8_on_ampere_is_refused(tmp_path):
     module = load(ZOO_DIR / "mlp2x_gelu.pt")
-    fp16 = export_graphs(module, tmp_path, ("fp16",))["fp16"]
+    fp16 = export_model(module, tmp_path, ("fp16",))["fp16"]
     with pytest.raises(NtcError, match="fp8 needs sm_89"):
         build_engine(fp16, "rtx-ampere", "fp8", tmp_path / "out")
     assert not (tmp_path / "out" / "engines" / "rtx-ampere").exists()

@@ -61,7 +61,7 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
         load_onnx_for(model, typed)
         return {(t.attention, p): model for t, p in todo}
     from ..backend.onnx.export import PRECISIONS as EXPORTED
-    from ..backend.onnx.fp16_io import export_graphs
+    from ..backend.onnx.export import export_model
     from ..pipeline.main_job import QUANTIZED
 
     other = sorted({p for _, p in todo if p not in EXPORTED and p not in QUANTIZED})
@@ -73,7 +73,7 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
         wanted = sorted({p for t, p in todo if t.attention == attention})
         exported = sorted({p for p in wanted if p in EXPORTED} | ({"fp32"} if set(wanted) & set(QUANTIZED) else set()))
         folder = out_dir / "onnx" / attention
-        paths = export_graphs(module, folder, precisions=exported, attention=attention, name=model.stem)
+        paths = export_model(module, folder, precisions=exported, attention=attention, name=model.stem)
         sources.update({(attention, p): Path(path) for p, path in paths.items()})
         for p in (p for p in wanted if p in QUANTIZED):
             sources[(attention, p)] = _calibrated(module, Path(paths["fp32"]), p, calib, method, folder)

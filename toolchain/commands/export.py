@@ -16,9 +16,9 @@ from .options import attention_option, exporter_option, precision_option
 @exporter_option
 def command(model, out_dir, precisions, attention, exporter):
     """Export MODEL.pt to ONNX: model.fp32.onnx and a strongly typed model.fp16.onnx (dynamic batch and grid)."""
-    from ..backend.onnx.fp16_io import export_graphs
+    from ..backend.onnx.export import export_model
     from ..models import load
 
-    for precision, path in export_graphs(load(model), out_dir, precisions, attention=attention,
+    for precision, path in export_model(load(model), out_dir, precisions, attention=attention,
                                            exporter=exporter).items():
         click.echo(f"{precision}: {path}")

@@ -21,7 +21,7 @@ def command(model, data, precisions, attention, exporter, out_dir):
 
     Exits 1 when a threshold is missed (fp32: rel L2 <= 1e-5; fp16: cosine >= 0.9995).
     """
-    from ..backend.onnx.fp16_io import export_graphs
+    from ..backend.onnx.export import export_model
     from ..data.tokens import load_tokens
     from ..evaluate.validate import failures, model_feeds, validate_onnx
     from ..models import load
@@ -30,7 +30,7 @@ def command(model, data, precisions, attention, exporter, out_dir):
     module = load(model)
     tokens = load_tokens(data)
     feeds = model_feeds(module, tokens)  # tokens (+ the ViT's attention, keys for the reducers)
-    paths = export_graphs(module, out_dir, precisions, attention=attention, exporter=exporter)
+    paths = export_model(module, out_dir, precisions, attention=attention, exporter=exporter)
     records = validate_onnx(Path(model).stem, module, paths, tokens.patch_tokens, tokens.labels, feeds=feeds)
     write_json(Path(out_dir) / "validation.json", records)
     for r in records:

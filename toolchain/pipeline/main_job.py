@@ -12,7 +12,6 @@ from rich.console import Console
 
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
-from ..backend.onnx.fp16_io import export_graphs
 from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
 from ..data.tokens import load_data, model_fields
@@ -128,7 +127,7 @@ class MainJob:
                 {"model": model_hash, "precisions": precisions, "attention": lowering, "exporter": self.exporter,
                  "versions": self.versions},
                 lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
-                         export_graphs(module, onnx_dir, precisions, attention=lowering,
+                         export_model(module, onnx_dir, precisions, attention=lowering,
                                        exporter=self.exporter).items()},
                 outputs=lambda r: list(r.values()))
             out[lowering] = {p: self.out_dir / f for p, f in result.items()}
@@ -232,9 +231,9 @@ class MainJob:
         onnx_dir = self.out_dir / name / "onnx" / "decomposed"
         result = self.pipe.stage(
             f"{name}/export", {"model": self.model_hashes[parent], "graph": name, "precisions": precisions,
-                               "versions": self.versions},
+                               "exporter": self.exporter, "versions": self.versions},
             lambda: {p: str(f.relative_to(self.out_dir)) for p, f in
-                     export_model(graph, onnx_dir, precisions).items()},
+                     export_model(graph, onnx_dir, precisions, exporter=self.exporter).items()},
             outputs=lambda r: list(r.values()))
         paths = {p: self.out_dir / f for p, f in result.items()}
         feeds = model_feeds(graph, tokens)  # token inputs unless the graph prepares its own

@@ -208,6 +208,21 @@ def _cast_fp32_island_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def exact_selection(module) -> bool:
+    """Models whose outputs are exact selections of their inputs (ToMe, VisionZip): fp16 arithmetic would flip them."""
+    return bool(getattr(module, "exact_selection", False))
+
+
+def fp16_of(module, fp32: onnx.ModelProto) -> onnx.ModelProto:
+    """The fp16 graph of `module`: strongly typed fp16, or for exact selections fp16 at the interface and fp32
+    inside (fp16_io.py)."""
+    if exact_selection(module):
+        from .fp16_io import fp16_interface
+
+        return fp16_interface(fp32)
+    return to_fp16(fp32)
+
+
 def export_model(module: torch.nn.Module, out_dir, precisions=PRECISIONS, attention: str = "decomposed",
                  name: str = "model", example: tuple | None = None, exporter: str = "dynamo") -> dict[str, Path]:
     """Write `<out_dir>/<name>.<precision>.onnx` for each precision; returns precision -> path."""
@@ -217,9 +232,11 @@ def export_model(module: torch.nn.Module, out_dir, precisions=PRECISIONS, attent
     out_dir = Path(out_dir)
     fp32 = to_onnx_fp32(module, example, attention, exporter)
     paths = {}
+    arch = getattr(module, "arch", type(module).__name__)
     for precision in precisions:
-        model = fp32 if precision == "fp32" else to_fp16(fp32)
-        model.doc_string = f"ntc-export {precision} export of {getattr(module, 'arch', type(module).__name__)}"
+        model = fp32 if precision == "fp32" else fp16_of(module, fp32)
+        model.doc_string = f"ntc-export {precision} export of {arch}" + (
+            " (fp16 interface, fp32 selection inside)" if precision == "fp16" and exact_selection(module) else "")
         path = out_dir / f"{name}.{precision}.onnx"
         _save(model, path)
         paths[precision] = path

@@ -6,29 +6,8 @@ and returns float16 like every fp16 graph (what an fp16 pipeline passes between 
 after the inputs and back right before the outputs.
 """
 
-from pathlib import Path
-
 import onnx
 from onnx import TensorProto, helper
-
-from ...util.atomic import atomic_path
-from .export import PRECISIONS, export_model, to_onnx_fp32
-
-
-def export_graphs(module, out_dir, precisions=PRECISIONS, attention: str = "decomposed", name: str = "model",
-                  example: tuple | None = None, exporter: str = "dynamo") -> dict[str, Path]:
-    """export_model, with the fp16 graph of models whose outputs are exact selections of their inputs
-    (`exact_selection`: ToMe, VisionZip) made fp16 at the interface and fp32 inside."""
-    paths = export_model(module, out_dir, precisions, attention=attention, name=name, example=example,
-                         exporter=exporter)
-    if getattr(module, "exact_selection", False) and "fp16" in paths:
-        fp32 = onnx.load(str(paths["fp32"])) if "fp32" in paths else to_onnx_fp32(module, example, attention, exporter)
-        graph = fp16_interface(fp32)
-        graph.doc_string = f"ntc-export fp16 export of {module.arch} (fp16 interface, fp32 selection inside)"
-        with atomic_path(paths["fp16"]) as tmp:
-            onnx.save(graph, str(tmp))
-            onnx.checker.check_model(str(tmp))
-    return paths
 
 
 def fp16_interface(fp32: onnx.ModelProto) -> onnx.ModelProto:
