@@ -9,7 +9,7 @@ import torch
 from ntc_export.backend.onnx.export import export_model
 from ntc_export.calibration import calibrate
 from ntc_export.data.tokens import builtin_images, extract_tokens, split_indices
-from ntc_export.evaluate.drift import module_path
+from ntc_export.backend.onnx.scopes import module_path
 from ntc_export.evaluate.validate import THRESHOLDS, golden_outputs, model_feeds, validate_onnx
 from ntc_export.models import load
 from ntc_export.util.errors import NtcError

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import torch
 
+from ..backend.onnx.scopes import module_path, scope_prefix
 from ..util.errors import NtcError
 from .fidelity import fidelity
 
@@ -28,12 +29,6 @@ def drift_threshold(precision: str) -> float:
 
     metric, _, bound = THRESHOLDS.get(precision, ("cosine", ">=", DEFAULT_THRESHOLD))
     return float(bound) if metric == "cosine" else 0.99999
-
-
-def scope_prefix(module_name: str) -> str:
-    """ONNX node-name prefix of a module path: "a.b" -> "/a/a.b/"."""
-    parts = module_name.split(".")
-    return "/" + "/".join(".".join(parts[:i + 1]) for i in range(len(parts))) + "/"
 
 
 def scope_outputs(model: onnx.ModelProto, module_names: list[str]) -> dict[str, str]:
@@ -58,23 +53,6 @@ def scope_outputs(model: onnx.ModelProto, module_names: list[str]) -> dict[str, 
         if best is not None:
             found[module] = best
     return found
-
-
-def module_path(node: onnx.NodeProto) -> list[str]:
-    """The module path the torch.export-based exporter records on a node (its metadata "name_scopes" without the
-    root and the op's own name), or [] for nodes of the legacy exporter."""
-    import ast
-
-    raw = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
-    try:
-        scopes = ast.literal_eval(raw)[1:-1] if raw else []
-    except (ValueError, SyntaxError):
-        return []
-    path: list[str] = []
-    for scope in scopes:  # entries are relative ("mlp", "0") or, for nested calls, the full path ("blocks.0.attn")
-        parts = scope.split(".")  # a submodule called from an ancestor's forward is one dotted entry too
-        path = parts if len(parts) > len(path) and parts[:len(path)] == path else path + parts
-    return path
 
 
 def torch_module_outputs(module: torch.nn.Module, feeds: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:

@@ -22,6 +22,7 @@ from ...models.base import traced_grid
 from ...ops.window_attention.lowering import active_mode
 from ...util.errors import NtcError
 from .program import program_to_onnx
+from .scopes import name_nodes_by_scope
 
 BATCH = "batch"
 _TRACE_SIDE = 32  # token-grid side traced (and the first of three sampled to read each axis's coefficients)
@@ -152,6 +153,7 @@ def module_to_onnx(module: torch.nn.Module, opset: int) -> onnx.ModelProto:
         _tokens_from_flat(model, names[i])
     if square:
         _drop_wrapper_scope(model)
+    name_nodes_by_scope(model)
     _name_dynamic_axes(model, module.dynamic_axes())
     if shapes_vary_with_grid(model):
         onnx.helper.set_model_props(model, {GRID_KEY: f"sides {min_side}, {min_side + step}, ... (step {step})"})
