@@ -9,6 +9,8 @@ exp/log/pow) kept in fp32 behind Cast nodes, so every tensor has one declared ty
 TensorRT networks need).
 """
 
+import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -34,6 +36,10 @@ FP16_KEEP_FP32 = [
     "TopK",
 ]
 _TWO_GB = 2**31
+# Serialized fp32 exports by _export_key: a model exported again in one process (per subcommand, per test) is not
+# traced again; torch.export + onnxscript take seconds where the legacy exporter took a fraction of one.
+_EXPORTED: dict[str, bytes] = {}
+_EXPORTED_KEEP = 32
 
 
 def _save(model: onnx.ModelProto, dest: Path) -> None:
@@ -68,10 +74,15 @@ def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attentio
     if exporter == "dynamo":
         from .dynamo import module_to_onnx
 
-        with export_context(attention):
-            model = finalize(module_to_onnx(module, OPSET), attention)
-        model.producer_name = "ntc-export"
-        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        key = _export_key(module, attention)
+        if key not in _EXPORTED:
+            with export_context(attention):
+                model = finalize(module_to_onnx(module, OPSET), attention)
+            model.producer_name = "ntc-export"
+            _EXPORTED[key] = onnx.shape_inference.infer_shapes(model, strict_mode=False).SerializeToString()
+            while len(_EXPORTED) > _EXPORTED_KEEP:
+                _EXPORTED.pop(next(iter(_EXPORTED)))
+        return onnx.ModelProto.FromString(_EXPORTED[key])  # a copy: callers edit what they get
     example = example if example is not None else module.example_inputs()
     example = example if isinstance(example, tuple) else (example,)
     input_names = list(getattr(module, "input_names", [INPUT_NAME]))
@@ -95,6 +106,19 @@ def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attentio
     model = finalize(model, attention)
     model.producer_name = "ntc-export"
     return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+
+
+def _export_key(module: torch.nn.Module, attention: str) -> str:
+    """What a torch.export trace of `module` depends on: class, configuration, I/O names, weights, lowering."""
+    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}|{getattr(module, 'arch', '')}|"
+                       f"{json.dumps(getattr(module, 'config', None), sort_keys=True, default=str)}|"
+                       f"{list(getattr(module, 'input_names', []))}|{list(getattr(module, 'output_names', []))}|"
+                       f"{attention}".encode())
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
+    return h.hexdigest()
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
