@@ -22,7 +22,7 @@ from ...models.base import traced_grid
 from ...ops.window_attention.lowering import active_mode
 from ...util.errors import NtcError
 from .program import program_to_onnx
-from .scopes import name_nodes_by_scope
+from .scopes import SCOPES_KEY, name_nodes_by_scope
 
 BATCH = "batch"
 _TRACE_SIDE = 32  # token-grid side traced (and the first of three sampled to read each axis's coefficients)
@@ -33,7 +33,6 @@ GRID_KEY = "ntc.export.token_grid"  # metadata: which token-grid sides the expor
 
 
 _WRAPPED = "module"  # the wrapper's attribute holding the model
-_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
 class _GridTokens(torch.nn.Module):
@@ -203,7 +202,7 @@ def _drop_wrapper_scope(model: onnx.ModelProto) -> None:
     as the outermost scope, which per-layer drift would not find among the model's own submodules."""
     for node in model.graph.node:
         for prop in node.metadata_props:
-            if prop.key == _SCOPES_KEY:
+            if prop.key == SCOPES_KEY:
                 scopes = ast.literal_eval(prop.value)
                 if len(scopes) > 1 and scopes[1] == _WRAPPED:
                     scopes = scopes[:1] + [s.removeprefix(f"{_WRAPPED}.") for s in scopes[2:]]

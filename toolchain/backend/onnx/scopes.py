@@ -6,6 +6,7 @@ import ast
 
 import onnx
 
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata where the torch.export-based exporter records scopes
 
 def scope_prefix(module_name: str) -> str:
     """ONNX node-name prefix of a module path: "a.b" -> "/a/a.b/"."""
@@ -16,7 +17,7 @@ def scope_prefix(module_name: str) -> str:
 def module_path(node: onnx.NodeProto) -> list[str]:
     """The module path the torch.export-based exporter records on a node (its metadata "name_scopes" without the
     root and the op's own name), or [] for nodes of the legacy exporter."""
-    raw = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+    raw = next((p.value for p in node.metadata_props if p.key == SCOPES_KEY), None)
     try:
         scopes = ast.literal_eval(raw)[1:-1] if raw else []
     except (ValueError, SyntaxError):
