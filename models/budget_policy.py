@@ -3,10 +3,13 @@ reduced tokens, scattered back to the grid, stay within a relative reconstructio
 `family`: the budgets' reducer, VisionZip (reads the CLS attention) or ToMe (its merged tokens are exactly the means
 of their covers, so the criterion is its scattered-back error itself).
 
-tokens [B, N, D] + attention [B, heads, N] (+ keys) -> errors [B, K] (rel L2 between the tokens and each budget's
-piecewise-constant fit: every output token's cover filled with the mean ViT token of that cover — how much of the
-image a budget's partition cannot hold, independent of VisionZip's unnormalised contextual sums; the last budget
-being all N tokens: error 0) and budget_index [B] (int64: the first budget with error <= threshold).
+tokens [B, N, D] + attention [B, heads, N] (+ keys) -> errors [B, K] and budget_index [B] (int64: the first budget
+with error <= threshold). A budget's error: its piecewise-constant fit (every output token's cover filled with the
+mean ViT token of that cover, independent of VisionZip's unnormalised contextual sums) against the tokens, in L2,
+relative to the tokens' spread around the image's mean token — the share of the image's token variation the
+partition cannot hold (1 - R^2, square-rooted); the last budget being all N tokens: error 0. Relative to the tokens'
+own norm instead, the ViT's large common token component (which any partition holds) flattens the differences
+between images.
 A server runs this graph, then the chosen budget's own static-shape reducer graph (one engine or optimization
 profile per budget). The criterion is measured before the language model and is not a task metric.
 """
@@ -82,7 +85,7 @@ class BudgetPolicy(FixedCountReducer):
     def forward(self, tokens: torch.Tensor, first: torch.Tensor | None = None, second: torch.Tensor | None = None):
         """tokens and the budget reducers' other inputs in order (VisionZip: attention (+ keys); ToMe: keys if any)."""
         fields = [f for f in (first, second) if f is not None]
-        norm = tokens.norm(dim=(1, 2))
+        norm = (tokens - tokens.mean(dim=1, keepdim=True)).norm(dim=(1, 2))  # the spread around the mean token
         errors = []
         for reducer in self.reducers:
             source = reducer(tokens, *fields)[-1]

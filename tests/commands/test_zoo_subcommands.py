@@ -1,5 +1,7 @@
-"""Every subcommand works on every zoo model, compressors included, given only the checkpoint and a token file:
-`export`, `validate`, `calibrate` and `build` share the main job's route from a model to its feeds and profiles."""
+"""Every subcommand works on a zoo model of every architecture, compressors included, given only the checkpoint and a
+token file: `export`, `validate`, `calibrate` and `build` share the main job's route from a model to its feeds and
+profiles. One model per architecture: its siblings differ in configuration only, and the zoo tests (quantized,
+engines) and the demo run every one of them."""
 
 import json
 
@@ -11,7 +13,8 @@ from ntc_export.util.paths import ZOO_DIR
 
 # Models that read the ViT's attention / keys beside the tokens (the reducers) need a token file made with
 # `ntc-export tokens --attention`, and have no weights to calibrate: tests/reducers/test_zoo_reducers.py covers them.
-ZOO = sorted(p.stem for p in ZOO_DIR.glob("*.pt") if not getattr(load(p), "token_fields", ()))
+ZOO_MODELS = {p.stem: load(p) for p in sorted(ZOO_DIR.glob("*.pt"))}
+ZOO = sorted({m.arch: name for name, m in reversed(ZOO_MODELS.items()) if not getattr(m, "token_fields", ())}.values())
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,8 @@ def _ok(*args) -> None:
 
 
 def test_zoo_is_complete():
-    assert {"bcae_x16", "mlp2x_gelu"} <= set(ZOO)
+    assert {"bcae_x16", "mlp2x_gelu"} <= set(ZOO_MODELS)
+    assert {"bc_autoencoder", "vq", "hyperprior", "ntc_grid", "mlp2x_gelu"} <= {ZOO_MODELS[n].arch for n in ZOO}
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ntc_export.cli import main
 from ntc_export.data.tokens import TokenSet
-from ntc_export.evaluate.adaptive_budget import fit_threshold, pick
+from ntc_export.evaluate.adaptive_budget import fit_threshold, pick, same_mean_mix
 from ntc_export.evaluate.token_reduction import Readout, cell_cover, lattice, nearest_cover, scatter_back
 from ntc_export.models import build, save
 from ntc_export.models.budget_policy import BudgetPolicy
@@ -95,6 +95,16 @@ def test_pick_takes_each_images_budget():
     assert cover[1, 2:].sum() == 0 and (cover[0] == np.eye(4)).all()
 
 
+def test_same_mean_mix_matches_the_policys_mean_with_two_neighbouring_budgets():
+    budgets = [16, 36, 64, 144, 256]
+    chosen = np.random.default_rng(1).choice(5, size=1000, p=[0.3, 0.2, 0.1, 0.3, 0.1])
+    mixed = same_mean_mix(budgets, chosen)
+    sizes = np.asarray(budgets)
+    assert abs(sizes[mixed].mean() - sizes[chosen].mean()) <= (144 - 64) / 1000
+    assert set(mixed.tolist()) == {2, 3}  # the mean (86.4) lies between 64 and 144
+    assert (same_mean_mix(budgets, np.full(10, 4)) == 4).all()
+
+
 @pytest.mark.parametrize("family", ["visionzip", "tome"])
 def test_criterion_errors_match_a_numpy_reference(family):
     g = torch.Generator().manual_seed(3)
@@ -107,7 +117,7 @@ def test_criterion_errors_match_a_numpy_reference(family):
         source = (reducer(tokens, attention) if family == "visionzip" else reducer(tokens))[-1].numpy()
         fit = np.einsum("bnp,bpd->bnd", source, x) / source.sum(2)[..., None]
         back = np.einsum("bnp,bnd->bpd", source, fit)
-        want = np.linalg.norm(back - x, axis=(1, 2)) / np.linalg.norm(x, axis=(1, 2))
+        want = np.linalg.norm(back - x, axis=(1, 2)) / np.linalg.norm(x - x.mean(1, keepdims=True), axis=(1, 2))
         np.testing.assert_allclose(errors[:, k].numpy(), want, rtol=1e-5)
     assert (errors[:, -1] == 0).all()
     first_ok = [next(k for k in range(3) if k == 2 or e[k] <= 0.9) for e in errors.numpy()]
@@ -133,6 +143,7 @@ def test_rd_on_reducers_and_projectors(tmp_path):
     assert main(["rd", str(tmp_path / "vz16.pt"), str(tmp_path / "m3.pt"), "--data", str(files["data"]),
                  "--fit", str(files["fit"]), "--task-data", str(files["tv"]), "--task-fit", str(files["tf"]),
                  "--adaptive", "40", "--budgets", "16,64,256", "--policy-fit", str(files["fit"]),
+                 "--policy-family", "visionzip",
                  "--out", str(out), "--plot", str(tmp_path / "rd.png")]) == 0
     rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["vz16"]["tokens_per_image"] == 16 and rows["m3"]["tokens_per_image"] == 36
@@ -140,6 +151,8 @@ def test_rd_on_reducers_and_projectors(tmp_path):
     assert {"uniform subsample 16", "average pool 36", "visionzip 64 (fixed)"} <= set(rows)
     adaptive = rows["adaptive visionzip 16/64/256"]
     assert 16 <= adaptive["tokens_per_image"] <= 256 and adaptive["saliency_r"] is not None
+    mixed = rows["visionzip fixed budgets mixed to the same mean"]  # 8 images: within one image's share
+    assert abs(mixed["tokens_per_image"] - adaptive["tokens_per_image"]) <= (256 - 16) / 8
     np.testing.assert_allclose(rows["vz16"]["saliency_r"], rows["visionzip 16 (fixed)"]["saliency_r"])
     assert (tmp_path / "rd.png").stat().st_size > 0
 

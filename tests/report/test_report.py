@@ -316,3 +316,29 @@ def test_polygraphy_round_trip(tmp_path):
     assert np.array_equal(load_polygraphy_results(path)["pytorch"]["tokens_out"], runs["pytorch"]["tokens_out"])
     with pytest.raises(NtcError, match="no outputs"):
         save_polygraphy_results(tmp_path / "bad.json", {"x": {}})
+
+
+def test_report_keeps_a_token_reduction_table(build_dir, tmp_path, capsys):
+    out = shutil.copytree(build_dir / "out", tmp_path / "out")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": [{"model": "x"}]}))
+    assert main(["report", str(out), "--token-reduction", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a token-reduction table" in err[0] and not (out / "token_reduction.json").exists()
+
+    rows = [{"model": "tome_64", "family": "tome", "ratio": 4.0, "tokens_per_image": 64.0, "saliency_r": 0.9903,
+             "probe_accuracy": 0.61, "rel_error": 0.15, "readout": None},
+            {"model": "average pool 64", "family": "average pool (baseline)", "ratio": 4.0, "tokens_per_image": 64.0,
+             "saliency_r": 0.95, "probe_accuracy": 0.6, "rel_error": 0.3, "readout": None}]
+    table = tmp_path / "rd.json"
+    table.write_text(json.dumps({"data": "builtin:photos/val@224", "fit_data": "/somewhere/train.npz", "samples": 504,
+                                 "task": "builtin:stamps/val@224", "task_samples": 300, "rows": rows}))
+    assert main(["report", str(out), "--token-reduction", str(table), "--quiet"]) == 0
+    assert main(["report", str(out), "--json", "--quiet"]) == 0  # a later report still shows it
+    view = json.loads(capsys.readouterr().out)
+    assert view["token_reduction"]["rows"] == rows and "fit_data" not in view["token_reduction"]
+    assert view["plots"]["token_reduction"] == "token-reduction.png"
+    html = (out / "report" / "index.html").read_text()
+    assert 'id="token-reduction-plot"' in html and "<td class=\"n\">0.9903</td>" in html
+    md = (out / "report.md").read_text()
+    assert "| tome_64 | tome | 4.00 | 64.0 | 0.9903 | 0.610 | 0.150 | — |" in md

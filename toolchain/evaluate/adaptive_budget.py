@@ -1,5 +1,5 @@
-"""Adaptive token budgets: per image, the smallest reducer budget (VisionZip or ToMe) whose cover partition stays
-within a relative reconstruction error of the ViT's tokens, the error threshold set on a training split to reach a
+"""Adaptive token budgets: per image, the smallest reducer budget (ToMe or VisionZip) whose cover partition leaves
+at most a share of the image's token variation unexplained, the error threshold set on a training split to reach a
 target mean token count, then measured on held-out data beside the fixed budgets.
 
 The criterion is the exported `budget_policy` graph (errors per budget, chosen index) run in ONNX Runtime; each budget
@@ -57,10 +57,26 @@ def pick(per_budget: list[tuple[np.ndarray, np.ndarray]], index: np.ndarray) -> 
     return out, cover
 
 
-def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0, family: str = "visionzip"
-                  ) -> list[dict]:
-    """Fixed-budget rows of `family` and the adaptive policy's row (its threshold fitted on each pair's training set
-    `suite.policy_fit`/`suite.task_fit`, to `target` mean tokens per image)."""
+def same_mean_mix(budgets, chosen: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Budget indices of a policy-blind mix of the two fixed budgets around the mean of `chosen`: each image, at
+    random, the larger one with the share that gives the same mean tokens per image (to within one image) — what
+    fixed budgets alone reach at the adaptive policy's token count."""
+    sizes = np.asarray(budgets, dtype=np.float64)
+    mean = sizes[chosen].mean()
+    hi = min(int(np.searchsorted(sizes, mean)), len(sizes) - 1)
+    lo = max(hi - 1, 0)
+    share = 0.0 if hi == lo else (mean - sizes[lo]) / (sizes[hi] - sizes[lo])
+    index = np.full(len(chosen), lo)
+    index[np.random.default_rng(seed).permutation(len(chosen))[:int(round(share * len(chosen)))]] = hi
+    return index
+
+
+def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0, family: str = "tome",
+                  log=lambda text: None) -> list[dict]:
+    """Fixed-budget rows of `family`, the adaptive policy's row (its threshold fitted on each pair's training set
+    `suite.policy_fit`/`suite.task_fit`, to `target` mean tokens per image) and the fixed budgets mixed at random to
+    the policy's own mean token count on each held-out set (the fair comparison when the fitted threshold lands off
+    the target)."""
     budgets = [int(b) for b in budgets]
     n = suite.data.patch_tokens.shape[1]
     vz = {b: budget_reducer(family, b, n, 6, keys_dim) for b in budgets if b < n}
@@ -72,6 +88,7 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
                                 (ts.patch_tokens, np.eye(n, dtype=np.float32)[None]))
         return cache[b, id(ts)]
 
+    log(f"{family} at fixed budgets {', '.join(map(str, budgets))}")
     rows = [reduction_row(f"{family} {b} (fixed)", f"{family} (fixed budgets)", lambda ts, b=b: fixed(b, ts),
                           suite, False) for b in budgets]
     thresholds, chosen = {}, {}
@@ -85,13 +102,18 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
                               family=family)
         _, chosen[id(held)] = run_criterion(policy, held, folder / f"crit{len(thresholds)}")
 
-    def adaptive(ts):
-        return pick([fixed(b, ts) for b in budgets], chosen[id(ts)])
-
-    row = reduction_row(f"adaptive {family} {'/'.join(map(str, budgets))}", f"{family} adaptive policy", adaptive,
-                        suite, False)
-    row["thresholds"] = [thresholds[id(h)] for h in (suite.data, suite.task_val) if h is not None]
-    row["budget_share"] = {str(b): float(np.mean(chosen[id(suite.data)] == k)) for k, b in enumerate(budgets)}
-    if suite.task_val is not None:
-        row["task_tokens_per_image"] = float(np.mean(np.asarray(budgets)[chosen[id(suite.task_val)]]))
-    return rows + [row]
+    log(f"adaptive policy (thresholds fitted for {target:g} tokens per image) and the same-mean mix")
+    mixed = {key: same_mean_mix(budgets, index) for key, index in chosen.items()}
+    policy_rows = []
+    for label, family_label, picks in ((f"adaptive {family} {'/'.join(map(str, budgets))}",
+                                        f"{family} adaptive policy", chosen),
+                                       (f"{family} fixed budgets mixed to the same mean", f"{family} (fixed budgets)",
+                                        mixed)):
+        row = reduction_row(label, family_label, lambda ts, picks=picks: pick([fixed(b, ts) for b in budgets],
+                                                                              picks[id(ts)]), suite, False)
+        row["budget_share"] = {str(b): float(np.mean(picks[id(suite.data)] == k)) for k, b in enumerate(budgets)}
+        if suite.task_val is not None:
+            row["task_tokens_per_image"] = float(np.mean(np.asarray(budgets)[picks[id(suite.task_val)]]))
+        policy_rows.append(row)
+    policy_rows[0]["thresholds"] = [thresholds[id(h)] for h in (suite.data, suite.task_val) if h is not None]
+    return rows + policy_rows

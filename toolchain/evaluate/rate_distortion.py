@@ -25,12 +25,13 @@ def fit_probe(train_tokens: np.ndarray, labels: np.ndarray):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5)).fit(train_tokens.mean(1), labels)
 
 
-def saliency_r(tokens_with_cls: np.ndarray, decoded: np.ndarray) -> float:
-    """Mean Pearson r between saliency maps of the original tokens and of the decoded ones (CLS kept original)."""
+def saliency_r(tokens_with_cls: np.ndarray, decoded: np.ndarray, reference: np.ndarray | None = None) -> float:
+    """Mean Pearson r between saliency maps of the original tokens (`reference`: those maps, computed before) and of
+    the decoded ones (CLS kept original)."""
     from ..data.vit import saliency
 
     recon = np.concatenate([tokens_with_cls[:, :1], decoded], axis=1)
-    a = saliency(tokens_with_cls).reshape(len(recon), -1)
+    a = (saliency(tokens_with_cls) if reference is None else reference).reshape(len(recon), -1)
     b = saliency(recon).reshape(len(recon), -1)
     return float(np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)]))
 

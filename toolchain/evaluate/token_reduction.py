@@ -144,13 +144,13 @@ def baseline_outputs(kind: str, patch_tokens: np.ndarray, count: int) -> tuple[n
     return out, cover
 
 
-def scores(scattered: np.ndarray, tokens, probe=None) -> dict:
-    """Task columns of scattered-back tokens: saliency r (tokens with CLS) or probe accuracy (labels), and the
-    relative reconstruction error."""
+def scores(scattered: np.ndarray, tokens, probe=None, reference=None) -> dict:
+    """Task columns of scattered-back tokens: saliency r (tokens with CLS; `reference`: their own saliency maps) or
+    probe accuracy (labels), and the relative reconstruction error."""
     patches = tokens.patch_tokens
     rel = float(np.mean(np.linalg.norm(scattered - patches, axis=(1, 2)) / np.linalg.norm(patches, axis=(1, 2))))
     if probe is None:
-        return {"saliency_r": saliency_r(tokens.tokens, scattered.astype(np.float32)), "rel_error": rel}
+        return {"saliency_r": saliency_r(tokens.tokens, scattered.astype(np.float32), reference), "rel_error": rel}
     return {"probe_accuracy": float(probe.score(scattered.mean(1), tokens.labels)), "task_rel_error": rel}
 
 
@@ -170,6 +170,15 @@ class Suite:
         self.data, self.fit, self.task_val, self.task_fit = data, fit, task_val, task_fit
         self.policy_fit = policy_fit if policy_fit is not None else fit  # needs the ViT's attention
         self.probe = fit_probe(task_fit.patch_tokens, task_fit.labels) if task_fit is not None else None
+        self._maps = None
+
+    def reference_maps(self) -> np.ndarray:
+        """The saliency maps of the held-out data's own tokens (computed once: every row compares with them)."""
+        from ..data.vit import saliency
+
+        if self._maps is None:
+            self._maps = saliency(self.data.tokens)
+        return self._maps
 
     def pairs(self):
         """(held-out set, training set, probe or None) for each measured set."""
@@ -190,7 +199,7 @@ def reduction_row(name: str, family: str, outputs, suite: Suite, readout: bool) 
         n_out = float(np.mean((cover.sum(2) > 0).sum(1)))
         if probe is None:
             row.update(tokens_per_image=n_out, ratio=held.patch_tokens.shape[1] / n_out)
-        row.update(scores(scatter_back(out, cover), held, probe))
+        row.update(scores(scatter_back(out, cover), held, probe, None if probe else suite.reference_maps()))
     return row
 
 
@@ -198,14 +207,15 @@ def original_row(suite: Suite) -> dict:
     row = {"model": "all patch tokens", "family": "original", "readout": None}
     row.update(tokens_per_image=float(suite.data.patch_tokens.shape[1]), ratio=1.0)
     for held, _, probe in suite.pairs():
-        row.update(scores(held.patch_tokens, held, probe))
+        row.update(scores(held.patch_tokens, held, probe, None if probe else suite.reference_maps()))
     return row
 
 
-def token_reduction(models: dict, suite: Suite, baseline_counts=()) -> list[dict]:
+def token_reduction(models: dict, suite: Suite, baseline_counts=(), log=lambda text: None) -> list[dict]:
     """Rows for every reducer / projector ({name: module}), the original tokens and the two baselines at each
-    model's token count (and at `baseline_counts`)."""
+    model's token count (and at `baseline_counts`); `log` hears one line per row."""
     kinds = {name: kind_of(m) for name, m in models.items()}  # every model checked before any work
+    log("all patch tokens (the reference saliency maps)")
     rows = [original_row(suite)]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, module) in enumerate(models.items()):
@@ -216,9 +226,11 @@ def token_reduction(models: dict, suite: Suite, baseline_counts=()) -> list[dict
                     cache[id(ts)] = run_outputs(module, ts, Path(tmp) / f"{i}_{len(cache)}")
                 return cache[id(ts)]
 
+            log(f"{name} ({i + 1}/{len(models)}): exported, run in ONNX Runtime, scored")
             rows.append(reduction_row(name, module.arch, outputs, suite, kinds[name] == "projector"))
     counts = sorted({int(round(r["tokens_per_image"])) for r in rows[1:]} | set(baseline_counts))
     for count in counts:
+        log(f"baselines at {count} tokens")
         for kind, label in (("subsample", "uniform subsample"), ("avgpool", "average pool")):
             rows.append(reduction_row(f"{label} {count}", f"{label} (baseline)",
                                       lambda ts, k=kind, c=count: baseline_outputs(k, ts.patch_tokens, c),

@@ -5,12 +5,14 @@ Input keys beyond the main job's (command, data, models, records, pass, stages, 
   "drift":       {model: {precision: layer_drift(...) rows}}
   "engines":     [engines/manifest.json entries, each optionally with "latency": engine_latency(...) result]
   "calibration": {model: {precision: {"data_sha256": ..., "method": ..., ...}}}
+The build directory's token_reduction.json (`ntc-export report --token-reduction`), when present, is shown too.
 Every path in the view is relative to the build directory (files outside it: their name; the hash sits beside it).
 """
 
 import datetime as _dt
 from pathlib import Path
 
+from . import token_reduction
 from .decision import decision
 from .latency_flags import is_batch_key, no_faster_than_fp16
 from .not_run import general_reason, not_run
@@ -220,6 +222,7 @@ def build_view(out_dir, report: dict) -> dict:
         "pareto": pareto_points(acc, lat, eng),
         "tradeoff": None,  # filled below from the decision rows and the Pareto points
         "rate_distortion": rate_points(acc, report.get("compression") or []),
+        "token_reduction": token_reduction.load(out_dir),
         "not_run": not_run(acc, eng, latency, drift, report.get("refused") or []),
         "reproducibility": reproducibility(report, out_dir),
         "stages": report.get("stages", []),

@@ -3,6 +3,7 @@
 import base64
 from html import escape
 
+from . import token_reduction
 from .collect import hashed_inputs
 from .decision import sized_targets
 from .fmt import batches, mib, ms, num, precisions, size, task
@@ -10,7 +11,8 @@ from .fmt import batches, mib, ms, num, precisions, size, task
 SECTIONS = [("decision", "What to ship"), ("summary", "Summary"), ("devices", "Where each number was measured"),
             ("not-run", "Not run"), ("accuracy", "Accuracy against the PyTorch golden"), ("drift", "Per-layer drift"),
             ("latency", "Latency"), ("engines", "Engines"), ("pareto", "Accuracy vs latency (Pareto)"),
-            ("rate-distortion", "Rate-distortion (compressors)"), ("reproducibility", "Reproducibility")]
+            ("rate-distortion", "Rate-distortion (compressors)"),
+            ("token-reduction", "Token-count reducers and projectors on tasks"), ("reproducibility", "Reproducibility")]
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:12px auto;max-width:1240px;color:#1d2430;
@@ -270,6 +272,16 @@ def _rate(v: dict, png: bytes | None) -> str:
             + _table(["model", "precision", "target", "bytes/image", "cosine", "probe accuracy"], body))
 
 
+def _token_reduction(table: dict | None, png: bytes | None) -> str:
+    if not table:
+        return ("<p class=\"muted\">No token-reduction table in this build directory (<code>ntc-export report "
+                "BUILD_DIR --token-reduction RD.json</code> adds the one <code>ntc-export rd</code> wrote).</p>")
+    body = [_tr([_td(c, numeric=i in range(2, 7)) for i, c in enumerate(token_reduction.cells(r))])
+            for r in table["rows"]]
+    return (_img(png, "token reduction plot", "token-reduction-plot") + f"<p>{_e(token_reduction.caption(table))}</p>"
+            + _table(token_reduction.HEAD, body))
+
+
 def _not_run(groups: list[dict]) -> str:
     if not groups:
         return "<p>Everything listed in this report was executed and measured.</p>"
@@ -300,6 +312,7 @@ def render(view: dict, images: dict[str, bytes | None]) -> str:
         "summary": _summary(view), "devices": _devices(view), "accuracy": _accuracy(view["accuracy"]),
         "drift": _drift(view["drift"]), "latency": _latency(view["latency"]), "engines": _engines(view["engines"]),
         "pareto": _pareto(view, images.get("pareto")), "rate-distortion": _rate(view, images.get("rate_distortion")),
+        "token-reduction": _token_reduction(view["token_reduction"], images.get("token_reduction")),
         "not-run": _not_run(view["not_run"]), "reproducibility": _repro(view["reproducibility"]),
     }
     nav = "".join(f"<a href=\"#{i}\">{escape(t)}</a>" for i, t in SECTIONS)

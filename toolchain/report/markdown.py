@@ -1,5 +1,6 @@
 """report.md: the same sections as index.html, as GitHub-flavoured Markdown (plots linked as files beside it)."""
 
+from . import token_reduction
 from .collect import hashed_inputs
 from .decision import sized_targets
 from .fmt import batches, mib, ms, num, precisions, size, task
@@ -169,6 +170,9 @@ def render(view: dict, image_files: dict[str, str]) -> str:
         lines += [f"![rate-distortion]({image_files['rate_distortion']})", ""]
     else:
         lines += ["No compressor record carries bytes_per_image: rate-distortion plot skipped.", ""]
+
+    lines += ["## Token-count reducers and projectors on tasks", ""]
+    lines += token_reduction.markdown_section(view["token_reduction"], image_files.get("token_reduction"))
 
     r = view["reproducibility"]
     lines += ["## Reproducibility", "", f"```\n{r['command']}\n```", "",

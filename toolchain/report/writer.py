@@ -8,6 +8,7 @@ from ..util.atomic import write_bytes, write_json, write_text
 from . import html, markdown, plots
 from .collect import build_view
 from .schema import validate
+from .token_reduction import token_reduction_plot
 
 
 def write_report(out_dir, report: dict) -> dict[str, Path]:
@@ -19,7 +20,9 @@ def write_report(out_dir, report: dict) -> dict[str, Path]:
     images = {"tradeoff": plots.tradeoff_plot(trade["size"], trade["latency"], view["decision"]["thresholds"],
                                               trade["size_target"]),
               "pareto": plots.pareto_plot(view["pareto"]),
-              "rate_distortion": plots.rate_distortion_plot(view["rate_distortion"])}
+              "rate_distortion": plots.rate_distortion_plot(view["rate_distortion"]),
+              "token_reduction": token_reduction_plot(view["token_reduction"]["rows"]) if view["token_reduction"]
+              else None}
     written, image_files = {}, {}
     for name, figure in images.items():
         if figure is None:
