@@ -80,12 +80,13 @@ def token_reduction_plot(rows: list[dict]) -> tuple[bytes, str] | None:
         panels.append(("probe_accuracy", "probe accuracy (held-out task)"))
     for i, (key, label) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        for family in sorted({r["family"] for r in rows}):
+        colours = plt.get_cmap("tab20").colors  # one colour per family (the default cycle repeats after 10)
+        for j, family in enumerate(sorted({r["family"] for r in rows})):
             mine = sorted((r for r in rows if r["family"] == family), key=lambda r: r["ratio"])
             baseline = "baseline" in family  # the lines every method is read against
             ax.plot([r["ratio"] for r in mine], [r.get(key) if r.get(key) is not None else float("nan")
-                                                 for r in mine],
-                    marker="o", ls="--" if baseline else "-", label=family)
+                                                 for r in mine], marker="os^Dv"[j % 5], color=colours[j % 20],
+                    ls="--" if baseline else "-", label=family)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("token ratio (N_in / N_out)")
         ax.set_ylabel(label)
