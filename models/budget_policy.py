@@ -1,7 +1,7 @@
 """`budget_policy`: the criterion graph of adaptive token budgets — per image, the smallest fixed budget whose
-reduced tokens, scattered back to the grid, stay within a relative reconstruction error of the ViT's tokens.
-`family`: the budgets' reducer, VisionZip (reads the CLS attention) or ToMe (its merged tokens are exactly the means
-of their covers, so the criterion is its scattered-back error itself).
+reduced tokens, scattered back to the grid, leave at most a share (the threshold) of the image's token variation
+unexplained. `family`: the budgets' reducer, VisionZip (reads the CLS attention) or ToMe (its merged tokens are
+exactly the means of their covers, so the criterion is its scattered-back error itself).
 
 tokens [B, N, D] + attention [B, heads, N] (+ keys) -> errors [B, K] and budget_index [B] (int64: the first budget
 with error <= threshold). A budget's error: its piecewise-constant fit (every output token's cover filled with the
