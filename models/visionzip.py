@@ -52,13 +52,11 @@ def contextual_source(positions: torch.Tensor, assign: torch.Tensor, n: int, m: 
     return place[:, torch.tensor(targets)] + assign.transpose(1, 2) @ place[:, torch.tensor(others)]
 
 
-def merge_contextual(hidden: torch.Tensor, metric: torch.Tensor, m: int, contextual: int) -> torch.Tensor:
-    """hidden [B, m, D], metric [B, m, C] -> contextual tokens [B, contextual, D]."""
+def merge_contextual(hidden: torch.Tensor, assign: torch.Tensor, m: int, contextual: int) -> torch.Tensor:
+    """hidden [B, m, D], assignment [B, m - c, c] (contextual_assignment) -> contextual tokens [B, contextual, D]."""
     targets, others = contextual_targets(m, contextual)
     t_idx, o_idx = torch.tensor(targets), torch.tensor(others)
-    unit = unit_rows(metric)
-    similarity = unit[:, o_idx] @ unit[:, t_idx].transpose(1, 2)  # [B, m - c, c]
-    assign = one_hot(similarity.argmax(dim=-1), contextual, hidden.dtype)  # [B, m - c, c]
+    assign = assign.to(hidden.dtype)
     counts = assign.sum(dim=1).clamp(min=1)[..., None]
     return hidden[:, t_idx] + assign.transpose(1, 2) @ hidden[:, o_idx] / counts
 
@@ -103,12 +101,11 @@ class VisionZip(FixedCountReducer):
         score = attention.sum(dim=1) if self.heads else attention
         dominant, remaining = split_dominant(score, n, k)
         metric = tokens if keys is None else keys
-        context = merge_contextual(rows(tokens, remaining, n), rows(metric, remaining, n), n - k,
-                                   self.contextual)
+        assign = contextual_assignment(rows(metric, remaining, n), n - k, self.contextual)
+        context = merge_contextual(rows(tokens, remaining, n), assign, n - k, self.contextual)
         out = torch.cat([rows(tokens, dominant, n), context], dim=1)
         if not self.trace_source:
             return out, dominant
-        assign = contextual_assignment(rows(metric, remaining, n), n - k, self.contextual)
         source = torch.cat([one_hot(dominant, n, tokens.dtype),
                             contextual_source(remaining, assign, n, n - k, self.contextual)], dim=1)
         return out, dominant, source

@@ -16,13 +16,14 @@ def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
     if model_path.suffix != ".pt":
         raise NtcError(f"{model_path}: expected a .pt checkpoint or an .onnx model")
     from ..backend.onnx.export import export_model
-    from ..calibration.data import load_tokens
+    from ..calibration.data import load_tokens as load_token_array
+    from ..data.tokens import load_tokens as load_token_set
     from ..evaluate.validate import model_feeds
     from ..models import load
 
     module = load(model_path)
-    if getattr(module, "token_fields", ()):  # it reads the ViT's attention / keys too: the whole token set
-        from ..data.tokens import load_tokens
+    # a model that reads the ViT's attention / keys too takes the whole token set
+    load_tokens = load_token_set if getattr(module, "token_fields", ()) else load_token_array
     calib = model_feeds(module, load_tokens(data))  # checked before the export runs
     held = model_feeds(module, load_tokens(holdout)) if holdout is not None else None
     onnx_path = export_model(module, out_dir, precisions=("fp32",), attention="decomposed")

@@ -2,6 +2,7 @@
 
 import click
 
+from ..backend.onnx.export import EXPORTERS
 from ..calibration.calibrators import METHODS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 
@@ -12,7 +13,7 @@ attention_option = click.option(
     help="How window attention is lowered: ntc::WindowAttention plugin node, native ONNX Attention (opset 23), "
          "or MatMul-Softmax-MatMul.")
 exporter_option = click.option(
-    "--exporter", type=click.Choice(("dynamo", "torchscript")), default="dynamo", show_default=True,
+    "--exporter", type=click.Choice(EXPORTERS), default="dynamo", show_default=True,
     help="ONNX exporter: torch.export-based, or the legacy TorchScript one (graphs that must take token grids the "
          "torch.export graph does not: its metadata ntc.export.token_grid lists the sides it takes).")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")

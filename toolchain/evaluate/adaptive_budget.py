@@ -79,12 +79,12 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
     the target)."""
     budgets = [int(b) for b in budgets]
     n = suite.data.patch_tokens.shape[1]
-    vz = {b: budget_reducer(family, b, n, 6, keys_dim) for b in budgets if b < n}
+    graphs = {b: budget_reducer(family, b, n, 6, keys_dim) for b in budgets if b < n}
     cache = {}
 
     def fixed(b, ts):
         if (b, id(ts)) not in cache:
-            cache[b, id(ts)] = (run_outputs(vz[b], ts, folder / f"vz{b}_{len(cache)}") if b < n else
+            cache[b, id(ts)] = (run_outputs(graphs[b], ts, folder / f"{family}{b}_{len(cache)}") if b < n else
                                 (ts.patch_tokens, np.eye(n, dtype=np.float32)[None]))
         return cache[b, id(ts)]
 

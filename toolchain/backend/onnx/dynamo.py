@@ -107,12 +107,13 @@ def _is_square(base, taller, i: int, axis: int, k0: int, step: int) -> bool:
 _NARROWED: dict[str, tuple[int, int]] = {}  # shape key -> the (step, smallest side) torch.export accepted
 
 
-def _shape_key(module: torch.nn.Module) -> str:
+def shape_key(module: torch.nn.Module, attention: str) -> str:
     """What decides the traced shapes' branches: the class, its configuration, its inputs and the attention
     lowering."""
     config = json.dumps(getattr(module, "config", None), sort_keys=True, default=str)
     shapes = [tuple(t.shape) for t in module.example_inputs()] if hasattr(module, "example_inputs") else []
-    return f"{type(module).__qualname__}|{getattr(module, 'arch', '')}|{config}|{shapes}|{active_mode()}"
+    return (f"{type(module).__module__}.{type(module).__qualname__}|{getattr(module, 'arch', '')}|{config}|{shapes}|"
+            f"{attention}")
 
 
 def export_program(module: torch.nn.Module) -> tuple[torch.export.ExportedProgram, set[int], int, int]:
@@ -124,7 +125,7 @@ def export_program(module: torch.nn.Module) -> tuple[torch.export.ExportedProgra
     multiple = getattr(module, "grid_multiple", 1) or 1
     attempts = [(multiple, 2 * multiple)] + [(multiple * 2**i, MIN_SIDE) for i in range(_STEP_DOUBLINGS + 1)]
     attempts = list(dict.fromkeys(attempts))  # (step, smallest side) pairs, each tried once
-    key = _shape_key(module)
+    key = shape_key(module, active_mode())
     if key in _NARROWED:  # the same architecture and configuration narrowed before: start there
         attempts = attempts[attempts.index(_NARROWED[key]):]
     for n, (step, min_side) in enumerate(attempts):

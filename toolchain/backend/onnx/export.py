@@ -10,7 +10,6 @@ TensorRT networks need).
 """
 
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -109,11 +108,12 @@ def to_onnx_fp32(module: torch.nn.Module, example: tuple | None = None, attentio
 
 
 def _export_key(module: torch.nn.Module, attention: str) -> str:
-    """What a torch.export trace of `module` depends on: class, configuration, I/O names, weights, lowering."""
-    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}|{getattr(module, 'arch', '')}|"
-                       f"{json.dumps(getattr(module, 'config', None), sort_keys=True, default=str)}|"
-                       f"{list(getattr(module, 'input_names', []))}|{list(getattr(module, 'output_names', []))}|"
-                       f"{attention}".encode())
+    """What a torch.export trace of `module` depends on: what shapes its trace (dynamo.shape_key), I/O names,
+    weights."""
+    from .dynamo import shape_key
+
+    h = hashlib.sha256(f"{shape_key(module, attention)}|{list(getattr(module, 'input_names', []))}|"
+                       f"{list(getattr(module, 'output_names', []))}".encode())
     for name, tensor in module.state_dict().items():
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
