@@ -10,10 +10,6 @@ from .options import load_compressor
 from .rd_reduction import reduction_command, reduction_options
 
 
-def _fmt(value, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
 @click.command("rd")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None,
@@ -43,6 +39,7 @@ def command(models, data, fit_data, pca_rates, pca_cell, no_saliency, out, plot,
     from ..data.tokens import builtin_tokens, load_tokens
     from ..evaluate.rate_distortion import rate_distortion
     from ..models import load
+    from ..report.fmt import num
     from ..util.atomic import write_bytes, write_json
     from ..util.errors import NtcError
 
@@ -64,8 +61,8 @@ def command(models, data, fit_data, pca_rates, pca_cell, no_saliency, out, plot,
                f"{'sal. r':>6} {'probe':>6}")
     for r in rows:
         click.echo(f"{r['model']:>24} {r['family']:>15} {r['bytes_per_image']:9.0f} {r['rate']:6.2f} "
-                   f"{r['cosine']:7.4f} {r['snr_db']:7.2f} {_fmt(r['saliency_r'], '6.3f')} "
-                   f"{_fmt(r['probe_accuracy'], '6.3f')}")
+                   f"{r['cosine']:7.4f} {r['snr_db']:7.2f} {num(r['saliency_r'], '6.3f')} "
+                   f"{num(r['probe_accuracy'], '6.3f')}")
     if plot is not None:
         from ..report.plots import rate_distortion_plot
 

@@ -160,10 +160,8 @@ class Suite:
     for the held-out data (default `fit`; it needs the ViT's attention)."""
 
     def __init__(self, data, fit, task_val, task_fit, policy_fit=None):
-        for name, ts in (("held-out data", data), ("task data", task_val), ("task training data", task_fit)):
-            if ts is None:
-                continue
-            if name.startswith("task") and ts.labels is None:
+        for name, ts in (("task data", task_val), ("task training data", task_fit)):
+            if ts is not None and ts.labels is None:
                 raise NtcError(f"the {name} has no labels: the probe needs a labelled task")
         if task_fit is not None and task_fit.labels is not None and len(np.unique(task_fit.labels)) < 2:
             raise NtcError("the task training data has a single class: the probe needs two or more")
