@@ -6,8 +6,17 @@ static; there is no NonZero or scatter-reduce in their graphs, which TensorRT wo
 
 import torch
 
+from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel
+
+
+def top_indices(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest scores along the last axis, equal scores in index order: ONNX TopK's tie rule,
+    which the exported graph follows and PyTorch's topk does not promise (tokens stored in fp16 tie exactly)."""
+    if exporting():
+        return score.topk(k, dim=-1).indices
+    return score.sort(dim=-1, descending=True, stable=True).indices[..., :k]
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:

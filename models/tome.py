@@ -13,7 +13,7 @@ every shape but the batch is static. Token counts are Python ints here, so traci
 import torch
 
 from ..util.errors import NtcError
-from .reducers import FixedCountReducer, ascending_split, cosine_scores, exact_levels_check, one_hot, rows
+from .reducers import FixedCountReducer, ascending_split, cosine_scores, exact_levels_check, one_hot, rows, top_indices
 from .registry import register
 
 
@@ -23,7 +23,7 @@ def bipartite_match(metric: torch.Tensor, n: int, r: int, levels: int = 0
     A = even positions (na = ceil(n/2)), B = odd; `levels`: cosine_scores' integer metric (0: float)."""
     scores = cosine_scores(metric[:, ::2], metric[:, 1::2], levels)
     best, match = scores.max(dim=-1)
-    src = best.topk(r, dim=-1).indices  # the r best edges (TopK of static k: ToMe's argsort, cut at r)
+    src = top_indices(best, r)  # the r best edges (TopK of static k: ToMe's argsort, cut at r)
     unmerged, _ = ascending_split(src, (n + 1) // 2, r)
     return unmerged, src, match.gather(1, src)
 

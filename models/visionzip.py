@@ -16,7 +16,7 @@ row selection and the merge (no scatter).
 import torch
 
 from ..util.errors import NtcError
-from .reducers import FixedCountReducer, ascending_split, one_hot, rows, unit_rows
+from .reducers import FixedCountReducer, ascending_split, one_hot, rows, top_indices, unit_rows
 from .registry import register
 
 BUDGETS = {64: (54, 10), 128: (108, 20), 192: (162, 30), 32: (27, 5), 16: (13, 3)}  # out tokens -> (dominant, ctx)
@@ -24,7 +24,7 @@ BUDGETS = {64: (54, 10), 128: (108, 20), 192: (162, 30), 32: (27, 5), 16: (13, 3
 
 def split_dominant(score: torch.Tensor, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """score [B, n] -> (dominant positions [B, k], remaining positions [B, n - k]), each ascending."""
-    remaining, dominant = ascending_split(score.topk(k, dim=-1).indices, n, k)
+    remaining, dominant = ascending_split(top_indices(score, k), n, k)
     return dominant, remaining
 
 
