@@ -1,7 +1,7 @@
 """The reducers' zoo checkpoints through the main job: ToMe and VisionZip fed the ViT's keys / CLS attention from token
 sets, their fp16 graphs fp16 at the interface and fp32 inside, ToMe's integer cosine metric bit-identical between
-ONNX Runtime and PyTorch on real keys, int8/fp8 reported as not applicable where nothing has weights, and ovis_vet
-(trained, float16 weights) calibrated like the projectors."""
+ONNX Runtime and PyTorch on real keys, their int8 graphs int8 at the token interface (fp8 reported as not made), and
+ovis_vet (trained, float16 weights) calibrated like the projectors."""
 
 import json
 
@@ -16,7 +16,7 @@ from ntc_export.cli import main
 from ntc_export.data import photos as corpus
 from ntc_export.data.pixels import to_rgb_uint8
 from ntc_export.data.tokens import TokenSet, extract_tokens_attention
-from ntc_export.evaluate.validate import golden_outputs, model_feeds, rounded_feeds
+from ntc_export.evaluate.validate import golden_outputs, model_feeds
 from ntc_export.models import load
 from ntc_export.models.reducers import cosine_scores
 from ntc_export.util.errors import NtcError
@@ -87,8 +87,11 @@ def test_fp16_graph_is_fp16_at_the_interface_only(name, photos, tmp_path):
     inner = [v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == f16 and v.name not in io]
     assert inner == []  # no fp16 arithmetic inside
     feeds = model_feeds(module, photos[0])
-    reference = golden_outputs(module, rounded_feeds(feeds, np.float16))
-    got = OrtRunner(fp16).run(feeds)
+    runner = OrtRunner(fp16)
+    seen = runner.seen_inputs(feeds)
+    np.testing.assert_array_equal(seen["tokens"], feeds["tokens"].astype(np.float16).astype(np.float32))
+    reference = golden_outputs(module, seen)
+    got = runner.run(feeds)
     np.testing.assert_allclose(got["tokens_out"].astype(np.float32), reference["tokens_out"], rtol=2e-3, atol=2e-3)
 
 
@@ -107,15 +110,32 @@ def test_main_job_feeds_attention_and_keys(photos, tmp_path):
             "--precision", "int8", "--no-build", "--quiet", "--out", str(tmp_path / "out")]
     assert main(args) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["pass"] and {r["precision"] for r in report["records"]} == {"fp32", "fp16"}
+    assert report["pass"] and {r["precision"] for r in report["records"]} == {"fp32", "fp16", "int8"}
     for r in report["records"]:
         if r["precision"] == "fp16":
             assert r["golden_inputs"] == "fp16-rounded" and r["cosine"] >= 0.9995
+        elif r["precision"] == "int8":  # int8 tokens in and out: the reference is fed the dequantized tokens
+            assert r["golden_inputs"] == "int8-rounded" and r["cosine"] >= 0.999
+            assert r["output"] != "tokens_out" or 0.999 <= r["cosine"] < 0.99999  # the tokens' own int8 rounding
         elif r["output"] == "tokens_out":
             assert r["rel_l2"] <= 1e-5
-    refused = [r for r in report["refused"] if r["precision"] == "int8"]
-    assert len(refused) == 2 and all("nothing to quantize" in r["reason"] for r in refused)
-    assert report["calibrated_graphs"] == []
+    assert not [r for r in report["refused"] if r["precision"] == "int8"]
+    interfaces = {c["model"]: c for c in report["calibrated_graphs"]}
+    assert set(interfaces) == {"tome_64", "visionzip_16"}
+    for c in interfaces.values():
+        assert set(c["int8_interface"]) == {"tokens", "tokens_out"} and c["quantized_layers"] == 0
+        assert c["int8_interface"]["tokens"]["scale"] == pytest.approx(c["int8_interface"]["tokens"]["amax"] / 127)
+    assert "tokens_out (scale" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_fp8_of_a_reducer_is_refused_with_the_reason(photos, tmp_path):
+    _write(photos, tmp_path)
+    args = ["run", str(ZOO_DIR / "tome_64.pt"), "--data", str(tmp_path / "val.npz"), "--calib-data",
+            str(tmp_path / "calib.npz"), "--precision", "fp8", "--no-build", "--quiet", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (refused,) = [r for r in report["refused"] if r["precision"] == "fp8"]
+    assert "int8 tokens at the interface" in refused["reason"] and report["calibrated_graphs"] == []
 
 
 def test_token_file_without_attention_is_refused_before_work(photos, tmp_path, capsys):
@@ -131,17 +151,21 @@ def test_token_file_without_attention_is_refused_before_work(photos, tmp_path, c
 
 
 def test_engines_build_ahead_of_time(photos, tmp_path):
-    """fp16 engines of the reducers' shipped graphs (fp16 interface) and int8/fp8 of ovis_vet (calibrated on real
-    tokens): one RTX target, the models' own profiles at batch 1..2."""
+    """fp16 and int8 engines of the reducers' shipped graphs (fp16 / int8 tokens at the interface) and int8/fp8 of
+    ovis_vet (calibrated on real tokens): one RTX target, the models' own profiles at batch 1..2."""
     pytest.importorskip("tensorrt_rtx_bindings")
     from ntc_export.backend.trt.build import build_engine
     from ntc_export.calibration import calibrate
+    from ntc_export.calibration.interface import calibrate_interface
 
     profile = ((1, 1, 2), (16, 16, 16))
     for name in ["tome_64", "visionzip_16", "ovis_vet_512"]:
         module = load(ZOO_DIR / f"{name}.pt").eval()
         paths = export_model(module, tmp_path / name, ("fp32", "fp16"))
-        if name == "ovis_vet_512":
+        if name != "ovis_vet_512":
+            calibrate_interface(paths["fp32"], model_feeds(module, photos[1]), module.int8_streams, tmp_path / name)
+            paths["int8"] = tmp_path / name / "model.int8.onnx"
+        else:
             for precision in ("int8", "fp8"):
                 result = calibrate(paths["fp32"], model_feeds(module, photos[1]), precision, "minmax",
                                    tmp_path / name, log=lambda text: None)
@@ -151,4 +175,25 @@ def test_engines_build_ahead_of_time(photos, tmp_path):
             entry = build_engine(paths[precision], "rtx-ada", precision, tmp_path / "out",
                                  profiles=module.input_profiles(*profile), name=name)
             assert entry["precision"] == precision
+            if precision == "int8" and name != "ovis_vet_512":  # int8 token bindings, the scales in the manifest
+                types = {t["name"]: t["dtype"] for t in [*entry["inputs"], *entry["outputs"]]}
+                assert types["tokens"] == types["tokens_out"] == "int8" and "int8" not in {types.get("keys"),
+                                                                                             types.get("attention")}
+                assert set(entry["int8_interface"]) == {"tokens", "tokens_out"}
             assert (tmp_path / "out" / "engines" / entry["engine"]).stat().st_size > 10_000
+
+
+def test_calibrate_command_writes_the_int8_interface(photos, tmp_path, capsys):
+    _write(photos, tmp_path)
+    base = ["calibrate", str(ZOO_DIR / "visionzip_16.pt"), "--data", str(tmp_path / "calib.npz"), "--holdout",
+            str(tmp_path / "val.npz")]
+    assert main([*base, "--precision", "fp8", "--out", str(tmp_path / "fp8")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "int8 tokens at the interface" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "fp8" / "model.fp8.onnx").exists()
+    assert main([*base, "--out", str(tmp_path / "int8")]) == 0
+    out = capsys.readouterr().out
+    cosine = float(out.split("tokens_out: cosine ")[1].split()[0])
+    assert 0.999 <= cosine < 1.0 and "tokens scale" in out and "(held-out feeds)" in out
+    runner = OrtRunner(tmp_path / "int8" / "model.int8.onnx")
+    assert set(runner.int8_scales) == {"tokens", "tokens_out"} and runner.input_types["tokens"] == "tensor(int8)"

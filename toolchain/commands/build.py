@@ -32,12 +32,18 @@ def _plan(targets, precisions, skip_unsupported):
 
 
 def _calibrated(module, fp32: Path, precision: str, calib, method: str, out_dir: Path) -> Path:
-    """A checkpoint's Q/DQ graph: `fp32` calibrated on its own feeds from the calibration tokens."""
+    """A checkpoint's Q/DQ graph: `fp32` calibrated on its own feeds from the calibration tokens (a token
+    reducer without weights: its int8-interface graph)."""
     from ..calibration.api import calibrate
+    from ..calibration.interface import calibrate_interface, has_weight_layers
     from ..evaluate.validate import model_feeds
 
-    result = calibrate(fp32, model_feeds(module, calib), precision, method, out_dir,
-                       log=lambda text: click.echo(text, err=True))
+    feeds = model_feeds(module, calib)
+    streams = getattr(module, "int8_streams", ())
+    if streams and precision == "int8" and not has_weight_layers(fp32):
+        calibrate_interface(fp32, feeds, streams, out_dir)
+        return Path(out_dir) / "model.int8.onnx"
+    result = calibrate(fp32, feeds, precision, method, out_dir, log=lambda text: click.echo(text, err=True))
     return Path(result.model_path)
 
 
@@ -135,7 +141,8 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
         from ..data.tokens import load_data
         from ..pipeline.main_job import token_hash
 
-        calib, source = load_data(calib_data, "calib")  # checked before any export
+        # checked before any export; models that read the ViT's attention / keys load them too
+        calib, source = load_data(calib_data, "calib", attention=bool(getattr(module, "token_fields", ())))
         provenance = {"calibration_data": source, "calibration_sha256": token_hash(calib),
                       "calibration_method": calib_method}
     sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method) if todo else {}

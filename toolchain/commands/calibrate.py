@@ -9,10 +9,11 @@ from .options import CALIB_METHODS
 
 
 def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
-    """(fp32 ONNX, calibration data, held-out data): an ONNX with token files as they are, or a checkpoint's
-    decomposed export with the token files turned into that model's feeds (tokens, or BC blocks for compressors)."""
+    """(fp32 ONNX, calibration data, held-out data, int8 token streams): an ONNX with token files as they are, or a
+    checkpoint's decomposed export with the token files turned into that model's feeds (tokens, or BC blocks for
+    compressors) and the token streams a weightless model carries as int8 at its interface."""
     if model_path.suffix == ".onnx":
-        return model_path, data, holdout
+        return model_path, data, holdout, ()
     if model_path.suffix != ".pt":
         raise NtcError(f"{model_path}: expected a .pt checkpoint or an .onnx model")
     from ..backend.onnx.export import export_model
@@ -27,7 +28,22 @@ def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
     calib = model_feeds(module, load_tokens(data))  # checked before the export runs
     held = model_feeds(module, load_tokens(holdout)) if holdout is not None else None
     onnx_path = export_model(module, out_dir, precisions=("fp32",), attention="decomposed")
-    return onnx_path["fp32"], calib, held
+    return onnx_path["fp32"], calib, held, getattr(module, "int8_streams", ())
+
+
+def _interface(onnx_path: Path, calib, held, streams, precision: str, out_dir: Path) -> None:
+    """A token selection's int8 graph: int8 token streams at its interface, fp32 inside."""
+    from ..calibration.interface import calibrate_interface
+
+    if precision != "int8":
+        raise NtcError(f"{onnx_path.name} has no MatMul/Gemm/Conv with constant weights: its int8 graph carries int8 "
+                       f"tokens at the interface ({', '.join(streams)}); there is no {precision} one")
+    result = calibrate_interface(onnx_path, calib, streams, out_dir, holdout=held)
+    for name, cosine in result["fidelity"].items():
+        click.echo(f"{name}: cosine {cosine:.6f} vs fp32 ({'held-out' if held is not None else 'calibration'} feeds)")
+    click.echo("int8 interface, fp32 inside: " + ", ".join(f"{t} scale {v['scale']:.6g} (amax {v['amax']:.4g})"
+                                                           for t, v in result["scales"].items()))
+    click.echo(f"wrote {Path(out_dir) / 'model.int8.onnx'}")
 
 
 @click.command("calibrate")
@@ -46,10 +62,14 @@ def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
 def command(model, data, precision, method, target_cosine, holdout, plugin_onnx, out_dir):
     """Calibrate MODEL (.pt or fp32 .onnx) on real tokens; writes OUT/model.<precision>.onnx and
-    OUT/calibration/<precision>.json."""
+    OUT/calibration/<precision>.json. A token reducer's checkpoint (no weights: ToMe, VisionZip) gets an int8
+    graph with int8 tokens at its interface and fp32 inside, its scales from the largest magnitudes."""
     from ..calibration import calibrate
+    from ..calibration.interface import has_weight_layers
 
-    onnx_path, calib, held = _sources(model, data, holdout, out_dir)
+    onnx_path, calib, held, streams = _sources(model, data, holdout, out_dir)
+    if streams and not has_weight_layers(onnx_path):
+        return _interface(onnx_path, calib, held, streams, precision, out_dir)
     result = calibrate(onnx_path, calib, precision, method, out_dir, target_cosine=target_cosine,
                        holdout=held, plugin_onnx=plugin_onnx, log=lambda text: click.echo(text, err=True))
     for name, fid in result.fidelity.items():

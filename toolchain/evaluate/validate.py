@@ -141,11 +141,11 @@ def validate_onnx(model_name: str, module: torch.nn.Module, onnx_paths: dict[str
         runner = OrtRunner(path)
         got = run_batched(runner, feeds, batch)
         reference, extra = golden, {}
-        if precision in ROUNDED_INPUTS and getattr(module, "exact_selection", False):
-            # A selection (TopK/ArgMax over scores ~1e-6 apart) is discontinuous in its inputs: the fp16 graph is fed
-            # fp16 tokens and never sees the fp32 values, so its reference is PyTorch on those same rounded inputs;
+        if getattr(module, "exact_selection", False) and runner.rounds_inputs:
+            # A selection (TopK/ArgMax over scores ~1e-6 apart) is discontinuous in its inputs: a graph fed fp16 or
+            # int8 tokens never sees the fp32 values, so its reference is PyTorch on those same rounded inputs;
             # the distance to the fp32-input golden (the rounding's own flips) is kept beside it, not hidden.
-            reference = golden_outputs(module, rounded_feeds(feeds, ROUNDED_INPUTS[precision]), batch)
+            reference = golden_outputs(module, runner.seen_inputs(feeds), batch)
             extra = {"golden_inputs": f"{precision}-rounded",
                      "cosine_vs_fp32_inputs": {k: fidelity(golden[k], got[k])["cosine"] for k in golden}}
         rows = compare_outputs(reference, got, labels, integer_outputs(path), model=model_name, precision=precision,
@@ -154,14 +154,6 @@ def validate_onnx(model_name: str, module: torch.nn.Module, onnx_paths: dict[str
                               "cosine_vs_fp32_inputs": extra["cosine_vs_fp32_inputs"][r["output"]]} if extra else {})}
                     for r in rows]
     return records
-
-
-ROUNDED_INPUTS = {"fp16": np.float16}  # precisions whose graphs take inputs of that type
-
-
-def rounded_feeds(feeds: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
-    """Float feeds rounded to `dtype` and back to float32 (what a graph with `dtype` inputs is fed); others as is."""
-    return {k: v.astype(dtype).astype(np.float32) if v.dtype == np.float32 else v for k, v in feeds.items()}
 
 
 def failures(records: list[dict]) -> list[dict]:

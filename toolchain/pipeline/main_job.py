@@ -69,14 +69,10 @@ def _engine_records(name, entry, precision, target) -> list[dict]:
 
 
 def quantizable(onnx_paths: dict) -> bool:
-    """Whether the fp32 graph (first lowering) has a MatMul/Gemm/Conv with constant weights for Q/DQ: reducers
-    have none (their MatMuls are one-hot selections of activations, which Q/DQ would make inexact)."""
-    import onnx
+    """Whether the fp32 graph (first lowering) has weights for Q/DQ (else a token selection's int8 interface)."""
+    from ..calibration.interface import has_weight_layers
 
-    from ..calibration.qdq import find_layers, node_names
-
-    fp32 = next(iter(onnx_paths.values()))["fp32"]
-    return bool(find_layers(node_names(onnx.load(str(fp32)))))
+    return has_weight_layers(next(iter(onnx_paths.values()))["fp32"])
 
 
 def _calibration_summary(result) -> dict:
@@ -137,13 +133,10 @@ class MainJob:
         """Add Q/DQ models (int8/fp8) to each lowering's ONNX set, calibrated on the model's own feeds."""
         from ..calibration.api import calibrate
 
-        if not quantizable(onnx_paths):
-            for precision in (p for p in self.precisions if p in QUANTIZED):
-                self.not_quantized.append({"target": "any target", "precision": precision, "reason": (
-                    f"{name}: nothing to quantize (no MatMul/Gemm/Conv with constant weights); its fp32 and fp16 "
-                    "graphs are the deployment")})
-            return
         feeds = model_feeds(module, calib)  # tokens (+ the ViT's attention, keys), or BC blocks for decoders
+        if not quantizable(onnx_paths):
+            self.calibrate_interface(name, module, onnx_paths, feeds, calib_hash)
+            return
         for precision in (p for p in self.precisions if p in QUANTIZED):
             for lowering, paths in onnx_paths.items():
                 out_dir = self.out_dir / name / "onnx" / lowering
@@ -159,6 +152,33 @@ class MainJob:
                 self.calibrated_graphs.append({"model": name, "lowering": lowering, "precision": precision,
                                          "method": self.calib_method, "target_cosine": self.target_cosine,
                                          **result})
+
+    def calibrate_interface(self, name, module, onnx_paths, feeds, calib_hash) -> None:
+        """int8 of a graph without weights (a token selection): int8 token streams at its interface, fp32 inside
+        (calibration/interface.py); fp8, and models without token streams, are reported as not quantized."""
+        from ..calibration.interface import calibrate_interface
+
+        streams = getattr(module, "int8_streams", ())
+        for precision in (p for p in self.precisions if p in QUANTIZED):
+            if precision != "int8" or not streams:
+                self.not_quantized.append({"target": "any target", "precision": precision, "reason": (
+                    f"{name}: nothing to quantize (no MatMul/Gemm/Conv with constant weights)" + (
+                        "; its int8 graph carries int8 tokens at the interface, an fp8 one is not made" if streams
+                        else "; its fp32 and fp16 graphs are the deployment"))})
+                continue
+            for lowering, paths in onnx_paths.items():
+                out_dir = self.out_dir / name / "onnx" / lowering
+                result = self.pipe.stage(
+                    f"{name}/calibrate/{lowering}/int8", {"onnx": sha256_file(paths["fp32"]), "data": calib_hash,
+                                                          "streams": list(streams), "versions": self.versions},
+                    lambda: calibrate_interface(paths["fp32"], feeds, streams, out_dir),
+                    outputs=[out_dir / "model.int8.onnx"])
+                paths["int8"] = out_dir / "model.int8.onnx"
+                self.calibrated_graphs.append({"model": name, "lowering": lowering, "precision": "int8",
+                                               "method": "max (int8 interface)", "target_cosine": None,
+                                               "quantized_layers": 0, "kept_high_precision": [],
+                                               "int8_interface": result["scales"],
+                                               "fidelity_on_calibration": result["fidelity"]})
 
     def validate(self, name, module, onnx_paths, tokens, feeds, data_hash) -> list[dict]:
         records = []

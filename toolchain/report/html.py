@@ -147,6 +147,7 @@ def _summary(v: dict) -> str:
     if drifted:
         items.append("First layer below the drift threshold: " + _e("; ".join(drifted)))
     items += ["Kept in high precision: " + _e(k) for k in v.get("kept_high_precision", [])]
+    items += [_e(k) for k in v.get("int8_interfaces", [])]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 

@@ -74,6 +74,7 @@ def render(view: dict, image_files: dict[str, str]) -> str:
     if flagged:
         lines.append(f"- **no faster than fp16**: {', '.join(flagged)}")
     lines += [f"- kept in high precision: {k}" for k in view.get("kept_high_precision", [])]
+    lines += [f"- {k}" for k in view.get("int8_interfaces", [])]
     lines += [f"- first layer below the drift threshold: {d['model']} {d['precision']}: **{d['first_below']}**"
               for d in view["drift"] if d["first_below"]]
     lines += ["", "## Where each number was measured", "",

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ...util.errors import NtcError
+from ..onnx.int8_io import dequantize, interface_scales, quantize
 
 
 def ort_session_options(threads: int | None = None, fused_qdq: bool = False):
@@ -28,12 +29,14 @@ class OrtRunner:
 
     `custom_ops=True` registers the ntc:: custom-op implementations so graphs with plugin nodes run on the CPU.
     `fused_qdq=True` lets ORT fuse Q/DQ into its int8 kernels (deployment speed; CPU-dependent numerics).
+    `float_io=False` passes an int8-interface graph's int8 tensors through as they are (a server's twin of the plan);
+    by default its float feeds are quantized and its int8 outputs dequantized with the graph's scales.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, path, providers=None, custom_ops: bool = True, threads: int | None = None,
-                 fused_qdq: bool = False):
+                 fused_qdq: bool = False, float_io: bool = True):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -61,19 +64,44 @@ class OrtRunner:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.input_types = {i.name: i.type for i in self.session.get_inputs()}
         self.providers = self.session.get_providers()
+        # an int8-interface graph's per-tensor scales: float feeds are quantized, int8 outputs dequantized with them
+        self.int8_scales = interface_scales(self.session.get_modelmeta().custom_metadata_map) if float_io else {}
 
     @property
     def target(self) -> str:
         return "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
 
+    def _graph_feed(self, name: str, x: np.ndarray) -> np.ndarray:
+        """A float feed in the input's own type: fp16, fp32, or int8 quantized with the interface scale."""
+        kind = self.input_types[name]
+        if kind == "tensor(int8)" and name in self.int8_scales and np.issubdtype(x.dtype, np.floating):
+            return quantize(x, self.int8_scales[name])
+        if kind == "tensor(float16)":
+            return x.astype(np.float16)
+        if kind == "tensor(float)":
+            return x.astype(np.float32)
+        return x
+
+    @property
+    def rounds_inputs(self) -> bool:
+        """Whether the graph takes some float feed in fewer bits than float32 (fp16 inputs, an int8 interface)."""
+        return any(t == "tensor(float16)" or n in self.int8_scales for n, t in self.input_types.items())
+
+    def seen_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The float feeds as the graph's arithmetic sees them, in float32: rounded to fp16, or quantized and
+        dequantized at an int8 interface (what a reference on the same inputs must be fed)."""
+        seen = {}
+        for name, x in feeds.items():
+            if name not in self.input_types or not np.issubdtype(x.dtype, np.floating):
+                seen[name] = x
+            elif name in self.int8_scales:
+                seen[name] = dequantize(quantize(x, self.int8_scales[name]), self.int8_scales[name])
+            else:
+                seen[name] = self._graph_feed(name, x).astype(np.float32)
+        return seen
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cast = {}
-        for name in self.input_names:
-            x = feeds[name]
-            if self.input_types[name] == "tensor(float16)":
-                x = x.astype(np.float16)
-            elif self.input_types[name] == "tensor(float)":
-                x = x.astype(np.float32)
-            cast[name] = np.ascontiguousarray(x)
+        cast = {name: np.ascontiguousarray(self._graph_feed(name, feeds[name])) for name in self.input_names}
         outs = self.session.run(None, cast)
-        return {n: np.asarray(o) for n, o in zip(self.output_names, outs)}
+        return {n: dequantize(o, self.int8_scales[n]) if n in self.int8_scales else np.asarray(o)
+                for n, o in zip(self.output_names, outs)}

@@ -19,6 +19,7 @@ from ...util.atomic import write_bytes
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
 from ..onnx.inspect import custom_ops, load_onnx_for, model_name
+from ..onnx.int8_io import interface_scales
 from . import build_log
 from . import env as trt_env
 from .manifest import cached_entry, update_manifest
@@ -173,6 +174,8 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     onnx_path = Path(onnx_path)
     model = load_onnx_for(onnx_path, precision)
     ops = custom_ops(model)
+    # an int8-interface graph's scales: the manifest keeps them for runners that feed floats (backend/onnx/int8_io.py)
+    scales = interface_scales({p.key: p.value for p in model.metadata_props})
     rewrites = []
     if n_attention := mark_fp32_attention_decomposable(model):
         rewrites.append(f"TRT_decomposable=1 on {n_attention} fp32 Attention node(s)")
@@ -235,6 +238,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "layer_summary": build_log.summarize(layers),
         "layers": layers,
         "build_log": f"{target.name}/{name}.{precision}.build.log",
+        **({"int8_interface": scales} if scales else {}),
         **(provenance or {}),
     }
     update_manifest(out_dir, entry)

@@ -11,6 +11,7 @@ import numpy as np
 from ...ops import trt_registry
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
+from ..onnx.int8_io import dequantize, quantize
 from . import env as trt_env
 from .manifest import ManifestEntry
 
@@ -34,6 +35,7 @@ class TrtRunner:
         self.engine_path = Path(engine_path)
         self.entry = dict(manifest_entry)
         self.backend = self.entry.get("backend", "tensorrt_rtx")
+        self.int8_scales = self.entry.get("int8_interface") or {}  # float feeds/outputs at an int8 interface
         self._context = None
 
     def can_run(self) -> tuple[bool, str]:
@@ -97,7 +99,10 @@ class TrtRunner:
             if name not in feeds:
                 raise NtcError(f"missing input {name!r} for {self.engine_path.name}")
             dtype = trt.nptype(engine.get_tensor_dtype(name))
-            x = torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=dtype)).cuda()
+            feed = feeds[name]
+            if name in self.int8_scales and np.issubdtype(feed.dtype, np.floating):  # an int8 interface's input
+                feed = quantize(feed, self.int8_scales[name])
+            x = torch.from_numpy(np.ascontiguousarray(feed, dtype=dtype)).cuda()
             if not ctx.set_input_shape(name, tuple(x.shape)):
                 raise NtcError(f"input {name!r} shape {tuple(x.shape)} is outside the engine's profile")
             ctx.set_tensor_address(name, x.data_ptr())
@@ -113,4 +118,5 @@ class TrtRunner:
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise NtcError(f"{self.engine_path.name}: execution failed")
         stream.synchronize()
-        return {name: t.cpu().numpy() for name, t in outputs.items()}
+        return {name: dequantize(t.cpu().numpy(), self.int8_scales[name]) if name in self.int8_scales
+                else t.cpu().numpy() for name, t in outputs.items()}

@@ -14,7 +14,8 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         folder = os.path.join(args["model_repository"], args["model_version"])
-        self.runner = OrtRunner(os.path.join(folder, "model.onnx"), providers=["CPUExecutionProvider"])
+        self.runner = OrtRunner(os.path.join(folder, "model.onnx"), providers=["CPUExecutionProvider"],
+                                float_io=False)  # the plan's own tensor types, int8 interfaces included
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
 

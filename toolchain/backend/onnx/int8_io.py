@@ -1,0 +1,79 @@
+"""int8 at the interface, fp32 inside: the int8 artifact of graphs that have no weights to quantize (token selections).
+
+A reducer (ToMe, VisionZip) has no MatMul/Gemm/Conv with constant weights, so Q/DQ inside it would quantize nothing
+but its exact selection. What an int8 pipeline gains from it is the traffic: its token input arrives as int8 with a
+calibrated per-tensor scale and goes through DequantizeLinear, its token output leaves through QuantizeLinear as
+int8; everything else (the ViT's keys and attention, the selection, the merge) stays fp32, so the selection is the
+fp32 graph's on the dequantized tokens. The scales travel in the graph's metadata (`SCALES_KEY`): a runner quantizes
+its float feeds and dequantizes the int8 outputs with them, exactly as QuantizeLinear/DequantizeLinear do.
+"""
+
+import json
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SCALES_KEY = "ntc.int8_interface"  # metadata: JSON {tensor name: per-tensor scale} of the int8 inputs and outputs
+
+
+def int8_interface(fp32: onnx.ModelProto, scales: dict[str, float]) -> onnx.ModelProto:
+    """A copy of the fp32 graph whose float inputs/outputs named in `scales` are int8 (zero point 0), dequantized
+    right after the input and quantized right before the output; the graph's other tensors keep their types."""
+    model = onnx.ModelProto.FromString(fp32.SerializeToString())
+    graph = model.graph
+    floats = {v.name for v in [*graph.input, *graph.output] if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    unknown = sorted(set(scales) - floats)
+    if unknown:
+        raise ValueError(f"no float input or output named {', '.join(unknown)}")
+    head, tail = [], []
+    for name, scale in scales.items():  # one scale and zero point per tensor (an int8 zero point: int8 output)
+        graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{name}__scale"),
+                                  numpy_helper.from_array(np.array(0, np.int8), f"{name}__zero_point")])
+    for value in graph.input:
+        if value.name in scales:
+            inner = f"{value.name}__fp32"
+            for node in graph.node:  # every reader of the input now reads its dequantized value
+                node.input[:] = [inner if i == value.name else i for i in node.input]
+            head.append(helper.make_node("DequantizeLinear", [value.name, f"{value.name}__scale",
+                                                              f"{value.name}__zero_point"], [inner],
+                                         name=f"{inner}_dequantize"))
+            value.type.tensor_type.elem_type = TensorProto.INT8
+    for value in graph.output:
+        if value.name in scales:
+            inner = f"{value.name}__fp32"
+            for node in graph.node:  # the producer writes the fp32 value; QuantizeLinear makes the int8 output
+                node.output[:] = [inner if o == value.name else o for o in node.output]
+                node.input[:] = [inner if i == value.name else i for i in node.input]
+            tail.append(helper.make_node("QuantizeLinear", [inner, f"{value.name}__scale",
+                                                            f"{value.name}__zero_point"], [value.name],
+                                         name=f"{value.name}_quantize"))
+            value.type.tensor_type.elem_type = TensorProto.INT8
+    nodes = [*head, *graph.node, *tail]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                   SCALES_KEY: json.dumps({k: float(v) for k, v in scales.items()})})
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def interface_scales(metadata: dict[str, str]) -> dict[str, float]:
+    """{tensor: scale} from a graph's metadata map (ONNX metadata_props or ORT's custom_metadata_map); {} if none."""
+    text = metadata.get(SCALES_KEY)
+    return {k: float(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def quantize(x: np.ndarray, scale: float) -> np.ndarray:
+    """ONNX QuantizeLinear, zero point 0, int8: round half to even of x / scale (in float32), saturated."""
+    return np.clip(np.rint(np.asarray(x, np.float32) / np.float32(scale)), -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
+    """ONNX DequantizeLinear, zero point 0: q * scale in float32."""
+    return np.asarray(q).astype(np.float32) * np.float32(scale)
+
+
+def scale_for(amax: float) -> float:
+    """The symmetric int8 scale that maps [-amax, amax] onto [-127, 127] (float32-representable)."""
+    return float(np.float32(max(float(amax), np.finfo(np.float32).tiny) / 127))
