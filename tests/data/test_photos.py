@@ -1,7 +1,9 @@
 """The natural-photograph corpus: Qt resource reading, photo-level splits, crops, cached float16 tokens."""
 
+import importlib.util
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +52,23 @@ def test_splits_are_by_photo_and_scene_and_stable():
             groups.setdefault(p.group, set()).add(p.split)
     assert all(len(s) == 1 for s in groups.values()), "frames of one scene must share a split"
     assert [p.split for p in found] == [p.split for p in photos.catalogue()[0]]
+
+
+def test_package_photos_do_not_depend_on_the_install_location(monkeypatch, tmp_path):
+    """A pip package's photo is keyed by its path inside the package: installed elsewhere (another venv, another
+    machine), the same photo lands in the same split with the same crops."""
+    here = photos._sklearn()
+    assert [p.key for p in here] == ["scikit-learn:china.jpg", "scikit-learn:flower.jpg"]
+    origin = Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "images"
+    moved = tmp_path / "elsewhere" / "sklearn"
+    (moved / "datasets" / "images").mkdir(parents=True)
+    for name in ("china.jpg", "flower.jpg"):
+        (moved / "datasets" / "images" / name).write_bytes((origin / name).read_bytes())
+    monkeypatch.setattr(photos.importlib.util, "find_spec", lambda name: type("Spec", (), {
+        "origin": str(moved / "__init__.py")})())
+    there = photos._sklearn()
+    assert [(p.key, p.split, p.stamp) for p in there] == [(p.key, p.split, p.stamp) for p in here]
+    assert np.array_equal(there[0].load(), here[0].load())
 
 
 def test_crops_are_seeded_square_and_mirrored():

@@ -6,6 +6,7 @@ photo gets a split by a hash of (package, file), so no crop of a validation phot
 """
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import io
 import re
@@ -52,8 +53,11 @@ def _file_loader(path: Path):
 
 
 def _files(package: str, root: Path, names, licence: str, group=lambda name: "") -> list[Photo]:
-    return [Photo(package, str(root / n), licence, _file_loader(root / n), group(n), _stamp(root / n)) for n in names
-            if (root / n).is_file()]
+    """A pip package's photographs, named by their path inside it: the key (hence the split and the crops) must not
+    depend on where the package is installed, nor the stamp on when (the package's version and the file's size)."""
+    version = importlib.metadata.version(package)
+    return [Photo(package, n, licence, _file_loader(root / n), group(n), f"{version}:{(root / n).stat().st_size}")
+            for n in names if (root / n).is_file()]
 
 
 def _stamp(path: Path) -> str:
