@@ -3,8 +3,10 @@ reduced tokens, scattered back to the grid, leave at most a share (the threshold
 unexplained. `family`: the budgets' reducer, VisionZip (reads the CLS attention) or ToMe (its merged tokens are
 exactly the means of their covers, so the criterion is its scattered-back error itself).
 
-tokens [B, N, D] + attention [B, heads, N] (+ keys) -> errors [B, K] and budget_index [B] (int64: the first budget
-with error <= threshold). A budget's error: its piecewise-constant fit (every output token's cover filled with the
+tokens [B, N, D] + threshold [B] (+ attention [B, heads, N], keys) -> errors [B, K] and budget_index [B] (int64:
+the first budget with error <= the image's threshold). The threshold is a graph input, so one graph serves every
+fitted threshold and a server can spend more tokens on some requests; the config's `threshold` is the default feed.
+A budget's error: its piecewise-constant fit (every output token's cover filled with the
 mean ViT token of that cover, independent of VisionZip's unnormalised contextual sums) against the tokens, in L2,
 relative to the tokens' spread around the image's mean token — the share of the image's token variation the
 partition cannot hold (1 - R^2, square-rooted); the last budget being all N tokens: error 0. Relative to the tokens'
@@ -14,6 +16,7 @@ A server runs this graph, then the chosen budget's own static-shape reducer grap
 profile per budget). The criterion is measured before the language model and is not a task metric.
 """
 
+import numpy as np
 import torch
 
 from ..util.errors import NtcError
@@ -75,15 +78,18 @@ class BudgetPolicy(FixedCountReducer):
 
     @property
     def input_names(self) -> list[str]:
-        return self.reducers[0].input_names if len(self.reducers) else ["tokens"]
+        return ["tokens", "threshold", *(self.reducers[0].input_names[1:] if len(self.reducers) else [])]
 
     output_names = ["errors", "budget_index"]
 
     def example_inputs(self, batch: int = 2, grid: int | None = None) -> tuple:
-        return self.reducers[0].example_inputs(batch) if len(self.reducers) else (self.example_input(batch),)
+        tokens, *fields = self.reducers[0].example_inputs(batch) if len(self.reducers) else (self.example_input(batch),)
+        return (tokens, torch.full((batch,), self.threshold), *fields)
 
-    def forward(self, tokens: torch.Tensor, first: torch.Tensor | None = None, second: torch.Tensor | None = None):
-        """tokens and the budget reducers' other inputs in order (VisionZip: attention (+ keys); ToMe: keys if any)."""
+    def forward(self, tokens: torch.Tensor, threshold: torch.Tensor, first: torch.Tensor | None = None,
+                second: torch.Tensor | None = None):
+        """tokens, the per-image thresholds [B] and the budget reducers' other inputs in order (VisionZip: attention
+        (+ keys); ToMe: keys if any)."""
         fields = [f for f in (first, second) if f is not None]
         norm = (tokens - tokens.mean(dim=1, keepdim=True)).norm(dim=(1, 2))  # the spread around the mean token
         errors = []
@@ -93,7 +99,7 @@ class BudgetPolicy(FixedCountReducer):
         if len(errors) < len(self.budgets):  # the all-tokens budget reconstructs exactly
             errors.append(norm * 0)
         errors = torch.stack(errors, dim=1)
-        ok = (errors <= self.threshold).float()
+        ok = (errors <= threshold[:, None]).float()
         ok = torch.cat([ok[:, :-1], torch.ones_like(ok[:, -1:])], dim=1)  # the largest budget always qualifies
         return errors, ok.argmax(dim=1)  # ArgMax returns the first maximum: the smallest qualifying budget
 
@@ -101,6 +107,9 @@ class BudgetPolicy(FixedCountReducer):
     def token_fields(self) -> tuple[str, ...]:
         return self.reducers[0].token_fields if len(self.reducers) else ()
 
-    def prepare_inputs(self, patch_tokens, **fields) -> dict:
-        return self.reducers[0].prepare_inputs(patch_tokens, **fields) if len(self.reducers) else {
+    def prepare_inputs(self, patch_tokens, threshold: float | None = None, **fields) -> dict:
+        """The reducers' feeds and one threshold per image (default: the config's)."""
+        feeds = self.reducers[0].prepare_inputs(patch_tokens, **fields) if len(self.reducers) else {
             "tokens": patch_tokens}
+        value = self.threshold if threshold is None else threshold
+        return {**feeds, "threshold": np.full(len(patch_tokens), value, np.float32)}

@@ -110,7 +110,8 @@ def test_criterion_errors_match_a_numpy_reference(family):
     g = torch.Generator().manual_seed(3)
     tokens, attention = torch.randn(2, 256, 384, generator=g), torch.rand(2, 6, 256, generator=g)
     policy = BudgetPolicy(budgets=(16, 64, 256), threshold=0.9, family=family).eval()
-    errors, index = policy(tokens, attention) if family == "visionzip" else policy(tokens)
+    thresholds = torch.tensor([0.9, 0.0])  # per image: the second image can only qualify at all 256 tokens
+    errors, index = policy(tokens, thresholds, *([attention] if family == "visionzip" else []))
     x = tokens.numpy()
     for k, reducer in enumerate(policy.reducers):
         reducer.trace_source = True
@@ -120,8 +121,8 @@ def test_criterion_errors_match_a_numpy_reference(family):
         want = np.linalg.norm(back - x, axis=(1, 2)) / np.linalg.norm(x - x.mean(1, keepdims=True), axis=(1, 2))
         np.testing.assert_allclose(errors[:, k].numpy(), want, rtol=1e-5)
     assert (errors[:, -1] == 0).all()
-    first_ok = [next(k for k in range(3) if k == 2 or e[k] <= 0.9) for e in errors.numpy()]
-    assert index.tolist() == first_ok
+    first_ok = [next(k for k in range(3) if k == 2 or e[k] <= t) for e, t in zip(errors.numpy(), thresholds)]
+    assert index.tolist() == first_ok and index[1] == 2
 
 
 def _token_file(path, n, seed, labels=True):

@@ -15,21 +15,32 @@ from ..util.errors import NtcError
 from .token_reduction import reduction_row, run_outputs
 
 
-def run_criterion(policy: BudgetPolicy, tokens, folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(errors [B, K], budget_index [B]) of the exported criterion graph over a TokenSet."""
-    from ..backend.onnx.export import export_model
-    from ..backend.onnxrt.runner import OrtRunner
-    from ..data.tokens import model_fields
+class Criterion:
+    """The exported criterion graph (`budget_policy`) in ONNX Runtime: one export serves every threshold, which is
+    a graph input."""
 
-    runner = OrtRunner(export_model(policy.eval(), folder, ("fp32",))["fp32"], providers=["CPUExecutionProvider"])
-    fields = model_fields(policy, tokens, "the policy's token set")
-    errors, index = [], []
-    for s in range(0, len(tokens), 64):
-        feeds = policy.prepare_inputs(tokens.patch_tokens[s:s + 64], **{k: v[s:s + 64] for k, v in fields.items()})
-        res = runner.run({n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in policy.input_names})
-        errors.append(res["errors"])
-        index.append(res["budget_index"])
-    return np.concatenate(errors), np.concatenate(index)
+    def __init__(self, policy: BudgetPolicy, folder: Path):
+        from ..backend.onnx.export import export_model
+        from ..backend.onnxrt.runner import OrtRunner
+
+        self.policy = policy.eval()
+        self.runner = OrtRunner(export_model(self.policy, folder, ("fp32",))["fp32"],
+                                providers=["CPUExecutionProvider"])
+
+    def __call__(self, tokens, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(errors [B, K], budget_index [B]) over a TokenSet, every image at `threshold` (default: the config's)."""
+        from ..data.tokens import model_fields
+
+        fields = model_fields(self.policy, tokens, "the policy's token set")
+        errors, index = [], []
+        for s in range(0, len(tokens), 64):
+            feeds = self.policy.prepare_inputs(tokens.patch_tokens[s:s + 64], threshold,
+                                               **{k: v[s:s + 64] for k, v in fields.items()})
+            res = self.runner.run({n: np.ascontiguousarray(feeds[n], dtype=np.float32)
+                                   for n in self.policy.input_names})
+            errors.append(res["errors"])
+            index.append(res["budget_index"])
+        return np.concatenate(errors), np.concatenate(index)
 
 
 def fit_threshold(errors: np.ndarray, budgets, target: float) -> float:
@@ -79,7 +90,9 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
     the target)."""
     budgets = [int(b) for b in budgets]
     n = suite.data.patch_tokens.shape[1]
-    graphs = {b: budget_reducer(family, b, n, 6, keys_dim) for b in budgets if b < n}
+    # VisionZip reads the CLS attention of every head the token set holds (ToMe reads none)
+    heads = suite.data.attention.shape[1] if suite.data.attention is not None else 0
+    graphs = {b: budget_reducer(family, b, n, heads, keys_dim) for b in budgets if b < n}
     cache = {}
 
     def fixed(b, ts):
@@ -91,16 +104,14 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
     log(f"{family} at fixed budgets {', '.join(map(str, budgets))}")
     rows = [reduction_row(f"{family} {b} (fixed)", f"{family} (fixed budgets)", lambda ts, b=b: fixed(b, ts),
                           suite, False) for b in budgets]
+    criterion = Criterion(BudgetPolicy(num_tokens=n, budgets=budgets, heads=heads, keys_dim=keys_dim,
+                                       family=family), folder / "criterion")
     thresholds, chosen = {}, {}
     for held, train in ((suite.data, suite.policy_fit), (suite.task_val, suite.task_fit)):
         if held is None:
             continue
-        errors, _ = run_criterion(BudgetPolicy(num_tokens=n, budgets=budgets, keys_dim=keys_dim, family=family), train,
-                                  folder / f"crit_fit{len(thresholds)}")
-        thresholds[id(held)] = fit_threshold(errors, budgets, target)
-        policy = BudgetPolicy(num_tokens=n, budgets=budgets, threshold=thresholds[id(held)], keys_dim=keys_dim,
-                              family=family)
-        _, chosen[id(held)] = run_criterion(policy, held, folder / f"crit{len(thresholds)}")
+        thresholds[id(held)] = fit_threshold(criterion(train)[0], budgets, target)
+        _, chosen[id(held)] = criterion(held, thresholds[id(held)])
 
     log(f"adaptive policy (thresholds fitted for {target:g} tokens per image) and the same-mean mix")
     mixed = {key: same_mean_mix(budgets, index) for key, index in chosen.items()}
