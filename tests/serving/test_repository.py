@@ -167,3 +167,30 @@ def test_triton_command(served_build, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["triton", str(tmp_path / "empty"), "--out", str(tmp_path / "repo2")]) == 2
     assert "no engines in engines/manifest.json" in capsys.readouterr().err
+
+
+def test_int8_token_interface_is_served_with_its_scales(tmp_path):
+    """A reducer's int8 plan: int8 token tensors in the config, the scales in repository.json and the README."""
+    pytest.importorskip("tensorrt_rtx_bindings")
+    import numpy as np
+    from ntc_export.backend.onnx.export import export_model
+    from ntc_export.backend.trt.build import build_engine
+    from ntc_export.calibration.interface import calibrate_interface
+    from ntc_export.serving.repository import write_repository
+
+    module = load(ZOO_DIR / "visionzip_16.pt").eval()
+    fp32 = export_model(module, tmp_path / "onnx", ("fp32",))["fp32"]
+    rng = np.random.default_rng(0)
+    feeds = {"tokens": rng.normal(size=(16, 256, 384)).astype(np.float32),
+             "attention": rng.random((16, 6, 256)).astype(np.float32),
+             "keys": rng.normal(size=(16, 256, 384)).astype(np.float32)}
+    scales = {k: v["scale"] for k, v in calibrate_interface(fp32, feeds, module.int8_streams,
+                                                            tmp_path / "onnx")["scales"].items()}
+    build_engine(tmp_path / "onnx" / "model.int8.onnx", "rtx-ada", "int8", tmp_path / "build",
+                 profiles=module.input_profiles((1, 1, 2), (16, 16, 16)), name="visionzip_16")
+    index = write_repository(tmp_path / "build", tmp_path / "repo")
+    assert index["models"]["visionzip_16_int8"]["int8_interface"] == pytest.approx(scales)
+    config = parse(tmp_path / "repo" / "visionzip_16_int8" / "config.pbtxt")
+    types = {t.name: model_config_pb2.DataType.Name(t.data_type) for t in [*config.input, *config.output]}
+    assert types["tokens"] == types["tokens_out"] == "TYPE_INT8" and types["attention"] == "TYPE_FP32"
+    assert f"`tokens_out` scale {scales['tokens_out']:.6g}" in (tmp_path / "repo" / "README.md").read_text()

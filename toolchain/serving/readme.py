@@ -57,6 +57,14 @@ def render(index: dict, repo: Path) -> str:
         "TensorRT-RTX, and plans built with TensorRT (the Jetson/datacenter deploy bundles' `build_engine.py`, run in "
         "the container) with the stock one. Not run here: this repository was written on a machine without a GPU.",
     ]
+    int8 = {n: m["int8_interface"] for n, m in sorted(index["models"].items()) if m.get("int8_interface")}
+    if int8:  # token reducers' int8 graphs: int8 token streams at the interface (backend/onnx/int8_io.py)
+        lines += ["", "## int8 token interfaces", "",
+                  "These models take and return int8 tokens: a client sends round(x / scale) clipped to [-128, 127] "
+                  "and reads q * scale (zero point 0; scales also in repository.json and the ONNX metadata "
+                  "`ntc.int8_interface`):", "",
+                  *(f"- {n}: " + ", ".join(f"`{t}` scale {s:.6g}" for t, s in scales.items())
+                    for n, scales in int8.items())]
     if index.get("skipped"):
         lines += ["", "## Not in this repository", "", *(f"- {s}" for s in index["skipped"])]
     return "\n".join(lines) + "\n"

@@ -101,7 +101,9 @@ def _write_plan_model(m: ServedModel, build_dir: Path, folder: Path, version: in
     write_text(vdir / "model.py", _python_model_source("onnx_twin.py"))
     write_text(folder / "config.pbtxt", to_pbtxt(plan_config(m.name, m.signature, plans)))
     write_text(folder / "configs" / f"{CPU_CONFIG}.pbtxt", to_pbtxt(python_config(m.name, m.signature)))
+    scales = m.entries[0].get("int8_interface")  # clients quantize / dequantize the int8 token streams with these
     return {"model": m.model, "precision": m.precision, "version": version, "onnx": str(onnx),
+            **({"int8_interface": scales} if scales else {}),
             "onnx_sha256": sha256_file(onnx), "plugins": sorted({p["op"] for e in m.entries for p in e["plugins"]}),
             "plans": [{"target": e["target"], "sm": e["sm"], "file": plans[e["sm"]], "sha256": e["sha256"],
                        "backend": e["backend"], "backend_version": e["backend_version"]} for e in m.entries]}
