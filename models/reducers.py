@@ -74,8 +74,8 @@ class FixedCountReducer(TokenModel):
     # Outputs are exact selections/merges of the inputs (TopK/ArgMax over near-equal scores): the fp16 artifact is
     # fp16 at its interface and fp32 inside, validated against PyTorch on the fp16-rounded inputs it is fed.
     exact_selection = True
-    # The token streams an int8 artifact carries as int8 (backend/onnx/int8_io.py); the ViT's keys and attention
-    # that drive the selection, and the sizes/indices/sources, keep their types.
+    # The token streams an int8 artifact carries as int8 (backend/onnx/int8_io.py); its other float inputs and
+    # outputs (the ViT's keys and attention, the sizes) are fp16 as in the fp16 artifact.
     int8_streams = ("tokens", "tokens_out")
     num_tokens: int
     head = None  # no task head: the outputs are a token subset, not one token per grid cell

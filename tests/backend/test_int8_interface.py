@@ -59,8 +59,11 @@ def test_int8_interface_types_and_metadata(tome):
     _, int8, _, scales = tome
     model = onnx.load(str(int8))
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
-    assert types == {"tokens": TensorProto.INT8, "keys": TensorProto.FLOAT, "tokens_out": TensorProto.INT8,
-                     "sizes": TensorProto.FLOAT}
+    assert types == {"tokens": TensorProto.INT8, "keys": TensorProto.FLOAT16, "tokens_out": TensorProto.INT8,
+                     "sizes": TensorProto.FLOAT16}  # the other streams fp16, as in the fp16 artifact
+    io = {v.name for v in [*model.graph.input, *model.graph.output]}
+    assert not [v.name for v in model.graph.value_info if v.name not in io and v.type.tensor_type.elem_type in (
+        TensorProto.FLOAT16, TensorProto.INT8)]  # fp32 arithmetic inside
     assert onnx_precision(model) == "int8"
     assert [n.op_type for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")] == [
         "DequantizeLinear", "QuantizeLinear"]  # one at each token stream, nothing quantized inside
@@ -70,15 +73,18 @@ def test_int8_interface_types_and_metadata(tome):
 
 def test_int8_interface_is_the_fp32_graph_between_quantize_and_dequantize(tome):
     fp32, int8, feeds, scales = tome
-    seen = {**feeds, "tokens": dequantize(quantize(feeds["tokens"], scales["tokens"]), scales["tokens"])}
-    reference = OrtRunner(fp32).run(seen)  # the fp32 graph on the dequantized tokens
-    raw = OrtRunner(int8, float_io=False).run({**feeds, "tokens": quantize(feeds["tokens"], scales["tokens"])})
-    assert raw["tokens_out"].dtype == np.int8
+    seen = {"tokens": dequantize(quantize(feeds["tokens"], scales["tokens"]), scales["tokens"]),
+            "keys": feeds["keys"].astype(np.float16).astype(np.float32)}
+    reference = OrtRunner(fp32).run(seen)  # the fp32 graph on the dequantized tokens and fp16-rounded keys
+    raw = OrtRunner(int8, float_io=False).run({"tokens": quantize(feeds["tokens"], scales["tokens"]),
+                                                 "keys": feeds["keys"].astype(np.float16)})
+    assert raw["tokens_out"].dtype == np.int8 and raw["sizes"].dtype == np.float16
     np.testing.assert_array_equal(raw["tokens_out"], quantize(reference["tokens_out"], scales["tokens_out"]))
-    np.testing.assert_array_equal(raw["sizes"], reference["sizes"])  # selection and sizes untouched
+    np.testing.assert_array_equal(raw["sizes"], reference["sizes"])  # token counts: exact in fp16
     runner = OrtRunner(int8)
     assert runner.rounds_inputs and not OrtRunner(fp32).rounds_inputs
-    np.testing.assert_array_equal(runner.seen_inputs(feeds)["tokens"], seen["tokens"])
+    for name in seen:
+        np.testing.assert_array_equal(runner.seen_inputs(feeds)[name], seen[name])
     got = runner.run(feeds)  # float feeds in, float outputs out
     np.testing.assert_array_equal(got["tokens_out"], dequantize(raw["tokens_out"], scales["tokens_out"]))
 

@@ -192,5 +192,5 @@ def test_int8_token_interface_is_served_with_its_scales(tmp_path):
     assert index["models"]["visionzip_16_int8"]["int8_interface"] == pytest.approx(scales)
     config = parse(tmp_path / "repo" / "visionzip_16_int8" / "config.pbtxt")
     types = {t.name: model_config_pb2.DataType.Name(t.data_type) for t in [*config.input, *config.output]}
-    assert types["tokens"] == types["tokens_out"] == "TYPE_INT8" and types["attention"] == "TYPE_FP32"
+    assert types["tokens"] == types["tokens_out"] == "TYPE_INT8" and types["attention"] == "TYPE_FP16"
     assert f"`tokens_out` scale {scales['tokens_out']:.6g}" in (tmp_path / "repo" / "README.md").read_text()

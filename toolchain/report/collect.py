@@ -231,7 +231,7 @@ def build_view(out_dir, report: dict) -> dict:
                                 for c in report.get("calibrated_graphs") or [] if c.get("kept_high_precision")],
         "int8_interfaces": [f"{c['model']} int8 ({c['lowering']}): int8 " + ", ".join(
                                 f"{t} (scale {s['scale']:.4g})" for t, s in c["int8_interface"].items())
-                            + " at the interface, fp32 inside (no weights to quantize)"
+                            + " at the interface (other float inputs fp16), fp32 inside (no weights to quantize)"
                             for c in report.get("calibrated_graphs") or [] if c.get("int8_interface")],
     }
     view["tradeoff"] = tradeoff_points(view["decision"], view["pareto"], acc)

@@ -10,20 +10,21 @@ import onnx
 from onnx import TensorProto, helper
 
 
-def fp16_interface(fp32: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the fp32 graph whose float inputs and outputs are float16, cast to/from float32 at the edges."""
+def fp16_interface(fp32: onnx.ModelProto, keep=frozenset()) -> onnx.ModelProto:
+    """A copy of the fp32 graph whose float inputs and outputs are float16, cast to/from float32 at the edges
+    (those named in `keep` stay float32: the int8 interface's token streams, int8_io.py)."""
     model = onnx.ModelProto.FromString(fp32.SerializeToString())
     graph = model.graph
     head, tail = [], []
     for value in graph.input:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT and value.name not in keep:
             inner = f"{value.name}__fp32"
             for node in graph.node:  # every reader of the input now reads its fp32 cast
                 node.input[:] = [inner if i == value.name else i for i in node.input]
             head.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT, name=f"{inner}_cast"))
             value.type.tensor_type.elem_type = TensorProto.FLOAT16
     for value in graph.output:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT and value.name not in keep:
             inner = f"{value.name}__fp32"
             for node in graph.node:  # the producer writes the fp32 value; a Cast makes the fp16 output
                 node.output[:] = [inner if o == value.name else o for o in node.output]

@@ -3,9 +3,10 @@
 A reducer (ToMe, VisionZip) has no MatMul/Gemm/Conv with constant weights, so Q/DQ inside it would quantize nothing
 but its exact selection. What an int8 pipeline gains from it is the traffic: its token input arrives as int8 with a
 calibrated per-tensor scale and goes through DequantizeLinear, its token output leaves through QuantizeLinear as
-int8; everything else (the ViT's keys and attention, the selection, the merge) stays fp32, so the selection is the
-fp32 graph's on the dequantized tokens. The scales travel in the graph's metadata (`SCALES_KEY`): a runner quantizes
-its float feeds and dequantizes the int8 outputs with them, exactly as QuantizeLinear/DequantizeLinear do.
+int8; its other float inputs and outputs (the ViT's keys and attention, the sizes) are fp16 as in the fp16 artifact
+(fp16_io.py), and everything inside (the selection, the merge) is fp32, so the selection is the fp32 graph's on the
+inputs as fed. The scales travel in the graph's metadata (`SCALES_KEY`): a runner quantizes its float feeds and
+dequantizes the int8 outputs with them, exactly as QuantizeLinear/DequantizeLinear do.
 """
 
 import json
@@ -14,18 +15,21 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .fp16_io import fp16_interface
+
 SCALES_KEY = "ntc.int8_interface"  # metadata: JSON {tensor name: per-tensor scale} of the int8 inputs and outputs
 
 
 def int8_interface(fp32: onnx.ModelProto, scales: dict[str, float]) -> onnx.ModelProto:
     """A copy of the fp32 graph whose float inputs/outputs named in `scales` are int8 (zero point 0), dequantized
-    right after the input and quantized right before the output; the graph's other tensors keep their types."""
-    model = onnx.ModelProto.FromString(fp32.SerializeToString())
-    graph = model.graph
-    floats = {v.name for v in [*graph.input, *graph.output] if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    right after the input and quantized right before the output, and whose other float inputs/outputs are fp16."""
+    floats = {v.name for v in [*fp32.graph.input, *fp32.graph.output]
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     unknown = sorted(set(scales) - floats)
     if unknown:
         raise ValueError(f"no float input or output named {', '.join(unknown)}")
+    model = fp16_interface(fp32, keep=set(scales))
+    graph = model.graph
     head, tail = [], []
     for name, scale in scales.items():  # one scale and zero point per tensor (an int8 zero point: int8 output)
         graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{name}__scale"),
