@@ -37,18 +37,17 @@ def calibrate_interface(onnx_fp32_path, feeds: dict[str, np.ndarray], streams, o
         raise NtcError(f"{path}: no input or output named {', '.join(missing)} to carry as int8")
     if missing := sorted(set(runner.input_names) - set(feeds)):
         raise NtcError(f"calibration feeds lack input(s) {', '.join(missing)} of {path.name}")
-    outputs = run_batched(runner, {k: feeds[k] for k in runner.input_names})
+    feeds = {k: feeds[k] for k in runner.input_names}
+    outputs = run_batched(runner, feeds)
     values = {**feeds, **outputs}
-    interface = {}
-    for name in streams:
-        amax = float(np.abs(values[name]).max())
-        interface[name] = {"amax": amax, "scale": scale_for(amax)}
+    amaxes = {name: float(np.abs(values[name]).max()) for name in streams}
+    interface = {name: {"amax": amax, "scale": scale_for(amax)} for name, amax in amaxes.items()}
     model = int8_interface(onnx.load(str(path)), {k: v["scale"] for k, v in interface.items()})
     model.doc_string = f"ntc-export int8 interface (max calibration) of {path.name}"
     out_path = Path(out_dir) / "model.int8.onnx"
     _save_model(model, out_path)
-    held = feeds if holdout is None else holdout
-    reference = outputs if holdout is None else run_batched(runner, {k: held[k] for k in runner.input_names})
-    got = run_batched(OrtRunner(out_path), {k: held[k] for k in runner.input_names})
+    held = feeds if holdout is None else {k: holdout[k] for k in runner.input_names}
+    reference = outputs if holdout is None else run_batched(runner, held)
+    got = run_batched(OrtRunner(out_path), held)
     return {"scales": interface, "fidelity": {k: fidelity(reference[k], got[k])["cosine"] for k in streams
                                               if k in reference}}

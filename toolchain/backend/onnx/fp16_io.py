@@ -10,6 +10,24 @@ import onnx
 from onnx import TensorProto, helper
 
 
+def reroute_input(graph: onnx.GraphProto, name: str) -> str:
+    """Every reader of graph input `name` reads `<name>__fp32` instead; the caller adds the node that makes it."""
+    inner = f"{name}__fp32"
+    for node in graph.node:
+        node.input[:] = [inner if i == name else i for i in node.input]
+    return inner
+
+
+def reroute_output(graph: onnx.GraphProto, name: str) -> str:
+    """The producer (and readers) of graph output `name` use `<name>__fp32` instead; the caller adds the node that
+    makes the output from it."""
+    inner = f"{name}__fp32"
+    for node in graph.node:
+        node.output[:] = [inner if o == name else o for o in node.output]
+        node.input[:] = [inner if i == name else i for i in node.input]
+    return inner
+
+
 def fp16_interface(fp32: onnx.ModelProto, keep=frozenset()) -> onnx.ModelProto:
     """A copy of the fp32 graph whose float inputs and outputs are float16, cast to/from float32 at the edges
     (those named in `keep` stay float32: the int8 interface's token streams, int8_io.py)."""
@@ -18,17 +36,12 @@ def fp16_interface(fp32: onnx.ModelProto, keep=frozenset()) -> onnx.ModelProto:
     head, tail = [], []
     for value in graph.input:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT and value.name not in keep:
-            inner = f"{value.name}__fp32"
-            for node in graph.node:  # every reader of the input now reads its fp32 cast
-                node.input[:] = [inner if i == value.name else i for i in node.input]
+            inner = reroute_input(graph, value.name)
             head.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT, name=f"{inner}_cast"))
             value.type.tensor_type.elem_type = TensorProto.FLOAT16
     for value in graph.output:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT and value.name not in keep:
-            inner = f"{value.name}__fp32"
-            for node in graph.node:  # the producer writes the fp32 value; a Cast makes the fp16 output
-                node.output[:] = [inner if o == value.name else o for o in node.output]
-                node.input[:] = [inner if i == value.name else i for i in node.input]
+            inner = reroute_output(graph, value.name)
             tail.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT16,
                                          name=f"{value.name}_cast"))
             value.type.tensor_type.elem_type = TensorProto.FLOAT16

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .fp16_io import fp16_interface
+from .fp16_io import fp16_interface, reroute_input, reroute_output
 
 SCALES_KEY = "ntc.int8_interface"  # metadata: JSON {tensor name: per-tensor scale} of the int8 inputs and outputs
 
@@ -36,19 +36,14 @@ def int8_interface(fp32: onnx.ModelProto, scales: dict[str, float]) -> onnx.Mode
                                   numpy_helper.from_array(np.array(0, np.int8), f"{name}__zero_point")])
     for value in graph.input:
         if value.name in scales:
-            inner = f"{value.name}__fp32"
-            for node in graph.node:  # every reader of the input now reads its dequantized value
-                node.input[:] = [inner if i == value.name else i for i in node.input]
+            inner = reroute_input(graph, value.name)
             head.append(helper.make_node("DequantizeLinear", [value.name, f"{value.name}__scale",
                                                               f"{value.name}__zero_point"], [inner],
                                          name=f"{inner}_dequantize"))
             value.type.tensor_type.elem_type = TensorProto.INT8
     for value in graph.output:
         if value.name in scales:
-            inner = f"{value.name}__fp32"
-            for node in graph.node:  # the producer writes the fp32 value; QuantizeLinear makes the int8 output
-                node.output[:] = [inner if o == value.name else o for o in node.output]
-                node.input[:] = [inner if i == value.name else i for i in node.input]
+            inner = reroute_output(graph, value.name)
             tail.append(helper.make_node("QuantizeLinear", [inner, f"{value.name}__scale",
                                                             f"{value.name}__zero_point"], [value.name],
                                          name=f"{value.name}_quantize"))
@@ -76,6 +71,16 @@ def quantize(x: np.ndarray, scale: float) -> np.ndarray:
 def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
     """ONNX DequantizeLinear, zero point 0: q * scale in float32."""
     return np.asarray(q).astype(np.float32) * np.float32(scale)
+
+
+def interface_feed(name: str, x: np.ndarray, scales: dict[str, float]) -> np.ndarray:
+    """A runner's feed: a float array for an int8 stream quantized with its scale, anything else as it is."""
+    return quantize(x, scales[name]) if name in scales and np.issubdtype(x.dtype, np.floating) else x
+
+
+def interface_output(name: str, x: np.ndarray, scales: dict[str, float]) -> np.ndarray:
+    """A runner's output: an int8 stream dequantized with its scale, anything else as it is."""
+    return dequantize(x, scales[name]) if name in scales else np.asarray(x)
 
 
 def scale_for(amax: float) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ...util.errors import NtcError
-from ..onnx.int8_io import dequantize, interface_scales, quantize
+from ..onnx.int8_io import dequantize, interface_feed, interface_output, interface_scales, quantize
 
 
 def ort_session_options(threads: int | None = None, fused_qdq: bool = False):
@@ -74,8 +74,8 @@ class OrtRunner:
     def _graph_feed(self, name: str, x: np.ndarray) -> np.ndarray:
         """A float feed in the input's own type: fp16, fp32, or int8 quantized with the interface scale."""
         kind = self.input_types[name]
-        if kind == "tensor(int8)" and name in self.int8_scales and np.issubdtype(x.dtype, np.floating):
-            return quantize(x, self.int8_scales[name])
+        if kind == "tensor(int8)":
+            return interface_feed(name, x, self.int8_scales)
         if kind == "tensor(float16)":
             return x.astype(np.float16)
         if kind == "tensor(float)":
@@ -103,5 +103,4 @@ class OrtRunner:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cast = {name: np.ascontiguousarray(self._graph_feed(name, feeds[name])) for name in self.input_names}
         outs = self.session.run(None, cast)
-        return {n: dequantize(o, self.int8_scales[n]) if n in self.int8_scales else np.asarray(o)
-                for n, o in zip(self.output_names, outs)}
+        return {n: interface_output(n, o, self.int8_scales) for n, o in zip(self.output_names, outs)}

@@ -11,7 +11,7 @@ import numpy as np
 from ...ops import trt_registry
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
-from ..onnx.int8_io import dequantize, quantize
+from ..onnx.int8_io import interface_feed, interface_output
 from . import env as trt_env
 from .manifest import ManifestEntry
 
@@ -99,9 +99,7 @@ class TrtRunner:
             if name not in feeds:
                 raise NtcError(f"missing input {name!r} for {self.engine_path.name}")
             dtype = trt.nptype(engine.get_tensor_dtype(name))
-            feed = feeds[name]
-            if name in self.int8_scales and np.issubdtype(feed.dtype, np.floating):  # an int8 interface's input
-                feed = quantize(feed, self.int8_scales[name])
+            feed = interface_feed(name, feeds[name], self.int8_scales)
             x = torch.from_numpy(np.ascontiguousarray(feed, dtype=dtype)).cuda()
             if not ctx.set_input_shape(name, tuple(x.shape)):
                 raise NtcError(f"input {name!r} shape {tuple(x.shape)} is outside the engine's profile")
@@ -118,5 +116,4 @@ class TrtRunner:
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise NtcError(f"{self.engine_path.name}: execution failed")
         stream.synchronize()
-        return {name: dequantize(t.cpu().numpy(), self.int8_scales[name]) if name in self.int8_scales
-                else t.cpu().numpy() for name, t in outputs.items()}
+        return {name: interface_output(name, t.cpu().numpy(), self.int8_scales) for name, t in outputs.items()}
