@@ -24,7 +24,8 @@ def run(tmp_path_factory):
     tiny_projector_inputs(tmp, (("data", 12), ("calib", 24)))
     args = [str(tmp / "tiny.pt"), "--data", str(tmp / "data.npz"), "--calib-data", str(tmp / "calib.npz"),
             "--out", str(tmp / "out"), "--quiet"] + [a for t in TARGETS for a in ("--target", t)]
-    assert main(args) in (0, 1)  # random weights: a quantized graph may miss its threshold, which is reported
+    # Seeded weights and data, exact Q/DQ scoring: the verdict is fixed (worst: fp8 tokens_out cosine 0.99897 >= 0.998).
+    assert main(args) == 0
     out = tmp / "out"
     return tmp, out, json.loads((out / "report" / "report.json").read_text())
 
