@@ -11,7 +11,7 @@ from . import (
     visionzip,  # noqa: F401  (registers VisionZip token selection)
     vq,  # noqa: F401  (registers the codebook (product/residual VQ) token compressor)
 )
-from .checkpoint import FORMAT, load, read_meta, save
+from .checkpoint import FORMAT, load, read_arch, read_meta, save
 from .registry import ARCHS, build, register
 
-__all__ = ["ARCHS", "FORMAT", "build", "load", "read_meta", "register", "save"]
+__all__ = ["ARCHS", "FORMAT", "build", "load", "read_arch", "read_meta", "register", "save"]

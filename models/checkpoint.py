@@ -96,4 +96,12 @@ def read_meta(path: str | os.PathLike) -> dict:
     return ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
 
 
-__all__ = ["save", "load", "read_meta", "FORMAT"]
+def read_arch(path: str | os.PathLike) -> str:
+    """The architecture a checkpoint was saved as, without building the module."""
+    ckpt = _read(Path(path))
+    if not isinstance(ckpt, dict) or "arch" not in ckpt:
+        raise NtcError(f"{path}: not an ntc-export checkpoint (no 'arch')")
+    return str(ckpt["arch"])
+
+
+__all__ = ["save", "load", "read_meta", "read_arch", "FORMAT"]

@@ -1,5 +1,6 @@
-"""`ntc-export demo`: the main job on every zoo model."""
+"""`ntc-export demo`: the main job on one zoo model per architecture (every zoo model with --all)."""
 
+import re
 from pathlib import Path
 
 import click
@@ -17,17 +18,40 @@ from .options import quiet_option
 @click.option("--max-calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Token maps of the photo corpus's calibration split to calibrate int8/fp8 on (evenly spaced, "
                    "so every photograph contributes).")
+@click.option("--all", "every", is_flag=True,
+              help="Every zoo checkpoint (every rate of every codec family), not one per architecture.")
 @quiet_option
-def command(out_dir, max_samples, max_calib_samples, quiet):
-    """Run the main job on every model of the built-in zoo (models/zoo/*.pt) with the built-in held-out tokens:
-    export, int8/fp8 calibration on the photo corpus's calibration split, validation against PyTorch of every
-    precision, engines for the default RTX targets, Jetson bundles, and the report with its decision table."""
+def command(out_dir, max_samples, max_calib_samples, every, quiet):
+    """Run the main job on one model per architecture of the built-in zoo (models/zoo/*.pt; every checkpoint with
+    --all) with the built-in held-out tokens: export, int8/fp8 calibration on the photo corpus's calibration split,
+    validation against PyTorch of every precision, engines for the default RTX targets, Jetson bundles, and the report
+    with its decision table."""
     from ..pipeline.main_job import run_main_job
 
-    zoo = sorted(ZOO_DIR.glob("*.pt"))
+    zoo = demo_models(sorted(ZOO_DIR.glob("*.pt")), every)
     if not zoo:
         raise NtcError(f"no zoo checkpoints in {ZOO_DIR}; build them with scripts/build_zoo.py")
+    command = f"ntc-export demo --max-samples {max_samples} --max-calib-samples {max_calib_samples}"
     report = run_main_job(zoo, out_dir, max_samples=max_samples, max_calib_samples=max_calib_samples, quiet=quiet,
-                          command=f"ntc-export demo --max-samples {max_samples} --max-calib-samples {max_calib_samples}")
+                          command=command + (" --all" if every else ""))
     if not report["pass"]:
         raise click.exceptions.Exit(1)
+
+
+def _rate_then_name(path: Path) -> tuple:
+    """Codecs by their rate suffix (hp_x14 before hp_x128, ntc_x16 before ntc_bc5_x32), then digits as numbers."""
+    rate = re.search(r"_x(\d+)$", path.stem)
+    return int(rate.group(1)) if rate else 0, [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.stem)]
+
+
+def demo_models(zoo: list[Path], every: bool = False) -> list[Path]:
+    """Every checkpoint with `every`, else one per architecture (a codec family's lowest rate), so a first run shows
+    every family in minutes."""
+    if every:
+        return zoo
+    from ..models import read_arch
+
+    first = {}
+    for path in sorted(zoo, key=_rate_then_name):
+        first.setdefault(read_arch(path), path)
+    return sorted(first.values())
