@@ -1,6 +1,8 @@
 """BC encoders: decoded through bcdec (imagecodecs), quality against quicktex/bc7enc and our fast BC6H baseline."""
 
+import importlib
 import importlib.util
+import platform
 from functools import lru_cache
 from pathlib import Path
 
@@ -88,10 +90,23 @@ def test_bc45_psnr_at_least_reference_encoders(fmt):
     qt = bench.psnr_u8(bench.bcdec(bench.reference_bc45(img, "quicktex"), fmt, *img.shape[:2]), img)
     assert ours >= qt + 0.5, (ours, qt)  # refinement must buy a visible margin over plain min/max
     assert ours > fast
-    try:
-        import bc7enc  # noqa: F401
-    except ImportError:
-        return
+
+
+def require_bc7enc():
+    """bc7enc-py is a hard dependency on x86-64 (pyproject): missing there is a failure, elsewhere a named skip."""
+    if platform.machine() in ("x86_64", "AMD64"):
+        try:
+            return importlib.import_module("bc7enc")
+        except ImportError as e:
+            pytest.fail(f"bc7enc-py is a dependency on x86-64 (pip install -e .): {e}")
+    return pytest.importorskip("bc7enc", reason="bc7enc-py has x86-64 wheels only: pip install bc7enc-py")
+
+
+@pytest.mark.parametrize("fmt", ["bc4", "bc5"])
+def test_bc45_psnr_at_least_bc7enc(fmt):
+    require_bc7enc()
+    img = latents(fmt)
+    ours = bench.psnr_u8(bench.bcdec(encode(img, fmt), fmt, *img.shape[:2]), img)
     ref = bench.psnr_u8(bench.bcdec(bench.reference_bc45(img, "bc7enc"), fmt, *img.shape[:2]), img)
     assert ours >= ref, (ours, ref)
 

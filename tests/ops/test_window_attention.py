@@ -89,6 +89,33 @@ def test_module_matches_naive_swin_loop(h, w, window, shift):
     assert torch.allclose(got, ref, atol=2e-6, rtol=0), float((got - ref).abs().max())
 
 
+class FixedGrid(torch.nn.Module):
+    """A WindowAttention on a fixed h x w grid, for torch.export."""
+
+    def __init__(self, attn: WindowAttention, h: int, w: int):
+        super().__init__()
+        self.attn, self.h, self.w = attn, h, w
+
+    def forward(self, x):
+        return self.attn(x, self.h, self.w)
+
+
+@pytest.mark.parametrize("h,w", [(5, 6), (8, 6), (6, 8)])
+def test_torch_export_crop_matches_naive_swin_loop(h, w):
+    """Under torch.export (the default ONNX exporter) the crop back from the padded grid is a gather, not the eager
+    slice: the exported program against the naive loop, on grids padded along one or both axes."""
+    torch.manual_seed(h * 10 + w)
+    attn = WindowAttention(8, 2, 4, 2).eval()
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_(0, 1.0)
+    x = torch.randn(2, h * w, 8)
+    program = torch.export.export(FixedGrid(attn, h, w), (x,))
+    with torch.no_grad():
+        got = program.module()(x).double()
+    ref = naive_window_attention(attn, x, h, w)
+    assert torch.allclose(got, ref, atol=2e-6, rtol=0), float((got - ref).abs().max())
+
+
 def _ort_session(model: onnx.ModelProto):
     so = ort_session_options(threads=1)
     register_custom_ops(so)

@@ -38,6 +38,7 @@ def test_quantize_and_lookup_match_numpy():
 
 
 def test_straight_through_gradient_and_commitment():
+    torch.manual_seed(2)
     vq = ProductResidualVQ(groups=2, stages=1, codewords=5, dim=3)
     z = torch.randn(10, 2, 3, requires_grad=True)
     z_q, commit, _ = vq(z)
@@ -101,7 +102,7 @@ def test_perplexity_formula():
 
 def test_kmeans_is_seeded_and_fits_clusters():
     g = torch.Generator().manual_seed(3)
-    centers = torch.randn(2, 5, 3) * 5
+    centers = torch.randn(2, 5, 3, generator=g) * 5
     x = centers[:, torch.randint(0, 5, (400,), generator=g)] + 0.01 * torch.randn(2, 400, 3, generator=g)
     a = recipe.kmeans(x, 5, 10, torch.Generator().manual_seed(0))
     b = recipe.kmeans(x, 5, 10, torch.Generator().manual_seed(0))
