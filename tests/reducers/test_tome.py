@@ -12,6 +12,8 @@ from ntc_export.models.tome import ToMe
 from ntc_export.util.errors import NtcError
 from reducer_graphs import assert_no_dynamic_ops, assert_static_outputs, rel_l2
 
+CLEAR = 1e-6  # a decision whose score gap is below this is a near-tie: fp32 rounding may pick either side
+
 
 def _sources(source: np.ndarray) -> list[set[int]]:
     """source [N', N] 0/1 -> the set of input tokens each output token holds."""
@@ -21,6 +23,12 @@ def _sources(source: np.ndarray) -> list[set[int]]:
 def _run(module: ToMe, *inputs: np.ndarray) -> list[np.ndarray]:
     with torch.no_grad():
         return [o.numpy() for o in module(*(torch.from_numpy(i) for i in inputs))]
+
+
+@pytest.fixture(scope="module")
+def references(real_tokens) -> list[tuple]:
+    """ref.tome (r=32, 4 steps: ToMe's defaults) of each real image, made once: the loops take a second an image."""
+    return [ref.tome(x, 32, 4) for x in real_tokens]
 
 
 @pytest.mark.parametrize("num_tokens,r,steps,keys_dim", [(256, 32, 4, 0), (64, 16, 2, 0), (256, 20, 3, 48),
@@ -46,10 +54,11 @@ def test_sizes_count_every_input_once_and_weight_the_mean(real_tokens):
     np.testing.assert_array_equal(source.sum(axis=2, keepdims=True), sizes)
     mean_of_sources = source @ real_tokens / sizes  # a merged token is the plain mean of the tokens it holds
     np.testing.assert_allclose(out, mean_of_sources, rtol=1e-4, atol=1e-4)
-    assert sizes.max() > 2  # real tokens do merge repeatedly (sky, walls)
+    assert sizes.max(axis=(1, 2)).min() >= 8  # real tokens merge repeatedly: largest merge per image 13..27 measured
 
 
-def test_export_is_static_and_ort_matches_on_real_tokens(tmp_path, real_tokens):
+def test_export_is_static_and_ort_matches_on_real_tokens(tmp_path, real_tokens, references):
+    """ONNX Runtime's MatMul rounds differently per CPU (AVX2, AVX-512, AMX): exact agreement on the clear images."""
     module = ToMe(trace_source=True)
     path = export_model(module, tmp_path, precisions=("fp32",))["fp32"]
     model = onnx.load(path)
@@ -58,24 +67,26 @@ def test_export_is_static_and_ort_matches_on_real_tokens(tmp_path, real_tokens):
     assert_static_outputs(model, {"tokens_out": [128, 384], "sizes": [128, 1], "source": [128, 256]})
     got = OrtRunner(path).run({"tokens": real_tokens})
     want = dict(zip(module.output_names, _run(module, real_tokens)))
-    np.testing.assert_array_equal(got["source"], want["source"])  # identical selection, in identical order
-    np.testing.assert_array_equal(got["sizes"], want["sizes"])
-    assert rel_l2(got["tokens_out"], want["tokens_out"]) <= 1e-5
+    clear = [b for b, (*_, margin) in enumerate(references) if margin > CLEAR]
+    assert len(clear) >= 6  # 7 of the 8 pinned crops are clear (margins 1.1e-6 .. 1.5e-5; one 1.4e-7)
+    for b in clear:
+        np.testing.assert_array_equal(got["source"][b], want["source"][b])  # identical selection, identical order
+        np.testing.assert_array_equal(got["sizes"][b], want["sizes"][b])
+        assert rel_l2(got["tokens_out"][b], want["tokens_out"][b]) <= 1e-5
 
 
-def test_reference_picks_the_same_merges_on_real_tokens(real_tokens):
+def test_reference_picks_the_same_merges_on_real_tokens(real_tokens, references):
     """Real tokens have near-equal cosines: where a decision's gap is below fp32's reach (1e-6) either pick is ToMe,
     so exact agreement is asserted on images whose every decision is clear of that, and most must be."""
     module = ToMe(trace_source=True)
     _, sizes, source = _run(module, real_tokens)
     clear = 0
-    for b in range(len(real_tokens)):
-        _, want_sizes, want_sources, margin = ref.tome(real_tokens[b], 32, 4)
-        if margin > 1e-6:
+    for b, (_, want_sizes, want_sources, margin) in enumerate(references):
+        if margin > CLEAR:
             clear += 1
             assert _sources(source[b]) == want_sources
             np.testing.assert_array_equal(sizes[b, :, 0], want_sizes)
-    assert clear >= len(real_tokens) // 2
+    assert clear >= 6  # 7 of 8 measured
 
 
 def test_config_round_trips_and_bad_r_is_refused():

@@ -1,6 +1,6 @@
 """VisionZip: PyTorch vs the official selection written as loops; graph ops and shapes; ORT vs PyTorch on real tokens.
 
-The photo corpus's token files carry no CLS attention yet, so the real-token checks feed a deterministic stand-in
+The real-token fixture is patch tokens only (no CLS attention), so the real-token checks feed a deterministic stand-in
 score (each token's L2 norm) through the `score` input; random attention checks the heads path.
 """
 
@@ -36,7 +36,7 @@ def test_matches_reference_with_head_attention(budget):
     out, dom = _run(module, x, attention)
     assert out.shape == (2, budget, 32) and dom.shape == (2, dominant)
     for b in range(2):
-        want, want_dom = ref.visionzip(x[b], attention[b].astype(np.float64).sum(0), dominant, contextual)
+        want, want_dom, _ = ref.visionzip(x[b], attention[b].astype(np.float64).sum(0), dominant, contextual)
         np.testing.assert_array_equal(dom[b], want_dom)
         np.testing.assert_allclose(out[b], want, rtol=1e-5, atol=1e-5)
 
@@ -48,7 +48,7 @@ def test_keys_decide_the_contextual_merge():
     module = VisionZip(input_dim=16, num_tokens=64, dominant=10, contextual=6, heads=0, keys_dim=8)
     out, dom = _run(module, x, score, keys)
     for b in range(2):
-        want, want_dom = ref.visionzip(x[b], score[b], 10, 6, keys[b])
+        want, want_dom, _ = ref.visionzip(x[b], score[b], 10, 6, keys[b])
         np.testing.assert_array_equal(dom[b], want_dom)
         np.testing.assert_allclose(out[b], want, rtol=1e-5, atol=1e-5)
     without_keys = _run(VisionZip(input_dim=16, num_tokens=64, dominant=10, contextual=6, heads=0), x, score)[0]
@@ -60,9 +60,10 @@ def test_real_tokens_against_reference(real_tokens):
     module = VisionZip(dominant=54, contextual=10, heads=0)
     out, dom = _run(module, real_tokens, score)
     for b in range(len(real_tokens)):
-        want, want_dom = ref.visionzip(real_tokens[b], score[b], 54, 10)
+        want, want_dom, margin = ref.visionzip(real_tokens[b], score[b], 54, 10)
+        assert margin > 1e-6  # every merge clear of fp32 rounding (pinned crops: 5.9e-6 .. 2.4e-4)
         np.testing.assert_array_equal(dom[b], want_dom)
-        np.testing.assert_allclose(out[b], want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(out[b], want, rtol=1e-5, atol=1e-5)  # measured max |error| 2.1e-6 (|x| <= 16)
 
 
 @pytest.mark.parametrize("dominant,contextual,heads", [(54, 10, 0), (13, 3, 6)])
@@ -80,7 +81,7 @@ def test_export_is_static_and_ort_matches_on_real_tokens(tmp_path, real_tokens, 
     got = OrtRunner(path).run({"tokens": real_tokens, name: attention})
     want = dict(zip(module.output_names, _run(module, real_tokens, attention)))
     np.testing.assert_array_equal(got["dominant_indices"], want["dominant_indices"])
-    assert rel_l2(got["tokens_out"], want["tokens_out"]) <= 1e-5
+    assert rel_l2(got["tokens_out"], want["tokens_out"]) <= 1e-5  # measured 2e-8, 5e-8: no merge near a tie (>= 5.9e-6)
 
 
 def test_config_and_bad_budgets():

@@ -13,26 +13,22 @@ from ntc_export.backend.onnx.export import export_model
 from ntc_export.backend.onnx.inspect import onnx_precision
 from ntc_export.backend.onnxrt.runner import OrtRunner
 from ntc_export.cli import main
-from ntc_export.data import photos as corpus
-from ntc_export.data.pixels import to_rgb_uint8
-from ntc_export.data.tokens import TokenSet, extract_tokens_attention
+from ntc_export.data.tokens import TokenSet
 from ntc_export.evaluate.validate import golden_outputs, model_feeds
 from ntc_export.models import load
 from ntc_export.models.reducers import cosine_scores
 from ntc_export.util.errors import NtcError
 from ntc_export.util.paths import ZOO_DIR
+from pinned_photos import pinned_tokens
 
 REDUCERS = ["tome_64", "visionzip_64", "visionzip_16"]
-SAMPLES = 16  # the calibrator's minimum; enough photos for near-tie keys to occur
+SAMPLES = 16  # the calibrator's minimum; enough crops for near-tie keys to occur
 
 
 def _photo_set(split: str) -> TokenSet:
-    """SAMPLES crops of the photo corpus's `split` (two per photograph) through the ViT, with its CLS attention and
-    keys (the whole split's cached set takes minutes to make in a test run's private cache)."""
-    found, _ = corpus.photos_for(split)
-    images = [c for p in found[:SAMPLES // 2] for c in corpus.crops(to_rgb_uint8(p.load(), p.key), p.key, 2)]
-    tokens, attention, keys = extract_tokens_attention(images[:SAMPLES], 224, progress=False)
-    return TokenSet(tokens, (16, 16), None, {"source": f"photos:{split}"}, attention, keys)
+    """SAMPLES crops of the split's pinned photographs through the ViT, with its CLS attention and keys (shared and
+    cached: never modified here)."""
+    return pinned_tokens(split, SAMPLES, attention=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +93,8 @@ def test_fp16_graph_is_fp16_at_the_interface_only(name, photos, tmp_path):
 
 def _write(photos, tmp_path, attention=True):
     val, calib = photos
-    if not attention:
-        val.attention = val.keys = None
+    if not attention:  # a new set without them: the cached one is shared
+        val = TokenSet(val.tokens, val.grid, val.labels, dict(val.meta))
     val.save(tmp_path / "val.npz")
     calib.save(tmp_path / "calib.npz")
 
@@ -139,7 +135,8 @@ def test_fp8_of_a_reducer_is_refused_with_the_reason(photos, tmp_path):
 
 
 def test_token_file_without_attention_is_refused_before_work(photos, tmp_path, capsys):
-    _write([photos[0].subset(range(SAMPLES)), photos[1]], tmp_path, attention=False)
+    _write(photos, tmp_path, attention=False)
+    assert photos[0].attention is not None  # the shared set keeps its attention
     args = ["run", str(ZOO_DIR / "visionzip_64.pt"), "--data", str(tmp_path / "val.npz"), "--precision", "fp32",
             "--no-build", "--quiet", "--out", str(tmp_path / "out")]
     assert main(args) == 2
