@@ -1,6 +1,9 @@
 """Shared fixtures: fp32 engines of a compressor decoder and a projector built here (TensorRT-RTX, ahead of time),
 their Triton repository, and a real tritonserver serving its CPU twins."""
 
+import re
+import shutil
+
 import pytest
 
 pytest.importorskip("tensorrt_rtx_bindings", reason="tensorrt_rtx (TensorRT-RTX wheel) is not installed")
@@ -10,6 +13,8 @@ from ntc_export.util.errors import NtcError  # noqa: E402
 from ntc_export.util.paths import ZOO_DIR  # noqa: E402
 
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"
+# The batching test's 64 concurrent requests must meet in batches even when a loaded machine sends them slowly.
+BATCHING_DELAY_US = 500_000
 TARGETS = ("rtx-ampere", "rtx-ada")
 
 
@@ -41,7 +46,7 @@ def modules():
 
 
 @pytest.fixture(scope="session")
-def triton(served_repo):
+def triton(served_repo, tmp_path_factory):
     """tritonserver on 127.0.0.1 (free ports) with the CPU twins; skipped only when it cannot start here."""
     from ntc_export.serving.tritonserver import TritonServer, prepare_server
 
@@ -49,10 +54,22 @@ def triton(served_repo):
         prepare_server()
     except NtcError as e:
         pytest.skip(f"tritonserver cannot start here: {e}")
-    repo, _ = served_repo
+    repo = batching_copy(served_repo[0], tmp_path_factory.mktemp("served") / "models")
     server = TritonServer(repo, config_name="cpu", start_timeout=120)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def batching_copy(repo, out):
+    """A copy of `repo` whose projector CPU twin waits up to BATCHING_DELAY_US to fill a batch (the shipped 5 ms
+    suits a client sending at full speed, not a test on a busy 2-core machine)."""
+    shutil.copytree(repo, out)
+    config = out / f"{PROJECTOR}_fp32" / "configs" / "cpu.pbtxt"
+    text, n = re.subn(r"max_queue_delay_microseconds: \d+", f"max_queue_delay_microseconds: {BATCHING_DELAY_US}",
+                      config.read_text())
+    assert n == 1, config
+    config.write_text(text)
+    return out
