@@ -1,7 +1,10 @@
-"""Every subcommand works on a zoo model of every architecture, compressors included, given only the checkpoint and a
+"""Every subcommand works on a zoo model of every command path, compressors included, given only the checkpoint and a
 token file: `export`, `validate`, `calibrate` and `build` share the main job's route from a model to its feeds and
-profiles. One model per architecture: its siblings differ in configuration only, and the zoo tests (quantized,
-engines) and the demo run every one of them."""
+profiles. One model per path: a token model (the projectors and ovis_vet are fed the tokens as they are, by the base
+`prepare_inputs`, so they take the same path; tests/zoo exports and validates each projector (test_zoo_fidelity.py),
+calibrates it (test_zoo_quantized.py) and builds each architecture (test_zoo_engines.py)) and one checkpoint of each
+compressor family (its own `prepare_inputs` makes the family's feeds: blocks, indices, latents, grid codes; the
+siblings differ in widths)."""
 
 import json
 
@@ -14,7 +17,14 @@ from ntc_export.util.paths import ZOO_DIR
 # Models that read the ViT's attention / keys beside the tokens (the reducers) need a token file made with
 # `ntc-export tokens --attention`, and have no weights to calibrate: tests/reducers/test_zoo_reducers.py covers them.
 ZOO_MODELS = {p.stem: load(p) for p in sorted(ZOO_DIR.glob("*.pt"))}
-ZOO = sorted({m.arch: name for name, m in reversed(ZOO_MODELS.items()) if not getattr(m, "token_fields", ())}.values())
+# Command path -> the model that takes it: "tokens" for the token models, else the compressor family.
+PATHS = {"tokens": "mlp2x_gelu", "bc_autoencoder": "bcae_x16", "vq": "vq_x16", "hyperprior": "hp_x128",
+         "ntc_grid": "ntc_bc5_x32"}
+ZOO = sorted(PATHS.values())
+
+
+def _path(model) -> str:
+    return model.family if model.is_compressor else "tokens"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +44,9 @@ def _ok(*args) -> None:
 def test_zoo_is_complete():
     assert {"bcae_x16", "mlp2x_gelu"} <= set(ZOO_MODELS)
     assert {"bc_autoencoder", "vq", "hyperprior", "ntc_grid", "mlp2x_gelu"} <= {ZOO_MODELS[n].arch for n in ZOO}
+    # Every command path of the zoo (reducers aside, see above) has its model here, and no path has two.
+    paths = {_path(m) for m in ZOO_MODELS.values() if not getattr(m, "token_fields", ())}
+    assert paths == set(PATHS) and all(_path(ZOO_MODELS[name]) == path for path, name in PATHS.items())
 
 
 @pytest.mark.parametrize("name", ZOO)
