@@ -98,3 +98,10 @@ def ovis_vet(x: np.ndarray, stride: int, w_head: np.ndarray, ln_w: np.ndarray, l
                 p = np.exp(logit - logit.max())
                 out.append((p / p.sum()) @ table.astype(np.float64))
     return np.array(out), np.array(ids), np.array(gaps)
+
+
+def ovis_vet_of(module, x: np.ndarray, hard: bool):
+    """ovis_vet with an OvisVET module's weights (as float64): (embeddings, word ids, logit gaps) of one image."""
+    p = {k: v.numpy().astype(np.float64) for k, v in module.state_dict().items()}
+    return ovis_vet(x, module.stride, p["tokenizer_head.0.weight"], p["tokenizer_head.1.weight"],
+                    p["tokenizer_head.1.bias"], p["vte.weight"], hard)

@@ -13,6 +13,7 @@ from ntc_export.evaluate.validate import golden_outputs
 from ntc_export.models.ovis_vet import OvisVET
 from ntc_export.models.tome import ToMe
 from ntc_export.models.visionzip import VisionZip
+from reducer_graphs import row_cosines
 
 MODELS = {"tome": lambda: ToMe(trace_source=True), "visionzip": lambda: VisionZip(heads=0),
           "ovis_vet": lambda: OvisVET(hard=True)}
@@ -31,18 +32,13 @@ def exported(tmp_path_factory):
     return out
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.reshape(-1, a.shape[-1]).astype(np.float64), b.reshape(-1, b.shape[-1]).astype(np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
 def _check_tome(module, seen, got, want) -> None:
     clear = [b for b, x in enumerate(seen["tokens"]) if ref.tome(x, module.r, module.steps)[3] > CLEAR]
     assert len(clear) >= 4  # 5 of the 8 pinned crops, fp16-rounded, are clear (one 5.2e-7)
     for b in clear:
         for name in ("sizes", "source"):
             np.testing.assert_array_equal(got[name][b].astype(np.float32), want[name][b])
-        assert _cosines(got["tokens_out"][b], want["tokens_out"][b]).min() >= 0.9995  # measured 1 - 4e-8
+        assert row_cosines(got["tokens_out"][b], want["tokens_out"][b]).min() >= 0.9995  # measured 1 - 4e-8
 
 
 def _check_visionzip(module, seen, got, want) -> None:
@@ -51,13 +47,11 @@ def _check_visionzip(module, seen, got, want) -> None:
     margins = np.array([ref.visionzip(x, s, module.dominant, module.contextual)[2] for x, s in pairs])
     clear = margins > CLEAR  # pinned crops: all 8, smallest margin 6.1e-6
     assert clear.sum() >= 6
-    assert _cosines(got["tokens_out"][clear], want["tokens_out"][clear]).min() >= 0.9995  # measured 1 - 3e-8
+    assert row_cosines(got["tokens_out"][clear], want["tokens_out"][clear]).min() >= 0.9995  # measured 1 - 3e-8
 
 
 def _check_ovis_vet(module, seen, got, want) -> None:
-    p = {k: v.numpy().astype(np.float64) for k, v in module.state_dict().items()}
-    gaps = np.stack([ref.ovis_vet(x, module.stride, p["tokenizer_head.0.weight"], p["tokenizer_head.1.weight"],
-                                  p["tokenizer_head.1.bias"], p["vte.weight"], True)[2] for x in seen["tokens"]])
+    gaps = np.stack([ref.ovis_vet_of(module, x, True)[2] for x in seen["tokens"]])
     clear = gaps > FP16_TIE
     assert clear.mean() >= 0.95  # pinned crops: 97.5%
     ids = want["visual_ids"].astype(np.int64)
