@@ -1,38 +1,13 @@
-"""Shared base for token models: input patch tokens [B, h*w, D] on a square grid, optional linear task head."""
+"""Shared base for token models: input patch tokens [B, h, w, D] on any grid, optional linear task head."""
 
-import contextvars
 import hashlib
 import json
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-_traced_grid: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("ntc_traced_grid", default=None)
-
-
-@contextmanager
-def traced_grid(h, w):
-    """While torch.export traces a model fed [B, h, w, D] tokens (flattened), `square_grid` answers (h, w): N = h*w
-    has no square root torch.export can express."""
-    token = _traced_grid.set((h, w))
-    try:
-        yield
-    finally:
-        _traced_grid.reset(token)
-
-
-def square_grid(tokens: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor | int]:
-    """(h, w) of a square token grid from N = h*w; traced as graph ops so ONNX keeps the grid dynamic."""
-    n = tokens.shape[1]
-    if isinstance(n, int):
-        side = int(round(n ** 0.5))
-        return side, side
-    if (grid := _traced_grid.get()) is not None:  # torch.export: the side is a Dim (backend/onnx/dynamo.py)
-        return grid
-    side = torch.sqrt(torch.as_tensor(n, dtype=torch.float32)).round().to(torch.int64)
-    return side, side
+from .grid import as_grid, grid_pair, grid_tokens
 
 
 def refresh_frozen_weights(module, incompatible_keys) -> None:
@@ -42,7 +17,8 @@ def refresh_frozen_weights(module, incompatible_keys) -> None:
 
 def input_profiles(module: nn.Module, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
     """min/opt/max shapes of every input of `module` for engine builds, from its own example inputs at each
-    (batch, grid side): token inputs [B, g*g, D], BC-block inputs [B, planes, by, bx, W], ..."""
+    (batch, grid): grid entries are a side or (h, w); token inputs [B, h, w, D], BC-block inputs
+    [B, planes, by, bx, W], ..."""
     triples = [module.example_inputs(b, g) for b, g in zip(batch, grid)]
     return {name: [list(t[i].shape) for t in triples] for i, name in enumerate(module.input_names)}
 
@@ -56,31 +32,39 @@ class TokenModel(nn.Module):
 
     input_dim: int
     output_dim: int
-    grid_multiple: int = 1  # grids must be a multiple of this (after the model's own padding)
+    grid_multiple: int = 1  # the deployable graph's inputs come in grid steps of this (token inputs: any grid)
     dynamic_grid: bool = True
     # Capabilities the toolchain asks about (typed here rather than probed with hasattr):
     is_compressor: bool = False  # True: the compressor contract (`encode` / `decode` payloads) is implemented
     family: str = ""  # compressors: the payload family this model writes
+    side_multiple: int = 1  # a family whose grid sides must divide by this (Qwen's 2x2 merger: 2) says so
+    side_rule: str | None = None  # ... in these words
 
-    def check_token_grid(self, tokens: torch.Tensor, multiple: int, rule: str | None = None) -> tuple[int, int]:
-        """(h, w) of patch tokens [B, h*w, input_dim] on a square grid whose side is a multiple of `multiple`; a
-        one-line NtcError naming the arch otherwise (`rule` words the side's requirement)."""
+    def check_token_grid(self, tokens: torch.Tensor, multiple: int = 1, rule: str | None = None) -> tuple[int, int]:
+        """(h, w) of patch tokens [B, h, w, input_dim] (any grid) or [B, h*w, input_dim] (a square grid), each side a
+        multiple of `multiple` (a family's real constraint; `rule` words it); a one-line NtcError naming the arch
+        otherwise."""
         from ..util.errors import NtcError
 
-        if tokens.dim() != 3 or tokens.shape[-1] != self.input_dim:
-            raise NtcError(f"{self.arch} takes tokens [B, h*w, {self.input_dim}], got {list(tokens.shape)}")
-        side = int(round(tokens.shape[1] ** 0.5))
-        if side == 0 or side * side != tokens.shape[1] or side % multiple:
-            raise NtcError(f"{self.arch} needs a square token grid with {rule or f'a side divisible by {multiple}'}, "
-                           f"got {tokens.shape[1]} tokens")
-        return side, side
+        if tokens.dim() not in (3, 4) or tokens.shape[-1] != self.input_dim:
+            raise NtcError(f"{self.arch} takes tokens [B, h, w, {self.input_dim}], got {list(tokens.shape)}")
+        _, h, w = grid_tokens(tokens)
+        if tokens.dim() == 3 and (h * w != tokens.shape[1] or h == 0):
+            raise NtcError(f"{self.arch}: {tokens.shape[1]} flat tokens are not a square grid; give them as "
+                           "[B, h, w, D]")
+        if h < 1 or w < 1 or h % multiple or w % multiple:
+            raise NtcError(f"{self.arch} needs {rule or f'grid sides divisible by {multiple}'}, got a {h}x{w} grid")
+        return h, w
 
     def _init_head(self, num_classes: int) -> None:
         self.head = nn.Linear(self.output_dim, num_classes) if num_classes > 0 else None
 
     def forward(self, tokens: torch.Tensor):
-        h, w = square_grid(tokens)
-        out = self.core(tokens, h, w)
+        """tokens [B, h, w, D] (or [B, N, D] on a square grid) -> [B, N', D_out] (+ logits)."""
+        if not torch.compiler.is_exporting():
+            self.check_token_grid(tokens, self.side_multiple, self.side_rule)
+        x, h, w = grid_tokens(tokens)
+        out = self.core(x, h, w)
         if self.head is None:
             return out
         return out, self.head(out.mean(dim=1))
@@ -91,17 +75,18 @@ class TokenModel(nn.Module):
     def output_names(self) -> list[str]:
         return ["tokens_out"] + (["logits"] if self.head is not None else [])
 
-    def example_input(self, batch: int = 1, grid: int = 16) -> torch.Tensor:
+    def example_input(self, batch: int = 1, grid=16) -> torch.Tensor:
+        """Random patch tokens [batch, h, w, D] on `grid` (a side or (h, w))."""
         g = torch.Generator().manual_seed(0)
-        return torch.randn(batch, grid * grid, self.input_dim, generator=g)
+        return torch.randn(batch, *grid_pair(grid), self.input_dim, generator=g)
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
-        """Tracing inputs for ONNX export, in `input_names` order."""
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
+        """Tracing inputs for ONNX export, in `input_names` order, at `grid` (a side or (h, w))."""
         return (self.example_input(batch, grid),)
 
     def input_axes(self) -> dict:
         """ONNX dynamic axes of the inputs (compressor decoders override: they take blocks, indices, latents)."""
-        return {"tokens": {0: "batch", 1: "tokens"} if self.dynamic_grid else {0: "batch"}}
+        return {"tokens": {0: "batch", 1: "grid_h", 2: "grid_w"} if self.dynamic_grid else {0: "batch"}}
 
     def dynamic_axes(self) -> dict:
         """ONNX dynamic axes for inputs and outputs."""
@@ -111,9 +96,9 @@ class TokenModel(nn.Module):
         return axes
 
     def prepare_inputs(self, patch_tokens) -> dict:
-        """Feeds (numpy, keyed by input name) for held-out patch tokens [N, h*w, D]; models whose deployable
-        graph takes something else (e.g. BC blocks) override this."""
-        return {"tokens": patch_tokens}
+        """Feeds (numpy, keyed by input name) for held-out patch tokens [N, h, w, D] (or [N, h*w, D] on a square
+        grid); models whose deployable graph takes something else (e.g. BC blocks) override this."""
+        return {"tokens": as_grid(patch_tokens)}
 
     def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
         """min/opt/max shapes of every input for engine builds (see `input_profiles` below)."""

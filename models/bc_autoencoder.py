@@ -23,11 +23,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..codec.payload import Payload, expect_all, square_side
+from ..codec.payload import Payload, expect_all
 from ..ops.bc_decode.torch_op import bc_decode_op
 from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel, refresh_frozen_weights
+from .grid import crop_grid, grid_of, grid_pair, grid_tokens, pad_grid, padded, regroup
 from .bc_sim import bc4_simulate
 from .blocks import SwinBlock
 from .registry import register
@@ -49,7 +50,7 @@ def merge_cells(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
         return x
     b, _, c = x.shape
     x = x.reshape(b, h // k, k, w // k, k, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, -1, k * k * c)
+    return regroup(x, b, -1, k * k * c)
 
 
 def unmerge_cells(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
@@ -59,7 +60,7 @@ def unmerge_cells(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
     b = x.shape[0]
     c = x.shape[-1] // (k * k)
     x = x.reshape(b, h, w, k, k, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, -1, c)
+    return regroup(x, b, -1, c)
 
 
 @register("bc_autoencoder")
@@ -128,17 +129,22 @@ class BcAutoencoder(TokenModel):
 
     # ---- pieces -------------------------------------------------------------------------------------------------
 
-    def _check_tokens(self, tokens: torch.Tensor):
-        return self.check_token_grid(tokens, self.grid_multiple)
+    def padded_grid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, h, w, D] (any grid; or [B, h*w, D] square) -> [B, h*w, D] on the grid padded to whole
+        4k x 4k texture blocks, and that grid."""
+        self.check_token_grid(tokens)
+        x, h, w = grid_tokens(tokens)
+        g = pad_grid(x.reshape(x.shape[0], h, w, -1), self.grid_multiple)
+        return g.flatten(1, 2), g.shape[1], g.shape[2]
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, h*w, D] -> the k x k token cells the latent codes, [B, (h/k)*(w/k), k*k*D]."""
-        h, w = self._check_tokens(tokens)
-        return merge_cells(tokens, h, w, self.merge)
+        """tokens (any grid) -> the k x k token cells the latent codes on the padded grid, [B, (hp/k)*(wp/k), k*k*D]."""
+        x, h, w = self.padded_grid(tokens)
+        return merge_cells(x, h, w, self.merge)
 
     def encode_unit(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        """tokens -> latent planes in [0, 1] as [B, L, h/k, w/k] and the latent grid."""
-        h, w = self._check_tokens(tokens)
+        """tokens (any grid) -> latent planes in [0, 1] as [B, L, hp/k, wp/k] and the latent grid."""
+        _, h, w = self.padded_grid(tokens)
         k = self.merge
         m = self.cells(tokens)
         z = (m - self.center) @ self.basis.T + self.encoder(m)
@@ -189,7 +195,7 @@ class BcAutoencoder(TokenModel):
         c = PLANE_CHANNELS[self.bc_format]
         texels = bc_decode_op(blocks.reshape(-1, by, bx, words), self.bc_format, "tokens", "float32")
         n = texels.shape[1]
-        unit = texels.reshape(b, p, n, c).permute(0, 2, 1, 3).reshape(b, n, p * c)
+        unit = regroup(texels.reshape(b, p, n, c).permute(0, 2, 1, 3), b, n, p * c)
         return self._with_head(self.decode_latent(unit, by * 4, bx * 4))
 
     def _check_blocks(self, blocks: torch.Tensor) -> None:
@@ -203,17 +209,21 @@ class BcAutoencoder(TokenModel):
     # ---- training path ------------------------------------------------------------------------------------------
 
     def reconstruct(self, tokens: torch.Tensor):
-        """Training/eval path without the host encoder: tokens -> simulated BC -> tokens (+ logits)."""
+        """Training/eval path without the host encoder: tokens (any grid) -> simulated BC -> tokens [B, h*w, D] on
+        their own grid (+ logits)."""
         unit, h, w = self.encode_unit(tokens)
         q = bc4_simulate(unit)
         b = tokens.shape[0]
-        return self._with_head(self.decode_latent(q.reshape(b, self.latent, -1).transpose(1, 2), h, w))
+        out = self.decode_latent(q.reshape(b, self.latent, -1).transpose(1, 2), h, w)
+        k = self.merge
+        return self._with_head(crop_grid(out, (h * k, w * k), grid_of(tokens, self.arch)))
 
     # ---- host compress / decompress -----------------------------------------------------------------------------
 
     @torch.no_grad()
     def compress(self, tokens, quality: str = "fast", chunk_blocks: int = 8192) -> np.ndarray:
-        """tokens [N, h*w, D] (numpy or torch) -> INT32 blocks [N, P, h/4k, w/4k, W] from the real BC encoder.
+        """tokens [N, h, w, D] (any grid; or [N, h*w, D] square; numpy or torch) -> INT32 blocks
+        [N, P, hp/4k, wp/4k, W] of the grid padded to whole blocks, from the real BC encoder.
 
         "fast" (min/max endpoints, nearest index) is the encoder the decoder was trained through (bc_sim); the
         "thorough" search lowers the texture error, but on digits val tokens it gave no better token cosine (measured
@@ -244,30 +254,29 @@ class BcAutoencoder(TokenModel):
         out = self.eval()(torch.as_tensor(np.asarray(blocks)))
         return (out[0] if isinstance(out, tuple) else out).numpy()
 
-    def bytes_per_image(self, grid: int = 16) -> int:
-        """BC block bytes of one image at a grid x grid token grid: the rate this model is built for (its payloads
-        add a small header; `encode` gives the real bytes)."""
-        return (grid // self.merge) ** 2 * self.latent // 2
+    def bytes_per_image(self, grid=16) -> int:
+        """BC block bytes of one image at a token grid (a side or (h, w)), padded to whole blocks: the rate this
+        model is built for (its payloads add a small header; `encode` gives the real bytes)."""
+        h, w = (padded(s, self.grid_multiple) for s in grid_pair(grid))
+        return (h // self.merge) * (w // self.merge) * self.latent // 2
 
     # ---- the compressor contract: one payload per image ----------------------------------------------------------
 
     def _block_shape(self, grid: tuple[int, int]) -> tuple[int, ...]:
-        h, w = grid
-        unit = 4 * self.merge
-        if h % unit or w % unit:
-            raise NtcError(f"{self.arch}: token grid {h}x{w} is not a multiple of {unit}")
-        return self.planes, h // unit, w // unit, WORDS[self.bc_format]
+        unit = self.grid_multiple
+        return self.planes, -(-grid[0] // unit), -(-grid[1] // unit), WORDS[self.bc_format]
 
     def encode(self, patch_tokens, quality: str = "fast") -> list[bytes]:
-        """Patch tokens [N, h*w, D] -> one payload per image: its BC blocks as little-endian INT32 words."""
+        """Patch tokens [N, h, w, D] (any grid) -> one payload per image: its BC blocks as little-endian INT32
+        words; the payload records the image's own grid (h, w)."""
         tokens = np.asarray(patch_tokens, dtype=np.float32)
-        side = square_side(tokens, self.arch)
+        grid = grid_of(tokens, self.arch, self.input_dim)
         blocks = self.compress(tokens, quality=quality)
         fingerprint = self.fingerprint()
-        return [Payload(self.family, fingerprint, (side, side), b.astype("<i4").tobytes()).pack() for b in blocks]
+        return [Payload(self.family, fingerprint, grid, b.astype("<i4").tobytes()).pack() for b in blocks]
 
     def decode(self, payloads) -> np.ndarray:
-        """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
+        """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D] on that grid."""
         fingerprint = self.fingerprint()
         parsed = expect_all(payloads, self.family, fingerprint)
         shape = self._block_shape(parsed[0].grid)
@@ -277,19 +286,20 @@ class BcAutoencoder(TokenModel):
             raise NtcError(f"payload {bad}: {len(parsed[bad].body)} body bytes, this model's grid "
                            f"{parsed[0].grid} needs {size}")
         blocks = np.stack([np.frombuffer(p.body, "<i4").reshape(shape) for p in parsed]).astype(np.int32)
-        return self.decompress(blocks)
+        unit = self.grid_multiple
+        return crop_grid(self.decompress(blocks), (shape[1] * unit, shape[2] * unit), parsed[0].grid)
 
     # ---- export interface ---------------------------------------------------------------------------------------
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
         g = torch.Generator().manual_seed(0)
-        side = grid // (4 * self.merge)
-        shape = (batch, self.planes, side, side, WORDS[self.bc_format])
+        shape = (batch, *self._block_shape(grid_pair(grid)))
         return (torch.randint(-(2**31), 2**31 - 1, shape, generator=g, dtype=torch.int64).to(torch.int32),)
 
     def input_axes(self) -> dict:
         return {"blocks": {0: "batch", 2: "blocks_y", 3: "blocks_x"}}
 
     def prepare_inputs(self, patch_tokens) -> dict:
-        """Held-out tokens -> the deployable graph's feed: the encoder + host BC encoder make the blocks."""
+        """Held-out tokens (any grid) -> the deployable graph's feed: the encoder + host BC encoder make the blocks
+        of the grid padded to whole blocks (the graph decodes that grid; `decode` crops it)."""
         return {"blocks": self.compress(patch_tokens)}

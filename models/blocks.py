@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ..ops.tracing import exporting
 from ..ops.window_attention.contract import MASKED
 from ..ops.window_attention.reference import attention_decomposed, relative_position_index  # noqa: F401
+from .grid import regroup
 
 
 def padded_size(n, window: int):
@@ -35,14 +36,14 @@ def window_partition(x: torch.Tensor, hp, wp, window: int) -> torch.Tensor:
     """[B, hp, wp, C] -> [B*nW, window*window, C], windows row-major within each batch item."""
     b, c = x.shape[0], x.shape[-1]
     x = x.reshape(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, window * window, c)
+    return regroup(x, -1, window * window, c)
 
 
 def window_reverse(x: torch.Tensor, b, hp, wp, window: int) -> torch.Tensor:
     """[B*nW, window*window, C] -> [B, hp, wp, C] (inverse of window_partition)."""
     c = x.shape[-1]
     x = x.reshape(b, hp // window, wp // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, hp, wp, c)
+    return regroup(x, b, hp, wp, c)
 
 
 def window_mask(h, w, window: int, shift: int) -> torch.Tensor:

@@ -16,7 +16,8 @@ class PostShuffleMerger(TokenModel):
     window's tokens row-major) -> LayerNorm(4D) -> Linear(4D, 4D) -> GELU -> Linear(4D, D_out).
     Submodule names are transformers' own, so converted state dicts keep their key names."""
 
-    grid_multiple = 2
+    grid_multiple = side_multiple = 2
+    side_rule = "even grid sides (Qwen3-VL's 2x2 merger)"
 
     def __init__(self, input_dim=1152, output_dim=4096, num_classes=0):
         super().__init__()

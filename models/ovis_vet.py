@@ -1,6 +1,6 @@
 """`ovis_vet`: Ovis's visual tokenizer head and visual embedding table (Lu et al. 2024, AIDC-AI/Ovis).
 
-tokens [B, h*w, D] -> hidden_stride x hidden_stride merge (grid zero-padded to a multiple, Ovis's order: (row, col,
+tokens [B, h, w, D] (any grid) -> hidden_stride x hidden_stride merge (grid zero-padded to a multiple, Ovis's order: (row, col,
 D) inside a cell) -> Linear(s*s*D, V, no bias) -> LayerNorm(V) -> softmax over the visual vocabulary (fp32) ->
 probabilities @ table [V, D_out] (Ovis's VisualEmbedding on float input). `hard`: the argmax visual word's table row
 (Ovis's st_argmax forward value) and the word ids as a second output.
@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..util.errors import NtcError
-from .base import TokenModel, square_grid
+from .base import TokenModel
+from .grid import grid_tokens
 from .projectors import _pad_grid, _space_to_depth
 from .registry import register
 
@@ -22,7 +23,7 @@ MAX_VOCAB = 65536
 
 @register("ovis_vet")
 class OvisVET(TokenModel):
-    """Patch tokens [B, h*w, D] -> visual embeddings [B, ceil(h/s)*ceil(w/s), D_out] (+ word ids with `hard`)."""
+    """Patch tokens [B, h, w, D] -> visual embeddings [B, ceil(h/s)*ceil(w/s), D_out] (+ word ids with `hard`)."""
 
     def __init__(self, input_dim=384, output_dim=512, vocab_size=512, hidden_stride=2, hard=False, num_classes=0):
         super().__init__()
@@ -54,7 +55,10 @@ class OvisVET(TokenModel):
         return torch.softmax(logits, dim=-1) @ self.vte.weight, None
 
     def forward(self, tokens: torch.Tensor):
-        h, w = square_grid(tokens)
-        out, ids = self.embed(self.logits(tokens, h, w))
+        """tokens [B, h, w, D] (any grid; or [B, h*w, D] square) -> embeddings (+ word ids, logits)."""
+        if not torch.compiler.is_exporting():
+            self.check_token_grid(tokens)
+        x, h, w = grid_tokens(tokens)
+        out, ids = self.embed(self.logits(x, h, w))
         extra = ([ids] if ids is not None else []) + ([self.head(out.mean(dim=1))] if self.head is not None else [])
         return (out, *extra) if extra else out

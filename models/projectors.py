@@ -1,6 +1,6 @@
 """The VLM projector family, each faithful in structure to its published module (dims are config).
 
-Input: patch tokens [B, h*w, D] (row-major grid, CLS removed); output [B, N', D_out].
+Input: patch tokens [B, h, w, D] on any grid (row-major, CLS removed); output [B, N', D_out].
 """
 
 import torch
@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import TokenModel
+from .grid import regroup
 from .registry import register
 
 
@@ -15,7 +16,7 @@ def _space_to_depth(x: torch.Tensor, h, w, k: int) -> torch.Tensor:
     """[B, h*w, C] -> [B, (h/k)*(w/k), k*k*C], each output token the k×k neighbourhood in (row, col, C) order."""
     b, _, c = x.shape
     x = x.reshape(b, h // k, k, w // k, k, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, -1, k * k * c)
+    return regroup(x, b, -1, k * k * c)
 
 
 def _pad_grid(x: torch.Tensor, h, w, k: int):
@@ -61,7 +62,8 @@ class PatchMerger(TokenModel):
     """Qwen2-VL PatchMerger: LayerNorm(D) -> 2×2 merge (4D) -> Linear(4D, hidden) -> GELU -> Linear(hidden, D_out).
     Qwen uses hidden = 4D; `mlp_hidden` lets the zoo stay small. Qwen2.5-VL swaps LayerNorm for RMSNorm (`norm`)."""
 
-    grid_multiple = 2
+    grid_multiple = side_multiple = 2
+    side_rule = "even grid sides (Qwen's 2x2 merger; Qwen's smart_resize makes them so)"
 
     def __init__(self, input_dim=384, output_dim=512, mlp_hidden=None, norm="layernorm", num_classes=0):
         super().__init__()
@@ -82,7 +84,8 @@ class PatchMerger(TokenModel):
 class PixelShuffle(TokenModel):
     """InternVL mlp1: pixel shuffle (scale 0.5: 2×2 space-to-depth) -> LayerNorm(4D) -> Linear -> GELU -> Linear."""
 
-    grid_multiple = 2
+    grid_multiple = side_multiple = 2
+    side_rule = "even grid sides (InternVL's 2x2 pixel shuffle)"
 
     def __init__(self, input_dim=384, output_dim=512, num_classes=0):
         super().__init__()
@@ -135,6 +138,6 @@ class Conv16x(TokenModel):
 
     def core(self, x, h, w):
         b, _, c = x.shape
-        g = x.transpose(1, 2).reshape(b, c, h, w)
+        g = regroup(x.transpose(1, 2), b, c, h, w)
         g = self.net_3(self.net_2(g))
         return self.projector(g.flatten(2).transpose(1, 2))

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..codec.payload import Payload, expect_all, square_side
+from ..codec.payload import Payload, expect_all
 from ..ops.tracing import exporting
 from ..util.errors import NtcError
-from .base import TokenModel, refresh_frozen_weights, square_grid
+from .base import TokenModel, refresh_frozen_weights
+from .grid import crop_grid, grid_of, grid_pair, grid_tokens, pad_grid, padded, regroup
 from .bc_autoencoder import merge_cells, unmerge_cells
 from .blocks import SwinBlock
 from .registry import register
@@ -138,13 +139,16 @@ class VqCompressor(TokenModel):
 
     # ---- pieces -------------------------------------------------------------------------------------------------
 
-    def _check_tokens(self, tokens: torch.Tensor):
-        return self.check_token_grid(tokens, MERGE, "an even side")
+    def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
+        """(hp, wp): the grid of tokens (any grid) padded to whole 2x2 cells."""
+        return tuple(padded(s, MERGE) for s in self.check_token_grid(tokens))
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, h*w, D] -> 2x2 token cells [B, (h/2)*(w/2), 4D]."""
-        h, w = self._check_tokens(tokens)
-        return merge_cells(tokens, h, w, MERGE)
+        """tokens [B, h, w, D] (any grid; or [B, h*w, D] square) -> 2x2 token cells of the grid padded to whole
+        cells, [B, (hp/2)*(wp/2), 4D]."""
+        x, h, w = grid_tokens(tokens)
+        g = pad_grid(x.reshape(x.shape[0], h, w, -1), MERGE)
+        return merge_cells(g.flatten(1, 2), g.shape[1], g.shape[2], MERGE)
 
     def latent_of_cells(self, m: torch.Tensor) -> torch.Tensor:
         """Cells [B, n, 4D] -> latents z [B, n, L]."""
@@ -186,7 +190,7 @@ class VqCompressor(TokenModel):
         offsets = (torch.arange(c, dtype=torch.int32) * self.codewords).reshape(1, c, 1, 1)
         codes = nn.functional.embedding(indices + offsets, books.reshape(-1, self.group_dim))  # [B, G*S, gh, gw, d]
         codes = codes.reshape(b, self.groups, self.stages, gh * gw, self.group_dim).sum(2)
-        z_hat = codes.permute(0, 2, 1, 3).reshape(b, gh * gw, self.latent)
+        z_hat = regroup(codes.permute(0, 2, 1, 3), b, gh * gw, self.latent)
         return self._with_head(self.decode_latent(z_hat, gh, gw, basis, up_weight))
 
     def _check_indices(self, indices) -> None:
@@ -210,7 +214,8 @@ class VqCompressor(TokenModel):
 
     @torch.no_grad()
     def compress(self, tokens) -> np.ndarray:
-        """tokens [N, h*w, D] (numpy or torch) -> indices INT32 [N, G*S, h/2, w/2]."""
+        """tokens [N, h, w, D] (any grid; numpy or torch) -> indices INT32 [N, G*S, hp/2, wp/2] of the grid padded to
+        whole cells."""
         t = torch.as_tensor(np.asarray(tokens, dtype=np.float32)) if not isinstance(tokens, torch.Tensor) else \
             tokens.float()
         h, w = self._check_tokens(t)
@@ -240,7 +245,8 @@ class VqCompressor(TokenModel):
         b, n, _ = m.shape
         z = self.latent_of_cells(m).reshape(b * n, self.groups, self.group_dim)
         z_q, commit, idx = self.vq(z)
-        pred = self.decode_latent(z_q.reshape(b, n, self.latent), h // MERGE, w // MERGE)
+        pred = crop_grid(self.decode_latent(z_q.reshape(b, n, self.latent), h // MERGE, w // MERGE), (h, w),
+                         grid_of(tokens, self.arch))
         from .vector_quantizer import perplexity
 
         ppl = float(perplexity(self.vq.counts(idx)).mean())
@@ -251,33 +257,37 @@ class VqCompressor(TokenModel):
         self.vq.apply_pending()
 
     def reconstruct(self, tokens: torch.Tensor):
-        """Eval path without payloads: tokens -> VQ -> tokens (+ logits)."""
+        """Eval path without payloads: tokens (any grid) -> VQ -> tokens on their own grid (+ logits)."""
         h, w = self._check_tokens(tokens)
         z_hat, _ = self.quantize_cells(self.cells(tokens))
-        return self._with_head(self.decode_latent(z_hat, h // MERGE, w // MERGE))
+        out = self.decode_latent(z_hat, h // MERGE, w // MERGE)
+        return self._with_head(crop_grid(out, (h, w), grid_of(tokens, self.arch)))
 
     # ---- the compressor contract: one payload per image ----------------------------------------------------------
 
-    def bytes_per_image(self, grid: int = 16) -> int:
-        """Index bytes of one image at a grid x grid token grid (payloads add their header)."""
-        return -(-self.bits_per_cell * (grid // MERGE) ** 2 // 8)
+    def bytes_per_image(self, grid=16) -> int:
+        """Index bytes of one image at a token grid (a side or (h, w); padded to whole cells; payloads add their
+        header)."""
+        h, w = (padded(s, MERGE) // MERGE for s in grid_pair(grid))
+        return -(-self.bits_per_cell * h * w // 8)
 
     def encode(self, patch_tokens) -> list[bytes]:
-        """Patch tokens [N, h*w, D] -> one payload per image: its indices, ceil(log2 K) bits each, MSB first."""
+        """Patch tokens [N, h, w, D] (any grid) -> one payload per image: its indices, ceil(log2 K) bits each, MSB
+        first; the payload records the image's own grid."""
         tokens = np.asarray(patch_tokens, dtype=np.float32)
-        side = square_side(tokens, self.arch, dim=self.input_dim)
+        grid = grid_of(tokens, self.arch, dim=self.input_dim)
         indices = self.compress(tokens)
         fingerprint, bits = self.fingerprint(), index_bits(self.codewords)
-        return [Payload(self.family, fingerprint, (side, side), pack_indices(i, bits)).pack() for i in indices]
+        return [Payload(self.family, fingerprint, grid, pack_indices(i, bits)).pack() for i in indices]
 
     def decode(self, payloads) -> np.ndarray:
         """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
         fingerprint = self.fingerprint()
         parsed = expect_all(payloads, self.family, fingerprint)
         h, w = parsed[0].grid
-        if h % MERGE or w % MERGE or h < MERGE or w < MERGE:
-            raise NtcError(f"payload token grid {h}x{w} is not made of 2x2 cells")
-        shape = (self.channels, h // MERGE, w // MERGE)
+        if h < 1 or w < 1:
+            raise NtcError(f"payload token grid {h}x{w} is empty")
+        shape = (self.channels, padded(h, MERGE) // MERGE, padded(w, MERGE) // MERGE)
         bits = index_bits(self.codewords)
         count = int(np.prod(shape))
         size = -(-count * bits // 8)
@@ -290,14 +300,14 @@ class VqCompressor(TokenModel):
                 raise NtcError(f"payload {i}: index {int(idx.max())} out of range (codebooks hold "
                                f"{self.codewords} codewords)")
             out.append(idx.reshape(shape))
-        return self.decompress(np.stack(out).astype(np.int32))
+        tokens = self.decompress(np.stack(out).astype(np.int32))
+        return crop_grid(tokens, (shape[1] * MERGE, shape[2] * MERGE), (h, w))
 
     # ---- export interface ---------------------------------------------------------------------------------------
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
         g = torch.Generator().manual_seed(0)
-        side = grid // MERGE
-        shape = (batch, self.channels, side, side)
+        shape = (batch, self.channels, *(padded(s, MERGE) // MERGE for s in grid_pair(grid)))
         return (torch.randint(0, self.codewords, shape, generator=g, dtype=torch.int64).to(torch.int32),)
 
     def input_axes(self) -> dict:
@@ -309,8 +319,8 @@ class VqCompressor(TokenModel):
 
 
 class VqEncoderGraph(nn.Module):
-    """Exportable encoder of a VqCompressor: tokens [B, h*w, D] -> indices INT32 [B, G*S, h/2, w/2] (square grid,
-    dynamic batch and grid). Distances in fp32 in this module and its fp32 ONNX file (see the module docstring for
+    """Exportable encoder of a VqCompressor: tokens [B, h, w, D] -> indices INT32 [B, G*S, hp/2, wp/2] (any grid,
+    padded to whole cells as `compress` pads it; dynamic batch, height and width). Distances in fp32 in this module and its fp32 ONNX file (see the module docstring for
     the fp16 file)."""
 
     input_names = ["tokens"]
@@ -322,12 +332,12 @@ class VqEncoderGraph(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         model = self.model
-        h, w = square_grid(tokens)
         if not exporting():
             model._check_tokens(tokens)
-        gh, gw = h // MERGE, w // MERGE
+        x, h, w = grid_tokens(tokens)
+        gh, gw = (h + MERGE - 1) // MERGE, (w + MERGE - 1) // MERGE
         b = tokens.shape[0]
-        z = model.latent_of_cells(merge_cells(tokens, h, w, MERGE))
+        z = model.latent_of_cells(model.cells(tokens))
         r = z.reshape(-1, model.groups, model.group_dim).transpose(0, 1)  # [G, N, d]
         idx = []
         for s in range(model.stages):
@@ -336,11 +346,11 @@ class VqEncoderGraph(nn.Module):
             idx.append(i)
             if s + 1 < model.stages:
                 r = r - gather_codes(books, i)
-        out = torch.stack(idx, -1).transpose(0, 1).reshape(b, gh, gw, model.channels)
+        out = regroup(torch.stack(idx, -1).transpose(0, 1), b, gh, gw, model.channels)
         return out.permute(0, 3, 1, 2).to(torch.int32)
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
         return (self.model.example_input(batch, grid),)
 
     def dynamic_axes(self) -> dict:
-        return {"tokens": {0: "batch", 1: "tokens"}, "indices": {0: "batch", 2: "cells_y", 3: "cells_x"}}
+        return {"tokens": {0: "batch", 1: "grid_h", 2: "grid_w"}, "indices": {0: "batch", 2: "cells_y", 3: "cells_x"}}

@@ -181,6 +181,17 @@ class TokenSet:
         """Tokens without the CLS row: [N, h*w, D]."""
         return self.tokens[:, 1:]
 
+    @property
+    def grid_tokens(self) -> np.ndarray:
+        """Patch tokens on their grid: [N, h, w, D] (what models and exported graphs take)."""
+        h, w = self.grid
+        return self.patch_tokens.reshape(len(self), h, w, self.tokens.shape[2])
+
+    def by_grid(self) -> list[tuple[np.ndarray, "TokenSet"]]:
+        """(indices into this set, the single-grid TokenSet of those images) per grid; a set of one grid is one
+        group. Consumers of token files that may mix grids iterate these."""
+        return [(np.arange(len(self)), self)]
+
     def subset(self, indices) -> "TokenSet":
         idx = np.asarray(indices, dtype=np.int64)
         meta = dict(self.meta)
