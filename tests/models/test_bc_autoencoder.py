@@ -134,7 +134,7 @@ def test_bad_blocks_raise():
         model(torch.from_numpy(good[:, :3].copy()))  # truncated: a plane missing
     with pytest.raises(NtcError, match="int32"):
         model(torch.from_numpy(good.astype(np.int64)))
-    with pytest.raises(NtcError, match="square token grid"):
+    with pytest.raises(NtcError, match="not a square grid"):
         model.compress(torch.randn(1, 250, 384))
 
 

@@ -8,6 +8,7 @@ import torch
 from ntc_export.backend.onnx.export import export_model
 from ntc_export.backend.onnxrt.runner import OrtRunner
 from ntc_export.evaluate.validate import validate_onnx
+from ntc_export.models.grid import as_grid
 from vq_inputs import low_rank_tokens, tiny_model
 
 
@@ -57,10 +58,10 @@ def test_encoder_graph_indices(model, tmp_path):
     tokens = low_rank_tokens(4, seed=4)
     want = encoder(torch.from_numpy(tokens)).numpy()
     np.testing.assert_array_equal(want, model.compress(tokens))
-    got = OrtRunner(paths["fp32"]).run({"tokens": tokens})
+    got = OrtRunner(paths["fp32"]).run({"tokens": as_grid(tokens)})
     got = got["indices"]
     np.testing.assert_array_equal(got, want)  # fp32: exactly PyTorch's indices
-    half = OrtRunner(paths["fp16"]).run({"tokens": tokens.astype(np.float16)})
+    half = OrtRunner(paths["fp16"]).run({"tokens": as_grid(tokens).astype(np.float16)})
     half = half["indices"]
     agreement = float((half == want).mean())
     print(f"vq encoder fp16 index agreement: {agreement:.4f}")

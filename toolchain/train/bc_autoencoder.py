@@ -46,5 +46,5 @@ def linear_init(module: torch.nn.Module, tokens: np.ndarray, max_cells: int = 20
 
 def init(module: torch.nn.Module, tokens: np.ndarray, seed: int = 0) -> None:
     """The linear coder on the training tokens (PCA of the model's token cells)."""
-    module._check_tokens(torch.from_numpy(tokens[:1]))
+    module.check_token_grid(torch.from_numpy(tokens[:1]))
     linear_init(module, tokens)
