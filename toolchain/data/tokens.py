@@ -1,7 +1,14 @@
-"""Real visual tokens: images (built-in sets or files) -> DINOv2-S/14 tokens, saved as validated .npz TokenSets."""
+"""Real visual tokens: images (built-in sets or files) -> DINOv2-S/14 tokens, saved as validated .npz TokenSets.
+
+Images are resized to a square side, to W x H, or to their native aspect ratio (`smart_resize`: Qwen2-VL's rule with
+factor 14, the ViT's patch; no 2x2 merge, so sides are multiples of 14, not 28). A set whose images land on several
+patch grids is a MixedTokenSet (a ragged file, format version 2); a set of one grid stays a TokenSet (version 1).
+"""
 
 import hashlib
 import json
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +35,11 @@ SKIMAGE_NAMES = (
 )
 DIGITS_SEED = 0
 DIGITS_SPLIT = {"train": (0, 1197), "calib": (1197, 1397), "val": (1397, 1797)}
-TOKENSET_VERSION = 1
+SINGLE_GRID_VERSION = 1  # tokens [N, 1+h*w, D] + one grid: what a TokenSet writes (and cache keys name)
+TOKENSET_VERSION = 2  # the newest token file format read and written here: ragged (MixedTokenSet) files
+MIN_PIXELS = 56 * 56  # --size native: Qwen2-VL's default floor
+MAX_PIXELS = 672 * 672  # --size native: the default engine profiles cover 224..672 px sides
+MAX_ASPECT = 200  # Qwen2-VL refuses longer strips too
 
 
 # ---- images -------------------------------------------------------------------------------------------------------
@@ -82,18 +93,20 @@ def read_image(path) -> np.ndarray:
         raise NtcError(f"{path}: cannot read image ({str(e).splitlines()[0][:200]})") from None
 
 
-def preprocess(images, size: int) -> np.ndarray:
-    """uint8 HxWx3 images -> float32 [N, 3, size, size]: bilinear resize (antialiased when shrinking), ImageNet norm."""
+def preprocess(images, size) -> np.ndarray:
+    """uint8 HxWx3 images -> float32 [N, 3, H, W] for `size` = a side or (H, W): bilinear resize (antialiased when
+    shrinking), ImageNet norm."""
     import torch
     import torch.nn.functional as F
 
-    out = np.empty((len(images), 3, size, size), dtype=np.float32)
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else size
+    out = np.empty((len(images), 3, h, w), dtype=np.float32)
     for i, img in enumerate(images):
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise NtcError(f"image {i}: expected uint8 HxWx3, got {img.dtype} {list(img.shape)}")
         x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
-        shrink = img.shape[0] > size or img.shape[1] > size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+        shrink = img.shape[0] > h or img.shape[1] > w
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
         out[i] = x[0].numpy()
     return (out - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
 
@@ -104,21 +117,97 @@ def _check_size(size: int) -> int:
     return int(size)
 
 
-def extract_tokens(images, size: int = 224, batch: int = 16, progress: bool = True) -> np.ndarray:
-    """uint8 HxWx3 images -> ViT tokens float32 [N, 1 + (size/14)^2, 384] (ONNX Runtime, CPU)."""
+def _check_hw(size) -> tuple[int, int]:
+    """A square side or (H, W) in pixels -> (H, W), both positive multiples of the patch."""
+    if isinstance(size, (int, np.integer)):
+        return _check_size(size), int(size)
+    hw = tuple(size) if isinstance(size, (tuple, list)) else ()
+    if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and v >= vit.PATCH and v % vit.PATCH == 0 for v in hw):
+        raise NtcError(f"image size must be a side or (height, width), positive multiples of {vit.PATCH}, got {size!r}")
+    return int(hw[0]), int(hw[1])
+
+
+def check_pixel_budget(min_pixels: int, max_pixels: int, factor: int = vit.PATCH) -> None:
+    """factor^2 <= min_pixels <= max_pixels (so every image gets at least one patch and the range is not empty)."""
+    if not 1 <= factor * factor <= min_pixels <= max_pixels:
+        raise NtcError(f"pixel budget must satisfy {factor}*{factor} <= min_pixels <= max_pixels, got "
+                       f"min_pixels={min_pixels} max_pixels={max_pixels}")
+
+
+def smart_resize(height: int, width: int, factor: int = vit.PATCH, min_pixels: int = MIN_PIXELS,
+                 max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) in pixels, both multiples of `factor`, near the image's own aspect ratio and inside
+    [min_pixels, max_pixels]: Qwen2-VL's `smart_resize` rule. Qwen2-VL takes factor 28 (patch 14 x 2x2 merge); we
+    take 14, the ViT's patch, since no merge follows. Each side is rounded to the factor; a result over max_pixels is
+    shrunk by sqrt(h*w/max_pixels) and floored, one under min_pixels grown by sqrt(min_pixels/(h*w)) and ceiled."""
+    if height < 1 or width < 1:
+        raise NtcError(f"image of {height}x{width} pixels has no area")
+    check_pixel_budget(min_pixels, max_pixels, factor)
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        raise NtcError(f"image of {height}x{width} pixels: aspect ratio over {MAX_ASPECT} (too thin a strip)")
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def parse_size(text: str):
+    """`--size` text -> a square side (int), (H, W) pixels from "WxH", or "native"; a one-line NtcError otherwise."""
+    t = str(text).strip().lower()
+    if t == "native":
+        return "native"
+    if re.fullmatch(r"\d+", t):
+        side = int(t)
+        if side < vit.PATCH or side % vit.PATCH:
+            raise NtcError(f"--size {text}: a square side must be a positive multiple of {vit.PATCH} (224, 448, ...)")
+        return side
+    if m := re.fullmatch(r"(\d+)x(\d+)", t):
+        w, h = int(m[1]), int(m[2])
+        if min(w, h) < vit.PATCH or w % vit.PATCH or h % vit.PATCH:
+            raise NtcError(f"--size {text}: width and height must be positive multiples of {vit.PATCH} (e.g. 448x252)")
+        return h, w
+    raise NtcError(f"--size {text}: give a side (224, 448), WxH (e.g. 448x252) or native")
+
+
+def target_sizes(images, size, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> list[tuple[int, int]]:
+    """The (H, W) each image is resized to: `size` a side, (H, W), or "native" (smart_resize with factor 14)."""
+    if size == "native":
+        return [smart_resize(img.shape[0], img.shape[1], vit.PATCH, min_pixels, max_pixels) for img in images]
+    hw = _check_hw(size)
+    return [hw] * len(images)
+
+
+def resize_record(size, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> dict:
+    """How images were resized, kept in a token file's provenance."""
+    if size == "native":
+        return {"mode": "native", "rule": "Qwen2-VL smart_resize", "factor": vit.PATCH, "min_pixels": min_pixels,
+                "max_pixels": max_pixels}
+    h, w = _check_hw(size)
+    return {"mode": "fixed", "height": h, "width": w}
+
+
+def extract_tokens(images, size=224, batch: int = 16, progress: bool = True) -> np.ndarray:
+    """uint8 HxWx3 images -> ViT tokens float32 [N, 1 + h*w, 384] for `size` = a side or (H, W) pixels, h = H/14,
+    w = W/14 (ONNX Runtime, CPU)."""
     return _extract(images, size, batch, progress, lambda x: (vit.run_tokens(x),))[0]
 
 
-def extract_tokens_attention(images, size: int = 224, batch: int = 16, progress: bool = True
+def extract_tokens_attention(images, size=224, batch: int = 16, progress: bool = True
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """uint8 HxWx3 images -> (tokens [N, 1+h*w, 384], the last block's CLS attention [N, heads, h*w], the
     penultimate block's keys [N, 1+h*w, 384]), all float32, from one ViT pass."""
     return _extract(images, size, batch, progress, vit.run_tokens_attention)
 
 
-def _extract(images, size: int, batch: int, progress: bool, run) -> tuple[np.ndarray, ...]:
+def _extract(images, size, batch: int, progress: bool, run) -> tuple[np.ndarray, ...]:
     """`run` (normalised images -> arrays with the batch first) over the images in batches, concatenated."""
-    size = _check_size(size)
+    size = _check_hw(size)
     if len(images) == 0:
         raise NtcError("no images to extract tokens from")
     if batch < 1:
@@ -131,7 +220,7 @@ def _extract(images, size: int, batch: int, progress: bool, run) -> tuple[np.nda
 
         bar = Progress(console=Console(stderr=True), transient=True)
         bar.start()
-        task = bar.add_task(f"ViT tokens @ {size}px", total=n)
+        task = bar.add_task(f"ViT tokens @ {size[1]}x{size[0]}px", total=n)
     try:
         for start in range(0, n, batch):
             chunk = images[start : start + batch]
@@ -205,28 +294,162 @@ class TokenSet:
     def save(self, path, half: bool = False) -> Path:
         """Write an .npz atomically: tokens, grid, labels (if any), names, model_sha256, image_size, source,
         provenance. `half`: tokens as float16, zip-compressed (a corpus cache; loading gives float32 again)."""
-        path = Path(path)
         tokens = self.tokens.astype(np.float16) if half else self.tokens
         arrays = {"tokens": tokens, "grid": np.array(self.grid, dtype=np.int64)}
         if self.labels is not None:
             arrays["labels"] = self.labels
-        names = self.meta.get("names") or [str(i) for i in range(len(self))]
-        arrays["names"] = np.array([str(n) for n in names])
-        arrays["model_sha256"] = np.array(str(self.meta.get("model_sha256", "")))
-        arrays["image_size"] = np.array(int(self.meta.get("image_size", 0)), dtype=np.int64)
-        arrays["source"] = np.array(str(self.meta.get("source", "")))
-        arrays["format_version"] = np.array(TOKENSET_VERSION, dtype=np.int64)
-        if self.meta.get("provenance"):
-            arrays["provenance"] = np.array(json.dumps(self.meta["provenance"], sort_keys=True))
+        arrays.update(_meta_arrays(self.meta, len(self), SINGLE_GRID_VERSION))
         if self.attention is not None:
             arrays["cls_attention"] = self.attention.astype(np.float16) if half else self.attention
             arrays["keys"] = self.keys.astype(np.float16) if half else self.keys
-            arrays["attention_source"] = np.array(json.dumps(self.meta.get("attention_source") or attention_source(),
-                                                             sort_keys=True))
-        with atomic_path(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as f:  # a file object keeps numpy from appending another .npz
-                (np.savez_compressed if half else np.savez)(f, **arrays)
-        return path
+            arrays.update(_attention_source_array(self.meta))
+        return _write_npz(path, arrays, half)
+
+
+def _meta_arrays(meta: dict, n: int, version: int) -> dict:
+    """The provenance arrays every token file carries beside its tokens."""
+    names = meta.get("names") or [str(i) for i in range(n)]
+    arrays = {"names": np.array([str(name) for name in names]),
+              "model_sha256": np.array(str(meta.get("model_sha256", ""))),
+              "image_size": np.array(int(meta.get("image_size", 0)), dtype=np.int64),
+              "source": np.array(str(meta.get("source", ""))),
+              "format_version": np.array(version, dtype=np.int64)}
+    if meta.get("provenance"):
+        arrays["provenance"] = np.array(json.dumps(meta["provenance"], sort_keys=True))
+    return arrays
+
+
+def _attention_source_array(meta: dict) -> dict:
+    return {"attention_source": np.array(json.dumps(meta.get("attention_source") or attention_source(),
+                                                    sort_keys=True))}
+
+
+def _write_npz(path, arrays: dict, half: bool) -> Path:
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:  # a file object keeps numpy from appending another .npz
+            (np.savez_compressed if half else np.savez)(f, **arrays)
+    return path
+
+
+PER_GRID = ("grid", "tokens", "patch_tokens", "grid_tokens", "attention", "keys")
+
+
+@dataclass
+class MixedTokenSet:
+    """Images on several patch grids in one set (a ragged token file, format version 2): `groups` holds, per grid,
+    the indices of its images in the whole set and their single-grid TokenSet. Consumers iterate `by_grid()` (as for
+    a TokenSet); the per-grid arrays (`tokens`, `grid`, ...) exist on the groups only and say so in one line here."""
+
+    groups: list[tuple[np.ndarray, TokenSet]]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.groups = [(np.asarray(idx, dtype=np.int64).reshape(-1), ts) for idx, ts in self.groups]
+        _validate_groups(self.groups, "MixedTokenSet")
+
+    def __getattr__(self, name):
+        if name in PER_GRID:  # a consumer written for one grid: point at by_grid() rather than a traceback
+            grids = ", ".join(f"{ts.grid[0]}x{ts.grid[1]}" for _, ts in self.__dict__.get("groups", ()))
+            raise NtcError(f"{self.__dict__.get('meta', {}).get('path', 'the token set')} holds images on several "
+                           f"grids ({grids}): it has no single .{name}; iterate .by_grid()")
+        raise AttributeError(name)
+
+    def __len__(self) -> int:
+        return sum(len(idx) for idx, _ in self.groups)
+
+    def by_grid(self) -> list[tuple[np.ndarray, TokenSet]]:
+        """(indices into this set, the single-grid TokenSet of those images) per grid, in order of first image."""
+        return list(self.groups)
+
+    @property
+    def grids(self) -> np.ndarray:
+        """Each image's patch grid (h, w): int64 [N, 2]."""
+        out = np.empty((len(self), 2), dtype=np.int64)
+        for idx, ts in self.groups:
+            out[idx] = ts.grid
+        return out
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        if self.groups[0][1].labels is None:
+            return None
+        out = np.empty(len(self), dtype=self.groups[0][1].labels.dtype)
+        for idx, ts in self.groups:
+            out[idx] = ts.labels
+        return out
+
+    @property
+    def has_attention(self) -> bool:
+        return self.groups[0][1].attention is not None
+
+    def _rows(self) -> list[tuple[TokenSet, int]]:
+        """(its group's TokenSet, its row there) per image, in image order."""
+        rows = [None] * len(self)
+        for idx, ts in self.groups:
+            for r, i in enumerate(idx):
+                rows[i] = (ts, r)
+        return rows
+
+    def subset(self, indices) -> "TokenSet | MixedTokenSet":
+        """The images at `indices` (in that order): a TokenSet when they share one grid."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= len(self):
+            raise NtcError(f"subset indices must be 0..{len(self) - 1} (at least one), got {idx.tolist()[:8]}")
+        group_of, row_of = np.empty(len(self), np.int64), np.empty(len(self), np.int64)
+        for g, (gidx, _) in enumerate(self.groups):
+            group_of[gidx], row_of[gidx] = g, np.arange(len(gidx))
+        meta = dict(self.meta)
+        if "names" in meta:
+            meta["names"] = [meta["names"][i] for i in idx]
+        parts = []
+        for g in dict.fromkeys(group_of[idx].tolist()):  # groups in order of their first chosen image
+            pos = np.flatnonzero(group_of[idx] == g)
+            parts.append((pos, self.groups[g][1].subset(row_of[idx[pos]])))
+        if len(parts) == 1:
+            parts[0][1].meta = meta
+            return parts[0][1]
+        return MixedTokenSet(parts, meta)
+
+    def save(self, path, half: bool = False) -> Path:
+        """Write a ragged .npz atomically (format version 2), images in order: packed_tokens [sum h*w, D] (patch
+        rows, image after image), cls_tokens [N, D], grids [N, 2], offsets [N+1] (image i's patch rows are
+        offsets[i]:offsets[i+1]), labels, provenance as a TokenSet; with attention packed_cls_attention
+        [sum h*w, heads], cls_keys [N, Dk], packed_keys [sum h*w, Dk]. `half`: float16, zip-compressed."""
+        rows, grids = self._rows(), self.grids
+        cast = (lambda a: a.astype(np.float16)) if half else (lambda a: a)
+        arrays = {"packed_tokens": cast(np.concatenate([ts.tokens[r, 1:] for ts, r in rows])),
+                  "cls_tokens": cast(np.stack([ts.tokens[r, 0] for ts, r in rows])), "grids": grids,
+                  "offsets": np.concatenate([[0], np.cumsum(grids[:, 0] * grids[:, 1])]).astype(np.int64)}
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        arrays.update(_meta_arrays(self.meta, len(self), TOKENSET_VERSION))
+        if self.has_attention:
+            arrays["packed_cls_attention"] = cast(np.concatenate([ts.attention[r].T for ts, r in rows]))
+            arrays["cls_keys"] = cast(np.stack([ts.keys[r, 0] for ts, r in rows]))
+            arrays["packed_keys"] = cast(np.concatenate([ts.keys[r, 1:] for ts, r in rows]))
+            arrays.update(_attention_source_array(self.meta))
+        return _write_npz(path, arrays, half)
+
+
+def _validate_groups(groups, where: str) -> None:
+    """Groups of distinct grids whose indices cover 0..N-1 once, with the same token width, labels and attention."""
+    if not groups or not all(isinstance(ts, TokenSet) for _, ts in groups):
+        raise NtcError(f"{where}: groups must be a non-empty list of (indices, TokenSet)")
+    for idx, ts in groups:
+        if len(idx) != len(ts):
+            raise NtcError(f"{where}: {len(idx)} indices for a group of {len(ts)} images")
+    order = np.sort(np.concatenate([idx for idx, _ in groups]))
+    if not np.array_equal(order, np.arange(len(order))):
+        raise NtcError(f"{where}: group indices must cover 0..{len(order) - 1} once each")
+    first = groups[0][1]
+    if len({ts.grid for _, ts in groups}) != len(groups):
+        raise NtcError(f"{where}: two groups share a grid (one group per grid)")
+    for _, ts in groups:
+        if ts.tokens.shape[2] != first.tokens.shape[2]:
+            raise NtcError(f"{where}: token width {ts.tokens.shape[2]} differs from {first.tokens.shape[2]}")
+        if (ts.labels is None) != (first.labels is None) or (ts.attention is None) != (first.attention is None):
+            raise NtcError(f"{where}: labels and attention must be present in every grid group or in none")
 
 
 def _validate(tokens, grid, labels, where: str) -> None:
@@ -265,8 +488,9 @@ def _validate_attention(attention, keys, tokens_shape, where: str) -> None:
         raise NtcError(f"{where}: cls_attention or keys contain NaN or Inf")
 
 
-def load_tokens(path) -> TokenSet:
-    """Read and validate a TokenSet .npz written by TokenSet.save."""
+def load_tokens(path) -> "TokenSet | MixedTokenSet":
+    """Read and validate a token .npz written by TokenSet.save (version 1, or none: one grid) or MixedTokenSet.save
+    (version 2: several grids)."""
     path = Path(path)
     if not path.is_file():
         raise NtcError(f"{path}: no such token file")
@@ -275,6 +499,14 @@ def load_tokens(path) -> TokenSet:
             data = {k: z[k] for k in z.files}
     except Exception as e:  # zip/npy parsing raises many types; the message names the file
         raise NtcError(f"{path}: not a readable .npz token file ({type(e).__name__})") from None
+    version = data.get("format_version", np.array(SINGLE_GRID_VERSION))
+    if version.shape != () or not np.issubdtype(version.dtype, np.integer) or not 1 <= version <= TOKENSET_VERSION:
+        raise NtcError(f"{path}: token file format version {version.tolist()} is not one this ntc-export reads "
+                       f"(1..{TOKENSET_VERSION})")
+    return _load_mixed(data, path) if int(version) == 2 else _load_single(data, path)
+
+
+def _load_single(data: dict, path: Path) -> TokenSet:
     for key in ("tokens", "grid"):
         if key not in data:
             raise NtcError(f"{path}: missing key {key!r} (has {sorted(data)})")
@@ -285,6 +517,12 @@ def load_tokens(path) -> TokenSet:
         raise NtcError(f"{path}: grid must be 2 integers (h, w), got {grid.dtype} {list(grid.shape)}")
     labels = data.get("labels")
     _validate(data["tokens"], (int(grid[0]), int(grid[1])), labels, str(path))
+    attention, keys = (None if k not in data else data[k].astype(np.float32) for k in ("cls_attention", "keys"))
+    _validate_attention(attention, keys, data["tokens"].shape, str(path))
+    return TokenSet(data["tokens"], (int(grid[0]), int(grid[1])), labels, _meta_of(data, path), attention, keys)
+
+
+def _meta_of(data: dict, path: Path) -> dict:
     meta = {"path": str(path)}
     if "names" in data:
         meta["names"] = [str(n) for n in data["names"]]
@@ -297,9 +535,52 @@ def load_tokens(path) -> TokenSet:
         meta["provenance"] = json.loads(str(data["provenance"]))
     if "attention_source" in data:
         meta["attention_source"] = json.loads(str(data["attention_source"]))
-    attention, keys = (None if k not in data else data[k].astype(np.float32) for k in ("cls_attention", "keys"))
-    _validate_attention(attention, keys, data["tokens"].shape, str(path))
-    return TokenSet(data["tokens"], (int(grid[0]), int(grid[1])), labels, meta, attention, keys)
+    return meta
+
+
+def _ragged_layout(data: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(grids [N, 2], offsets [N+1]) of a version-2 file, checked against its packed arrays."""
+    for key in ("packed_tokens", "cls_tokens", "grids", "offsets"):
+        if key not in data:
+            raise NtcError(f"{path}: missing key {key!r} of a ragged token file (has {sorted(data)})")
+    grids, offsets, packed, cls = data["grids"], data["offsets"], data["packed_tokens"], data["cls_tokens"]
+    if grids.ndim != 2 or grids.shape[1] != 2 or len(grids) == 0 or not np.issubdtype(grids.dtype, np.integer) \
+            or (grids < 1).any():
+        raise NtcError(f"{path}: grids must be positive integers [N, 2], got {grids.dtype} {list(grids.shape)}")
+    want = np.concatenate([[0], np.cumsum(grids[:, 0] * grids[:, 1])])
+    if offsets.shape != want.shape or not np.array_equal(offsets, want):
+        raise NtcError(f"{path}: offsets must be [0, cumulative h*w of each grid] ({len(want)} values)")
+    if packed.ndim != 2 or len(packed) != want[-1] or cls.shape != (len(grids), packed.shape[1]):
+        raise NtcError(f"{path}: packed_tokens {list(packed.shape)} and cls_tokens {list(cls.shape)} do not match "
+                       f"{len(grids)} grids of {int(want[-1])} patches in all")
+    return grids.astype(np.int64), want
+
+
+def _load_mixed(data: dict, path: Path) -> "MixedTokenSet | TokenSet":
+    grids, offsets = _ragged_layout(data, path)
+    f32 = {k: data[k].astype(np.float32) if data[k].dtype == np.float16 else data[k]
+           for k in ("packed_tokens", "cls_tokens", "packed_cls_attention", "cls_keys", "packed_keys") if k in data}
+    attention = "packed_cls_attention" in f32
+    labels = data.get("labels")
+    if labels is not None and labels.shape != (len(grids),):
+        raise NtcError(f"{path}: labels must be [N={len(grids)}], got shape {list(labels.shape)}")
+    meta = _meta_of(data, path)
+    groups = []
+    for grid in dict.fromkeys(map(tuple, grids.tolist())):  # grids in order of their first image
+        idx = np.flatnonzero((grids == grid).all(1))
+        spans = [slice(offsets[i], offsets[i + 1]) for i in idx]
+        tokens = np.stack([np.concatenate([f32["cls_tokens"][i:i + 1], f32["packed_tokens"][s]]) for i, s in
+                           zip(idx, spans)])
+        att = keys = None
+        if attention:
+            att = np.stack([f32["packed_cls_attention"][s].T for s in spans])
+            keys = np.stack([np.concatenate([f32["cls_keys"][i:i + 1], f32["packed_keys"][s]]) for i, s in
+                             zip(idx, spans)])
+        sub = dict(meta, names=[meta["names"][i] for i in idx]) if "names" in meta else dict(meta)
+        groups.append((idx, TokenSet(tokens, grid, None if labels is None else labels[idx], sub, att, keys)))
+    if len(groups) == 1:  # a ragged file of one grid reads as the TokenSet it is
+        return groups[0][1]
+    return MixedTokenSet(groups, meta)
 
 
 # ---- built-in token sets (cached) ---------------------------------------------------------------------------------
@@ -341,7 +622,7 @@ def split_indices(name: str, split: str, n: int) -> np.ndarray:
 
 def content_key(images, size: int) -> str:
     """sha256 over the image bytes (with shapes), the image size and the ViT source/derivation."""
-    h = hashlib.sha256(f"tokens-v{TOKENSET_VERSION}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|{size}".encode())
+    h = hashlib.sha256(f"tokens-v{SINGLE_GRID_VERSION}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|{size}".encode())
     for img in images:
         h.update(np.asarray(img.shape, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(img).tobytes())
@@ -358,7 +639,7 @@ def _cached(path: Path) -> TokenSet | None:
     return None
 
 
-def _vit_fields(images, size: int, progress: bool, attention: bool) -> dict:
+def _vit_fields(images, size, progress: bool, attention: bool) -> dict:
     """TokenSet arrays of the images: tokens, and with `attention` the CLS attention and keys too."""
     if not attention:
         return {"tokens": extract_tokens(images, size=size, progress=progress)}
@@ -384,7 +665,7 @@ def photo_tokens(size: int = 224, split: str = "all", progress: bool = False, cr
     if not found:
         raise NtcError("no photograph source is installed: pip install scikit-image (see ntc_export.data.photos)")
     key = hashlib.sha256(f"{corpus.corpus_key(found, crops_per_photo)}|{vit.SOURCE_SHA256}|v{vit.DERIVE_VERSION}|"
-                         f"{size}|tokens-v{TOKENSET_VERSION}".encode()).hexdigest()
+                         f"{size}|tokens-v{SINGLE_GRID_VERSION}".encode()).hexdigest()
     path = cache_dir("tokens") / f"photos-{split}-{size}{'-attn' if attention else ''}-{key[:16]}.npz"
     if (cached := _cached(path)) is not None:
         return cached
@@ -442,22 +723,51 @@ def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: boo
     return ts
 
 
-def make_tokens(paths_or_builtin, size: int = 224, out=None, split: str = "all", progress: bool = True,
-                attention: bool = False) -> TokenSet:
-    """Tokens from a built-in set name or a list of image files; saved to `out` when given. `attention`: with the
-    last block's CLS attention and the penultimate block's keys."""
-    size = _check_size(size)
+def images_tokens(images, names, size=224, progress: bool = True, attention: bool = False,
+                  min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS, meta: dict | None = None
+                  ) -> "TokenSet | MixedTokenSet":
+    """Tokens of uint8 HxWx3 images resized per `size` (a side, (H, W), or "native": smart_resize, factor 14): a
+    TokenSet when every image lands on one grid, else a MixedTokenSet with one ViT run per grid."""
+    sizes = target_sizes(images, size, min_pixels, max_pixels)
+    meta = {"names": [str(n) for n in names], "model_sha256": vit.SOURCE_SHA256, **(meta or {}),
+            **_attention_meta(attention)}
+    groups = []
+    for hw in dict.fromkeys(sizes):  # one ViT run per distinct size, in order of first image
+        idx = np.array([i for i, s in enumerate(sizes) if s == hw], dtype=np.int64)
+        fields = _vit_fields([images[i] for i in idx], hw, progress, attention)
+        sub = dict(meta, names=[meta["names"][i] for i in idx])
+        groups.append((idx, TokenSet(grid=(hw[0] // vit.PATCH, hw[1] // vit.PATCH), meta=sub, **fields)))
+    if len(groups) == 1:
+        groups[0][1].meta = meta
+        return groups[0][1]
+    return MixedTokenSet(groups, meta)
+
+
+def make_tokens(paths_or_builtin, size=224, out=None, split: str = "all", progress: bool = True,
+                attention: bool = False, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+                ) -> "TokenSet | MixedTokenSet":
+    """Tokens from a built-in set name (square `size` only: the cached sets) or a list of image files (`size` a
+    side, (H, W) pixels, or "native": each image's aspect ratio, sides rounded to 14 px inside [min_pixels,
+    max_pixels], see smart_resize); saved to `out` when given (files of several grids as a ragged version-2 file).
+    `attention`: with the last block's CLS attention and the penultimate block's keys."""
+    if size == "native":
+        check_pixel_budget(min_pixels, max_pixels)  # before any image is read
+    else:
+        _check_hw(size)
     if isinstance(paths_or_builtin, str):
+        if not isinstance(size, (int, np.integer)):
+            raise NtcError(f"built-in sets come at square sizes (224, 448, ...), not {size}: export the pictures as "
+                           "files for WxH or native")
         ts = builtin_tokens(paths_or_builtin, size=size, split=split, progress=progress, attention=attention)
     else:
         paths = [Path(p) for p in paths_or_builtin]
         if not paths:
             raise NtcError("no input images (give image files or a built-in set)")
         images = [read_image(p) for p in paths]
-        g = size // vit.PATCH
-        meta = {"names": [str(p) for p in paths], "model_sha256": vit.SOURCE_SHA256, "image_size": size,
-                "source": "files", **_attention_meta(attention)}
-        ts = TokenSet(grid=(g, g), labels=None, meta=meta, **_vit_fields(images, size, progress, attention))
+        square = size if isinstance(size, (int, np.integer)) else 0
+        meta = {"image_size": square, "source": "files",
+                "provenance": {"resize": resize_record(size, min_pixels, max_pixels)}}
+        ts = images_tokens(images, [str(p) for p in paths], size, progress, attention, min_pixels, max_pixels, meta)
     if out is not None:
         ts.save(out)
     return ts
