@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..util.errors import NtcError
+from .grid import grid_pair
 
 
 class ForeignTokenModel(nn.Module):
@@ -22,9 +23,11 @@ class ForeignTokenModel(nn.Module):
         self.input_dim = shape[2]
         self.dynamic_grid = shape[1] is None
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
+        """Flat tokens [B, h*w, D] at `grid` (a side or (h, w)); static dims stay as the user made them."""
         b, n, d = self.input_shape
-        return (torch.randn(batch if b is None else b, grid * grid if n is None else n, d),)
+        h, w = grid_pair(grid)
+        return (torch.randn(batch if b is None else b, h * w if n is None else n, d),)
 
     def input_profiles(self, batch: tuple, grid: tuple) -> dict[str, list[list[int]]]:
         """min/opt/max shapes for engine builds: the static dims stay as the user made them."""

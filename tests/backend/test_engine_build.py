@@ -89,7 +89,8 @@ def test_aot_builds_for_each_rtx_target(built):
             assert key in entry, key
         assert (entry["sm"], entry["backend"], entry["precision"]) == (sm, "tensorrt_rtx", "fp16")
         assert entry["backend_version"] == trt_env.version_info()["version"]
-        assert entry["profiles"] == {"tokens": [[1, 256, DIM], [1, 256, DIM], [8, 1024, DIM]]}
+        # the default grid 4x4:16x16:48x48 on flat tokens: N = h * w
+        assert entry["profiles"] == {"tokens": [[1, 16, DIM], [1, 256, DIM], [8, 2304, DIM]]}
         assert entry["inputs"] == [{"name": "tokens", "shape": [-1, -1, DIM], "dtype": "fp16"}]
         layers = entry["layers"]
         assert layers and entry["layer_summary"]["layers"] == len(layers)

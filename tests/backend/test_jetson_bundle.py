@@ -77,7 +77,8 @@ def test_bundle_settings(bundle):
     assert (s["target"], s["sm"], s["backend"], s["precision"]) == ("jetson-orin", 87, "tensorrt", "fp16")
     assert (s["tensorrt_min"], s["tensorrt_max"], s["attention"]) == ("10.3", "10.3", "plugin")
     assert s["onnx"] == "tiny.fp16.onnx" and s["onnx_sha256"] == _sha(bundle["onnx"])
-    assert s["profiles"] == {"tokens": [[1, 256, DIM], [1, 256, DIM], [8, 1024, DIM]]}
+    assert s["profiles"] == {"tokens": [[1, 16, DIM], [1, 256, DIM], [8, 2304, DIM]]}  # N = h * w of 4x4:16x16:48x48
+    assert s["grid"] == {"min": [4, 4], "opt": [16, 16], "max": [48, 48]}
     assert s["custom_ops"] == {} and s["plugin_library"].endswith("libntc_trt_plugins.so")
     assert s["workspace_bytes"] == 2 << 30  # a quarter of Orin's 8 GiB budget
     entry = [e for e in read_manifest(bundle["out"])["engines"] if e["target"] == "jetson-orin"][0]
@@ -90,9 +91,10 @@ def test_dry_run_prints_the_build_settings(bundle):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "target: jetson-orin (sm_87), TensorRT 10.3 .. 10.3" in out
-    assert "profile tokens: min 1x256x8 opt 1x256x8 max 8x1024x8" in out
+    assert "token grid: min 4x4 opt 16x16 max 48x48" in out
+    assert "profile tokens: min 1x16x8 opt 1x256x8 max 8x2304x8" in out
     assert "precision: fp16 (strongly typed network)" in out and "plugins: none" in out
-    assert "--stronglyTyped" in out and "--minShapes=tokens:1x256x8" in out and "--maxShapes=tokens:8x1024x8" in out
+    assert "--stronglyTyped" in out and "--minShapes=tokens:1x16x8" in out and "--maxShapes=tokens:8x2304x8" in out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
@@ -117,7 +119,7 @@ def test_plugin_bundle_names_the_library(tmp_path):
 def test_rewrite_replaces_the_bundle(bundle):
     again = write_bundle(bundle["onnx"], "jetson-orin", "fp16", bundle["out"], grid=(8, 8, 16))
     s = json.loads((Path(again["bundle_path"]) / "settings.json").read_text())
-    assert s["profiles"]["tokens"][0] == [1, 64, DIM]
+    assert s["profiles"]["tokens"][0] == [1, 64, DIM] and s["grid"]["min"] == [8, 8]
     assert [p.name for p in Path(again["bundle_path"]).parent.iterdir()] == ["tiny.fp16.bundle"]
 
 

@@ -10,14 +10,7 @@ import click
 
 from ..backend.trt.targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
 from ..pipeline.executor import EXECUTORS
-from .options import CALIB_METHODS
-
-
-def _triple(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
-        raise click.BadParameter(f"{text!r}: give min,opt,max as three integers")
-    return tuple(int(p) for p in parts)
+from .options import CALIB_METHODS, batch_option, grid_option
 
 
 def _plan(targets, precisions, skip_unsupported):
@@ -86,6 +79,19 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
     return sources
 
 
+def _check_sources(sources: dict, shapes: dict | None, batch, grid) -> None:
+    """Every graph to build takes its profiles (dynamic axes where they vary, static sizes kept): checked before
+    any build starts, so a mismatch is one line and nothing half-built."""
+    import onnx
+
+    from ..backend.onnx.inspect import onnx_inputs
+    from ..backend.trt.profiles import check_profiles
+
+    for path in dict.fromkeys(sources.values()):
+        check_profiles(Path(path).name, onnx_inputs(onnx.load(str(path), load_external_data=False)), shapes,
+                       batch, grid)
+
+
 @click.command("build")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--target", "targets", multiple=True, type=click.Choice(list(TARGETS)), default=DEFAULT_TARGETS,
@@ -94,8 +100,8 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
               help="Precision(s); repeat the flag. Default: fp16 for a checkpoint, the ONNX's own type for an ONNX.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output directory: engines/<target>/..., engines/manifest.json.")
-@click.option("--batch", default="1,1,8", show_default=True, help="min,opt,max batch of the tokens input profile.")
-@click.option("--grid", default="16,16,32", show_default=True, help="min,opt,max square grid side (N = grid^2).")
+@batch_option
+@grid_option
 @click.option("--plugin-lib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="libntc_trt_plugins.so to embed in TensorRT-RTX engines (default: Python plugin creators).")
 @click.option("--calib-data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -117,12 +123,12 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
     """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
     from ..backend.onnx.inspect import onnx_precision
     from ..backend.trt.bundle import write_bundle
+    from ..backend.trt.profiles import check_grid_sides
     from ..backend.trt.targets import get_target
     from ..models import load
     from ..pipeline.executor import BuildJob, run_builds
     from ..pipeline.main_job import QUANTIZED
 
-    batch_t, grid_t = _triple(batch), _triple(grid)
     chosen = [get_target(t) for t in dict.fromkeys(targets)]
     if not precisions:
         if model.suffix == ".onnx":
@@ -134,7 +140,9 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
     todo, refused = _plan(chosen, list(dict.fromkeys(precisions)), skip_unsupported)
     # A checkpoint knows its inputs (token or BC-block tensors): its profiles cover every dynamic input.
     module = load(model) if model.suffix != ".onnx" else None
-    shapes = module.input_profiles(batch_t, grid_t) if module is not None else None
+    if module is not None:
+        check_grid_sides(grid, getattr(module, "side_multiple", 1), getattr(module, "side_rule", None), model.name)
+    shapes = module.input_profiles(batch, grid) if module is not None else None
     name = model.stem if module is not None else None  # an ONNX keeps its own model name
     calib, provenance = None, {}
     if module is not None and any(p in QUANTIZED for _, p in todo):
@@ -146,10 +154,11 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
         provenance = {"calibration_data": source, "calibration_sha256": token_hash(calib),
                       "calibration_method": calib_method}
     sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method) if todo else {}
+    _check_sources(sources, shapes, batch, grid)
     results = [{**r, "status": "refused"} for r in refused]
     # Engine builds are independent: the executor runs them (a process pool, or Ray tasks) before the bundles.
     jobs = [(t, p, BuildJob(str(sources[(t.attention, p)]), t.name, p, profiles=shapes,
-                            plugin_lib=str(plugin_lib) if plugin_lib else None, batch=batch_t, grid=grid_t, name=name,
+                            plugin_lib=str(plugin_lib) if plugin_lib else None, batch=batch, grid=grid, name=name,
                             provenance=provenance if p in QUANTIZED else None))
             for t, p in todo if t.backend == "tensorrt_rtx"]
     built = run_builds([j for _, _, j in jobs], out_dir, executor, n_jobs, ray_address)
@@ -161,7 +170,7 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
         onnx_path = sources[(t.attention, p)]
         extra = provenance if p in QUANTIZED else None
         if t.backend != "tensorrt_rtx":
-            r = write_bundle(onnx_path, t, p, out_dir, profiles=shapes, batch=batch_t, grid=grid_t, name=name,
+            r = write_bundle(onnx_path, t, p, out_dir, profiles=shapes, batch=batch, grid=grid, name=name,
                              provenance=extra)
             results.append({"target": t.name, "precision": p, "status": "bundle", "path": r["bundle_path"],
                             "reason": r["reason"]})

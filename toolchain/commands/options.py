@@ -3,6 +3,7 @@
 import click
 
 from ..backend.onnx.export import EXPORTERS
+from ..backend.trt.profiles import DEFAULT_GRID, GRID_SYNTAX, format_grid, parse_batch, parse_grid
 from ..calibration.calibrators import METHODS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 
@@ -14,8 +15,17 @@ attention_option = click.option(
          "or MatMul-Softmax-MatMul.")
 exporter_option = click.option(
     "--exporter", type=click.Choice(EXPORTERS), default="dynamo", show_default=True,
-    help="ONNX exporter: torch.export-based, or the legacy TorchScript one (graphs that must take token grids the "
-         "torch.export graph does not: its metadata ntc.export.token_grid lists the sides it takes).")
+    help="ONNX exporter: torch.export-based (separate dynamic height and width: every grid), or the legacy "
+         "TorchScript one.")
+# Parsed while the options are read: a bad --grid / --batch is one line (exit 2) before any work.
+grid_option = click.option(
+    "--grid", default=format_grid(DEFAULT_GRID), show_default=True, callback=lambda ctx, param, v: parse_grid(v),
+    help=f"Engine profile of the token grid, {GRID_SYNTAX} (h x w patches each): engines take every grid from min "
+         "to max on each axis. The default covers images of 56 to 672 px a side at ViT patch 14, at any aspect ratio "
+         "within (e.g. 672x224 px: a 48x16 grid), tuned for 224x224.")
+batch_option = click.option(
+    "--batch", default="1,1,8", show_default=True, callback=lambda ctx, param, v: parse_batch(v),
+    help="min,opt,max batch of the engine profile.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 
 

@@ -18,12 +18,12 @@ from ...ops.window_attention.lowering import mark_fp32_attention_decomposable
 from ...util.atomic import write_bytes
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
-from ..onnx.inspect import custom_ops, load_onnx_for, model_name
+from ..onnx.inspect import custom_ops, load_onnx_for, model_name, onnx_inputs
 from ..onnx.int8_io import interface_scales
 from . import build_log
 from . import env as trt_env
 from .manifest import cached_entry, update_manifest
-from .profiles import DEFAULT_BATCH, DEFAULT_GRID, input_profiles
+from .profiles import DEFAULT_BATCH, DEFAULT_GRID, check_profiles, grid_triple, input_profiles
 from .targets import TargetProfile, check_precision, get_target
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def engine_cache_key(onnx_path, target, precision: str, plugin_lib=None, profile
     return _cache_key(onnx=sha256_file(onnx_path), target=target.name, sm=target.sm, precision=precision,
                       trt=trt_env.version_info(target.backend),
                       plugin_lib=sha256_file(plugin_lib) if plugin_lib else None, profiles=profiles,
-                      batch=list(batch), grid=list(grid))
+                      batch=list(batch), grid=[list(g) for g in grid_triple(grid)])
 
 
 def cached_build(onnx_path, target, precision: str, out_dir, profiles: dict | None = None, plugin_lib=None,
@@ -173,6 +173,8 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
                        "write a deploy bundle instead (ntc_export.backend.trt.bundle.write_bundle)")
     onnx_path = Path(onnx_path)
     model = load_onnx_for(onnx_path, precision)
+    # a profile the graph cannot take (a static axis asked to vary, another size) is refused before any build
+    check_profiles(onnx_path.name, onnx_inputs(model), profiles, batch, grid)
     ops = custom_ops(model)
     # an int8-interface graph's scales: the manifest keeps them for runners that feed floats (backend/onnx/int8_io.py)
     scales = interface_scales({p.key: p.value for p in model.metadata_props})

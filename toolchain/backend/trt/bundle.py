@@ -17,7 +17,7 @@ from ...util.hashing import sha256_file
 from ...util.paths import PLUGINS_DIR
 from ..onnx.inspect import custom_ops, load_onnx_for, model_name, onnx_inputs
 from .manifest import update_manifest
-from .profiles import DEFAULT_BATCH, DEFAULT_GRID, input_profiles
+from .profiles import DEFAULT_BATCH, DEFAULT_GRID, check_profiles, grid_triple
 from .targets import check_precision, get_target
 
 PLUGIN_PARTS = ("CMakeLists.txt", "include", "kernels", "trt", "common")
@@ -44,8 +44,13 @@ def _readme(settings: dict, target) -> str:
         "       python3 build_engine.py --dry-run\n"
         "       python3 build_engine.py\n\n"
         f"The engine is written to `{settings['engine']}`. Attention is lowered as `{settings['attention']}`.\n"
+        f"Token grids (h x w): {_grid_text(settings['grid'])}; the input profiles in `settings.json` follow them.\n"
         "Files: the ONNX, `settings.json` (precision, profiles, SM, TensorRT range), `plugins/` (sources).\n"
     )
+
+
+def _grid_text(grid: dict) -> str:
+    return " ".join(f"{k} {h}x{w}" for k, (h, w) in grid.items())
 
 
 def _external_data_files(model) -> set[str]:
@@ -86,7 +91,8 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
                                             for n in model.graph.node):
         raise NtcError(f"{onnx_path.name} uses the ONNX Attention op, which TensorRT {target.trt_range} on "
                        f"{target.name} lacks: export it with the 'plugin' attention lowering")
-    chosen = input_profiles(onnx_inputs(model), profiles, batch, grid)
+    chosen = check_profiles(onnx_path.name, onnx_inputs(model), profiles, batch, grid)
+    grids = {k: list(g) for k, g in zip(("min", "opt", "max"), grid_triple(grid))}  # the token grid (h, w) asked
     name = name or model_name(onnx_path)
     engines_dir = Path(out_dir) / "engines" / target.name
     try:
@@ -114,6 +120,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
             "onnx_sha256": sha256_file(onnx_path),
             "engine": f"{name}.{precision}.engine",
             "profiles": chosen,
+            "grid": grids,
             "workspace_bytes": target.memory_budget_bytes // 4,
             "custom_ops": ops,
             "plugin_library": PLUGIN_LIBRARY,
@@ -150,6 +157,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "reason": f"TensorRT {target.trt_range} is not installable here: build on the device with "
                   f"{target.name}/{bundle.name}/build_engine.py",
         "profiles": chosen,
+        "grid": grids,
         "plugins": [{"op": op, "version": PLUGIN_VERSION, "nodes": n, "provider": "library",
                      "library": PLUGIN_LIBRARY}
                     for op, n in sorted(ops.items())],

@@ -63,6 +63,8 @@ def describe(s: dict, plugin_lib: Path | None, engine: Path) -> str:
         f"workspace: {s['workspace_bytes']} bytes",
         "profiling verbosity: detailed",
     ]
+    if s.get("grid"):  # the token grid (h x w) the profiles were read off
+        lines.append("token grid: " + " ".join(f"{k} {h}x{w}" for k, (h, w) in s["grid"].items()))
     for name, (lo, opt, hi_shape) in s["profiles"].items():
         lines.append(f"profile {name}: min {shape_text(lo)} opt {shape_text(opt)} max {shape_text(hi_shape)}")
     if s["custom_ops"]:
