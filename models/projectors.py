@@ -60,17 +60,20 @@ class Mlp2xGelu(TokenModel):
 @register("patch_merger")
 class PatchMerger(TokenModel):
     """Qwen2-VL PatchMerger: LayerNorm(D) -> 2×2 merge (4D) -> Linear(4D, hidden) -> GELU -> Linear(hidden, D_out).
-    Qwen uses hidden = 4D; `mlp_hidden` lets the zoo stay small. Qwen2.5-VL swaps LayerNorm for RMSNorm (`norm`)."""
+    Qwen uses hidden = 4D; `mlp_hidden` lets the zoo stay small. Qwen2.5-VL swaps LayerNorm for RMSNorm (`norm`).
+    `packed_graph` (set on converted Qwen checkpoints): the packed form, what Qwen's vision tower feeds its merger
+    (`packed`), ships beside the grid graph as extra graph "packed" (models/hf_projectors.PackedMerger)."""
 
     grid_multiple = side_multiple = 2
     side_rule = "even grid sides (Qwen's 2x2 merger; Qwen's smart_resize makes them so)"
 
-    def __init__(self, input_dim=384, output_dim=512, mlp_hidden=None, norm="layernorm", num_classes=0):
+    def __init__(self, input_dim=384, output_dim=512, mlp_hidden=None, norm="layernorm", num_classes=0,
+                 packed_graph=False):
         super().__init__()
         merged = input_dim * 4
         mlp_hidden = mlp_hidden or merged
         self.config = dict(input_dim=input_dim, output_dim=output_dim, mlp_hidden=mlp_hidden, norm=norm,
-                           num_classes=num_classes)
+                           num_classes=num_classes, **({"packed_graph": True} if packed_graph else {}))
         self.input_dim, self.output_dim = input_dim, output_dim
         self.ln_q = nn.LayerNorm(input_dim, eps=1e-6) if norm == "layernorm" else RMSNorm(input_dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(merged, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, output_dim))
@@ -78,6 +81,18 @@ class PatchMerger(TokenModel):
 
     def core(self, x, h, w):
         return self.mlp(_space_to_depth(self.ln_q(x), h, w, 2))
+
+    def packed(self, rows: torch.Tensor) -> torch.Tensor:
+        """transformers' merger call: rows [T, D] in Qwen's processor order (every 4 consecutive rows one 2x2 merge
+        window; see models/hf_projectors.PackedMerger) -> [T/4, D_out]."""
+        return self.mlp(self.ln_q(rows).reshape(-1, 4 * self.input_dim))
+
+    def extra_graphs(self) -> dict[str, nn.Module]:
+        if not self.config.get("packed_graph"):
+            return {}
+        from .hf_projectors import PackedMerger  # hf_projectors imports this module
+
+        return {"packed": PackedMerger(self)}
 
 
 @register("pixel_shuffle")

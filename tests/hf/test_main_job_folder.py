@@ -1,5 +1,6 @@
 """The main job takes a Hugging Face checkpoint folder as MODEL: converted on the way (every projector, Qwen3-VL's
-DeepStack mergers as models of their own), validated like any checkpoint, and a rerun skips every stage."""
+DeepStack mergers as models of their own, each with its packed graph beside it), validated like any checkpoint, and a
+rerun skips every stage."""
 
 import json
 
@@ -19,10 +20,12 @@ def test_main_job_converts_a_folder(hf_copy, real_tokens, tmp_path):
     assert list(report["models"]) == names
     assert [report["models"][n]["arch"] for n in names] == ["patch_merger", "postshuffle_merger", "postshuffle_merger"]
     records = [r for r in report["records"] if r["precision"] == "fp32"]
-    assert {r["model"] for r in records} == set(names) and all(r["pass"] and r["rel_l2"] <= 1e-5 for r in records)
+    packed = [f"{n}.packed" for n in names]  # each Qwen merger also ships its packed form (an extra graph)
+    assert {r["model"] for r in records} == set(names + packed)
+    assert all(r["pass"] and r["rel_l2"] <= 1e-5 for r in records)
     meta = read_meta(tmp_path / "out" / "hf" / "qwen3-vl-tiny.deepstack1.pt")
     assert meta["folder"] == str(folder.resolve()) and meta["part"] == "deepstack1"
 
     assert main(args) == 0  # the conversion writes the same bytes again, so every stage is a cache hit
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["stages_run"] == [] and len(manifest["stages_skipped"]) == 3 * len(names)
+    assert manifest["stages_run"] == [] and len(manifest["stages_skipped"]) == 3 * len(names) + 2 * len(packed)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from ntc_export.backend.onnx.export import export_model
 from ntc_export.backend.onnxrt.runner import OrtRunner
+from ntc_export.models.grid import as_grid
 from ntc_export.cli import main
 from ntc_export.evaluate.fidelity import fidelity
 from ntc_export.hf import convert, merge_order
@@ -50,7 +51,7 @@ def test_pytorch_and_onnx_match_transformers(family, hf_models, hf_saved, real_t
         with torch.no_grad():
             torch_out = ours(torch.from_numpy(patch)).numpy()
         onnx = export_model(ours, tmp_path / f"onnx-{name or 'main'}", ["fp32"])["fp32"]
-        ort_out = OrtRunner(onnx).run({"tokens": patch})["tokens_out"]
+        ort_out = OrtRunner(onnx).run({"tokens": as_grid(patch)})["tokens_out"]  # graphs take [B, h, w, D]
         assert ref.shape == torch_out.shape == ort_out.shape
         torch_rel, ort_rel = fidelity(ref, torch_out)["rel_l2"], fidelity(ref, ort_out)["rel_l2"]
         with capsys.disabled():

@@ -59,33 +59,38 @@ def _qwen_prefixes(module: str) -> tuple[str, ...]:
 
 
 _MERGER_DIMS = {"input_dim": ("ln_q.weight", 0, 1), "output_dim": ("mlp.2.weight", 0, 1)}
+# Qwen's vision towers feed their mergers packed rows [Σ h·w, D] in processor order: converted mergers ship that form
+# too, as extra graph "packed" (models/hf_projectors.PackedMerger), beside the grid graph [B, h, w, D]
+_PACKED = {"packed_graph": True}
 
 
 def _qwen2_vl(config: dict) -> list[Part]:
     _require(config, "vision_config.spatial_merge_size", 2, (2,), "Qwen2-VL")
     stated = {"input_dim": _get(config, "vision_config.embed_dim"),
               "output_dim": _get(config, "vision_config.hidden_size")}
-    return [Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated, {"norm": "layernorm"})]
+    return [Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated,
+                 {"norm": "layernorm", **_PACKED})]
 
 
 def _qwen2_5_vl(config: dict) -> list[Part]:
     _require(config, "vision_config.spatial_merge_size", 2, (2,), "Qwen2.5-VL")
     stated = {"input_dim": _get(config, "vision_config.hidden_size"),
               "output_dim": _get(config, "vision_config.out_hidden_size")}
-    return [Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated, {"norm": "rmsnorm"})]
+    return [Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated,
+                 {"norm": "rmsnorm", **_PACKED})]
 
 
 def _qwen3_vl(config: dict) -> list[Part]:
     _require(config, "vision_config.spatial_merge_size", 2, (2,), "Qwen3-VL")
     stated = {"input_dim": _get(config, "vision_config.hidden_size"),
               "output_dim": _get(config, "vision_config.out_hidden_size")}
-    main = Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated, {"norm": "layernorm"},
+    main = Part("", "patch_merger", _qwen_prefixes("merger"), _MERGER_DIMS, stated, {"norm": "layernorm", **_PACKED},
                 renames={"ln_q": "norm", "mlp.0": "linear_fc1", "mlp.2": "linear_fc2"})
     deep_dims = {"input_dim": ("norm.weight", 0, 4), "output_dim": ("linear_fc2.weight", 0, 1)}
     # one DeepStack merger per listed ViT layer; each reads that layer's tokens, so each is a model of its own
     layers = _get(config, "vision_config.deepstack_visual_indexes") or []
     return [main] + [Part(f"deepstack{i}", "postshuffle_merger", _qwen_prefixes(f"deepstack_merger_list.{i}"),
-                          deep_dims, stated) for i in range(len(layers))]
+                          deep_dims, stated, _PACKED) for i in range(len(layers))]
 
 
 def _llava(config: dict) -> list[Part]:
