@@ -1,26 +1,30 @@
 """`hyperprior`: learned transform coding of the token grid with a scale hyperprior (Ballé et al. 2018).
 
-analysis g_a:   tokens [B, h*w, D] -> 2x2 token cells m [B, (h/2)(w/2), 4D] -> y = ((m - center) @ basis.T + MLP(m))
-                * gain (per channel) -> y [B, M, h/2, w/2]  (basis: PCA of cells at init, tied with g_s; the
+Any grid h x w: tokens are padded by edge repetition to whole 2x2 cells (hp, wp even; gh, gw = hp/2, wp/2 latent
+cells), the decoded tokens cropped back to the image's own grid (the payload records it).
+analysis g_a:   tokens [B, h, w, D] -> 2x2 token cells m [B, gh*gw, 4D] -> y = ((m - center) @ basis.T + MLP(m))
+                * gain (per channel) -> y [B, M, gh, gw]  (basis: PCA of cells at init, tied with g_s; the
                 residual MLP is optional, enc_dim 0)
-hyper-analysis: |y| -> conv1x1 -> GELU -> conv3x3 stride 2 -> z [B, Nz, h/4, w/4]
-hyper-synthesis h_s: z_hat -> transposed conv 4x4 (stride 2) -> GELU -> conv1x1 -> exp -> scales [B, M, h/2, w/2]
+hyper-analysis: |y| -> conv1x1 -> GELU -> conv3x3 stride 2 -> z [B, Nz, ceil(gh/2), ceil(gw/2)]
+hyper-synthesis h_s: z_hat -> transposed conv 4x4 (stride 2) -> GELU -> conv1x1 -> exp -> scales
+                [B, M, 2 ceil(gh/2), 2 ceil(gw/2)], cropped to y's [gh, gw] (an odd latent side leaves the last row
+                of scales unused; padding tokens to a multiple of 4 instead would code a whole row of y more)
                 (1x1 convs at the M-channel ends: the checkpoint's bytes go to latent channels)
 synthesis g_s:  y_hat / gain -> @ basis + center + Linear(LayerNorm(SwinBlocks(Linear up(.)))) -> unmerge
-                -> tokens_out [B, h*w, D]
+                -> tokens_out [B, hp*wp, D]
 
 compress:   g_a, h_a in PyTorch; z symbols = round(z - median) on each channel's support (factorized prior, models/
             entropy_layers.EntropyBottleneck); scales = h_s(z_hat) per image, mapped to the scale table's index;
             y symbols = round(y); both range coded on the host (codec/range_coding, constriction); payload =
             codec.payload header + body (z word count, z words, y words, CRC32 of the symbols).
 decompress: z decoded -> h_s (PyTorch, per image, as in compress: the same indexes) -> y decoded -> g_s.
-deployable: the synthesis g_s: input "latents" float32 [B, M, h/2, w/2] (the integer-valued y_hat) -> tokens_out.
-            The hyper-synthesis exports on its own (`hyper_synthesis_graph`: "z_hat" -> "scales"); entropy coding
-            stays on the host: bitstream -> host range decoder -> engine.
+deployable: the synthesis g_s: input "latents" float32 [B, M, gh, gw] (the integer-valued y_hat) -> tokens_out
+            [B, hp*wp, D] (`decode` crops). The hyper-synthesis exports on its own (`hyper_synthesis_graph`:
+            "z_hat" -> "scales", uncropped); entropy coding stays on the host: bitstream -> host range decoder ->
+            engine.
 training:   additive uniform noise in the rate terms, straight-through rounding into the synthesis; the family's loss
             term is lambda * bits per image / fp16 bits per image, lambda adapted after every step by dual ascent
             toward `target_rate` (stored in the buffer `log_lambda`).
-The grid side must be a multiple of 4 (2x2 cells, then the stride-2 hyper-analysis).
 """
 
 import math
@@ -30,12 +34,13 @@ import torch
 import torch.nn as nn
 
 from ..codec import range_coding as rc
-from ..codec.payload import Payload, expect_all, square_side
+from ..codec.payload import Payload, expect_all
 from ..ops.tracing import exporting
 from ..util.errors import NtcError
 from .base import TokenModel
 from .bc_autoencoder import merge_cells, unmerge_cells
 from .blocks import SwinBlock
+from .grid import crop_grid, grid_of, grid_pair, grid_tokens, pad_grid, padded
 from .entropy_layers import EntropyBottleneck, GaussianConditional
 from .registry import register
 
@@ -50,7 +55,7 @@ def _refresh_tables(module, incompatible_keys) -> None:
 
 
 class HyperSynthesis(nn.Module):
-    """h_s: z_hat [B, Nz, h/4, w/4] -> positive scales [B, M, h/2, w/2]."""
+    """h_s: z_hat [B, Nz, zh, zw] -> positive scales [B, M, 2 zh, 2 zw] (y's coder crops them to y's grid)."""
 
     def __init__(self, hyper: int, latent: int):
         super().__init__()
@@ -73,22 +78,25 @@ class HyperSynthesisGraph(nn.Module):
         super().__init__()
         self.h_s = owner.h_s
         self.arch = f"{owner.arch}.hyper_synthesis"
-        self.grid_multiple = 4  # z_hat is the token grid / 4 per side
+        self.input_dim = owner.input_dim  # the tokens `prepare_inputs` reads
+        self.grid_multiple = 4  # z_hat has ceil(h/4) x ceil(w/4) cells: one per 4 tokens a side
         self._owner = [owner]  # not a submodule: the graph holds h_s only
 
     def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
         return self.h_s(z_hat)
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
+        """z_hat for a token grid (a side or (h, w)): ceil(h/4) x ceil(w/4), what `prepare_inputs` gives."""
         g = torch.Generator().manual_seed(0)
-        shape = (batch, self._owner[0].hyper, grid // 4, grid // 4)
+        shape = (batch, self._owner[0].hyper, *(padded(s, 4) // 4 for s in grid_pair(grid)))
         return (torch.round(torch.randn(shape, generator=g) * 2),)
 
     def dynamic_axes(self) -> dict:
-        return {"z_hat": {0: "batch", 2: "hyper_y", 3: "hyper_x"}, "scales": {0: "batch", 2: "latent_y", 3: "latent_x"}}
+        # scales: 2 z_hat cells a side, the latent grid rounded up to even (y's coder crops)
+        return {"z_hat": {0: "batch", 2: "hyper_y", 3: "hyper_x"}, "scales": {0: "batch", 2: "scales_y", 3: "scales_x"}}
 
     def prepare_inputs(self, patch_tokens) -> dict:
-        """Held-out tokens -> z_hat from the real quantiser (what the host decoder feeds h_s)."""
+        """Held-out tokens (any grid) -> z_hat from the real quantiser (what the host decoder feeds h_s)."""
         owner = self._owner[0]
         zs = owner.analyse(owner._as_tensor(patch_tokens))[2]
         return {"z_hat": owner.entropy_bottleneck.dequantize(zs).numpy()}
@@ -117,7 +125,7 @@ class HyperpriorCoder(TokenModel):
                            lam=lam, lam_step=lam_step, num_classes=num_classes)
         self.input_dim = self.output_dim = input_dim
         self.latent, self.hyper, self.merge = latent, hyper, merge
-        self.grid_multiple = 2 * merge
+        self.grid_multiple = merge  # the deployable graph's latents: one cell per 2 tokens a side
         merged = input_dim * merge * merge
         # g_a / g_s share the linear coder (PCA of cells when the recipe's init sets it).
         self.register_buffer("center", torch.zeros(merged))
@@ -155,15 +163,19 @@ class HyperpriorCoder(TokenModel):
         return t
 
     def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
-        return self.check_token_grid(tokens, 2 * self.merge)
+        """(hp, wp): the grid of tokens (any grid) padded to whole 2x2 cells."""
+        return tuple(padded(s, self.merge) for s in self.check_token_grid(tokens))
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, h*w, D] -> 2x2 token cells [B, (h/2)*(w/2), 4D]."""
-        h, w = self._check_tokens(tokens)
-        return merge_cells(tokens, h, w, self.merge)
+        """tokens [B, h, w, D] (any grid; or [B, h*w, D] square) -> 2x2 token cells of the grid padded to whole
+        cells, [B, (hp/2)*(wp/2), 4D]."""
+        self._check_tokens(tokens)
+        x, h, w = grid_tokens(tokens)
+        g = pad_grid(x.reshape(x.shape[0], h, w, -1), self.merge)
+        return merge_cells(g.flatten(1, 2), g.shape[1], g.shape[2], self.merge)
 
     def g_a(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, h*w, D] -> y [B, M, h/2, w/2]."""
+        """tokens (any grid) -> y [B, M, hp/2, wp/2]."""
         h, w = self._check_tokens(tokens)
         m = self.cells(tokens)
         y = (m - self.center) @ self.basis.T
@@ -173,13 +185,21 @@ class HyperpriorCoder(TokenModel):
         return y.transpose(1, 2).reshape(len(tokens), self.latent, h // self.merge, w // self.merge)
 
     def g_s(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """y_hat [B, M, gh, gw] -> tokens [B, (2 gh)*(2 gw), D]."""
+        """y_hat [B, M, gh, gw] -> tokens [B, (2 gh)*(2 gw), D] on the padded grid."""
         b, _, gh, gw = y_hat.shape
         v = y_hat.flatten(2).transpose(1, 2) * torch.exp(-self.log_gain)
         x = self.up(v)
         for block in self.blocks:
             x = block(x, gh, gw)
         return unmerge_cells(v @ self.basis + self.center + self.out(self.norm(x)), gh, gw, self.merge)
+
+    def scales(self, z_hat: torch.Tensor, grid, h_s=None) -> torch.Tensor:
+        """h_s (or its float64 copy) on z_hat, cropped to y's latent grid `grid` (gh, gw)."""
+        return (h_s or self.h_s)(z_hat)[..., :grid[0], :grid[1]]
+
+    def _own_grid(self, tokens: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Tokens decoded on the padded grid -> the grid of `tokens` (the image's own)."""
+        return crop_grid(out, self._check_tokens(tokens), grid_of(tokens, self.arch))
 
     def _with_head(self, tokens: torch.Tensor):
         return tokens if self.head is None else (tokens, self.head(tokens.mean(dim=1)))
@@ -200,7 +220,7 @@ class HyperpriorCoder(TokenModel):
     # ---- the deployable graph -----------------------------------------------------------------------------------
 
     def forward(self, latents: torch.Tensor):
-        """latents float32 [B, M, h/2, w/2] (y_hat) -> tokens [B, h*w, D] (+ logits)."""
+        """latents float32 [B, M, gh, gw] (y_hat) -> tokens [B, 2 gh * 2 gw, D] (+ logits)."""
         if not exporting():
             self._check_latents(latents)
         return self._with_head(self.g_s(latents))
@@ -209,7 +229,7 @@ class HyperpriorCoder(TokenModel):
         if not isinstance(latents, torch.Tensor) or latents.dtype != torch.float32:
             raise NtcError(f"hyperprior latents must be a float32 tensor, got {getattr(latents, 'dtype', latents)}")
         if latents.dim() != 4 or latents.shape[1] != self.latent:
-            raise NtcError(f"hyperprior latents must be float32 [B, {self.latent}, h/2, w/2], got shape "
+            raise NtcError(f"hyperprior latents must be float32 [B, {self.latent}, gh, gw], got shape "
                            f"{list(latents.shape)}")
 
     def extra_graphs(self) -> dict[str, nn.Module]:
@@ -223,57 +243,63 @@ class HyperpriorCoder(TokenModel):
     # ---- training path ------------------------------------------------------------------------------------------
 
     def fp16_bits(self, tokens: torch.Tensor) -> float:
-        return tokens.shape[1] * tokens.shape[2] * FP16_TOKEN_BYTES * 8
+        """Bits of one image's own tokens (any grid) in fp16."""
+        return grid_tokens(tokens)[0][0].numel() * FP16_TOKEN_BYTES * 8
 
     def train_forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """(reconstruction, lambda * bits per image / fp16 bits per image, stats)."""
+        """(reconstruction on the tokens' own grid, lambda * bits per image / fp16 bits per image, stats)."""
         y = self.g_a(tokens)
         z = self.h_a(torch.abs(y))
         z_hat, z_lik = self.entropy_bottleneck(z)
-        y_hat, y_lik = self.gaussian(y, self.h_s(z_hat))
+        y_hat, y_lik = self.gaussian(y, self.scales(z_hat, y.shape[2:]))
         bits = (-torch.log2(y_lik).sum() - torch.log2(z_lik).sum()) / len(tokens)
         self._last_bytes = float(bits.detach()) / 8 + self.overhead_bytes()
         extra = self.log_lambda.exp() * bits / self.fp16_bits(tokens)
         stats = {"bits": float(bits.detach()), "lambda": self.lam()}
-        return self.g_s(y_hat), extra, stats
+        return self._own_grid(tokens, self.g_s(y_hat)), extra, stats
 
     @torch.no_grad()
     def after_step(self, tokens: torch.Tensor) -> None:
         """Dual ascent on log lambda: up when the step's estimated bytes exceed the target, down otherwise."""
         if self._last_bytes is None:
             return
-        target = tokens.shape[1] * tokens.shape[2] * FP16_TOKEN_BYTES / self.config["target_rate"]
+        target = self.fp16_bits(tokens) / 8 / self.config["target_rate"]
         step = self.config["lam_step"] * (self._last_bytes / target - 1.0)
         self.log_lambda.add_(max(-0.5, min(0.5, step))).clamp_(-12.0, 12.0)
 
     def reconstruct(self, tokens: torch.Tensor):
-        """Eval path without the range coder: tokens -> real quantiser -> tokens (+ logits)."""
-        y_hat = self.gaussian.quantize(self.g_a(self._as_tensor(tokens)))
-        return self._with_head(self.g_s(y_hat))
+        """Eval path without the range coder: tokens (any grid) -> real quantiser -> tokens on their own grid
+        (+ logits)."""
+        t = self._as_tensor(tokens)
+        y_hat = self.gaussian.quantize(self.g_a(t))
+        return self._with_head(self._own_grid(t, self.g_s(y_hat)))
 
     # ---- host compress / decompress -----------------------------------------------------------------------------
 
     def analyse(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """tokens -> (y symbols (float, integer-valued) [B, M, gh, gw], scale indexes int64 [B, M, gh, gw],
-        z symbols int64 [B, Nz, gh/2, gw/2]); the scales come from h_s one image at a time, as in decode."""
+        z symbols int64 [B, Nz, ceil(gh/2), ceil(gw/2)]); the scales come from h_s one image at a time, as in
+        decode."""
         if self.training:
             raise NtcError("hyperprior: coding needs eval mode (the factorized prior's tables)")
         with torch.no_grad():
             y = self.g_a(tokens)
             zs = self.entropy_bottleneck.symbols(self.h_a(torch.abs(y)))
-            idx = self.scale_indexes(zs)
+            idx = self.scale_indexes(zs, y.shape[2:])
             return self.gaussian.quantize(y), idx, zs
 
-    def scale_indexes(self, z_symbols: torch.Tensor) -> torch.Tensor:
-        """z symbols [B, Nz, ...] -> scale table indexes [B, M, ...]: h_s in float64, one image at a time, so encoder
-        and decoder pick the same index whatever float32 kernels, batch or memory alignment would round differently."""
+    def scale_indexes(self, z_symbols: torch.Tensor, grid) -> torch.Tensor:
+        """z symbols [B, Nz, zh, zw] -> scale table indexes [B, M, gh, gw] on y's latent grid `grid`: h_s in float64,
+        one image at a time, so encoder and decoder pick the same index whatever float32 kernels, batch or memory
+        alignment would round differently."""
         if self._h_s64 is None:
             import copy
 
             self.__dict__["_h_s64"] = copy.deepcopy(self.h_s).double()  # not a submodule: no state_dict entry
         z_hat = self.entropy_bottleneck.dequantize(z_symbols, torch.float64)
         with torch.no_grad():
-            return torch.cat([self.gaussian.scale_indexes(self._h_s64(z_hat[i:i + 1])) for i in range(len(z_hat))])
+            return torch.cat([self.gaussian.scale_indexes(self.scales(z_hat[i:i + 1], grid, self._h_s64))
+                              for i in range(len(z_hat))])
 
     def _z_pmfs(self, count: int) -> np.ndarray:
         """One pmf row per z symbol of one image (channel-major order, `count` positions per channel)."""
@@ -312,25 +338,30 @@ class HyperpriorCoder(TokenModel):
         return rc.pack_body(z_words, y_words, rc.symbols_crc(z_sym, y_sym))
 
     def encode(self, patch_tokens) -> list[bytes]:
-        """Patch tokens [N, h*w, D] -> one payload per image (header + range-coded z and y streams + CRC32)."""
+        """Patch tokens [N, h, w, D] (any grid; or [N, h*w, D] square) -> one payload per image (header + range-coded
+        z and y streams of the grid padded to whole cells + CRC32); the payload records the image's own grid."""
         tokens = np.asarray(patch_tokens, dtype=np.float32)
-        side = square_side(tokens, self.arch, self.input_dim)
+        grid = grid_of(tokens, self.arch, self.input_dim)
         ys, idx, zs = self.analyse(self._as_tensor(tokens))
         fingerprint = self.fingerprint()
-        return [Payload(self.family, fingerprint, (side, side), self._body(ys[i], idx[i], zs[i])).pack()
+        return [Payload(self.family, fingerprint, grid, self._body(ys[i], idx[i], zs[i])).pack()
                 for i in range(len(tokens))]
 
     def _grid_shapes(self, grid: tuple[int, int], what: str) -> tuple[tuple, tuple]:
+        """(y's shape, z's shape) of one image at a token grid (h, w)."""
         h, w = grid
-        unit = 2 * self.merge
-        if h != w or not (0 < h <= MAX_GRID_SIDE) or h % unit:
-            raise NtcError(f"{what}: token grid {h}x{w} is not a square grid with a side divisible by {unit} (at most "
-                           f"{MAX_GRID_SIDE}); corrupt header?")
-        g = h // self.merge
-        return (self.latent, g, g), (self.hyper, g // 2, g // 2)
+        if not (0 < h <= MAX_GRID_SIDE and 0 < w <= MAX_GRID_SIDE):
+            raise NtcError(f"{what}: token grid {h}x{w} is outside 1..{MAX_GRID_SIDE} a side; corrupt header?")
+        gh, gw = padded(h, self.merge) // self.merge, padded(w, self.merge) // self.merge
+        return (self.latent, gh, gw), (self.hyper, padded(gh, 2) // 2, padded(gw, 2) // 2)
 
     def decode_latents(self, payloads) -> np.ndarray:
-        """Payloads from `encode` of this model (one grid) -> y_hat float32 [N, M, h/2, w/2] (the engine's input)."""
+        """Payloads from `encode` of this model (one grid) -> y_hat float32 [N, M, gh, gw] (the engine's input: the
+        grid padded to whole cells)."""
+        return self._decode_latents(payloads)[0]
+
+    def _decode_latents(self, payloads) -> tuple[np.ndarray, tuple[int, int]]:
+        """(y_hat [N, M, gh, gw], the payloads' token grid (h, w))."""
         if self.training:
             raise NtcError("hyperprior: decoding needs eval mode (the factorized prior's tables)")
         fingerprint = self.fingerprint()
@@ -341,29 +372,33 @@ class HyperpriorCoder(TokenModel):
             z_words, y_words, crc = rc.unpack_body(p.body, f"payload {i}")
             z_sym = rc.decode_categorical(z_words, self._z_pmfs(z_shape[1] * z_shape[2]))
             zs = torch.from_numpy(z_sym.astype(np.int64)).reshape(1, *z_shape)
-            idx = self.scale_indexes(zs)
+            idx = self.scale_indexes(zs, y_shape[1:])
             stds = self.gaussian.scale_table.double()[idx.reshape(-1)].numpy()
             y_sym = rc.decode_gaussian(y_words, stds, self.gaussian.max_symbol)
             rc.check_crc(crc, f"payload {i}", z_sym, y_sym)
             out.append(y_sym.reshape(y_shape).astype(np.float32))
-        return np.stack(out)
+        return np.stack(out), parsed[0].grid
 
     @torch.no_grad()
     def decode(self, payloads) -> np.ndarray:
-        """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D]."""
-        out = self(torch.from_numpy(self.decode_latents(payloads)))
-        return (out[0] if isinstance(out, tuple) else out).numpy()
+        """Payloads from `encode` of this model (one grid) -> patch tokens float32 [N, h*w, D] on that grid."""
+        latents, grid = self._decode_latents(payloads)
+        out = self(torch.from_numpy(latents))
+        out = (out[0] if isinstance(out, tuple) else out).numpy()
+        return crop_grid(out, (latents.shape[2] * self.merge, latents.shape[3] * self.merge), grid)
 
     # ---- export interface ---------------------------------------------------------------------------------------
 
-    def example_inputs(self, batch: int = 2, grid: int = 16) -> tuple:
+    def example_inputs(self, batch: int = 2, grid=16) -> tuple:
+        """latents for a token grid (a side or (h, w)), padded to whole cells as `encode` pads it."""
         g = torch.Generator().manual_seed(0)
-        side = grid // self.merge
-        return (torch.round(torch.randn((batch, self.latent, side, side), generator=g) * 3),)
+        shape = (batch, self.latent, *(padded(s, self.merge) // self.merge for s in grid_pair(grid)))
+        return (torch.round(torch.randn(shape, generator=g) * 3),)
 
     def input_axes(self) -> dict:
         return {"latents": {0: "batch", 2: "latent_y", 3: "latent_x"}}
 
     def prepare_inputs(self, patch_tokens) -> dict:
-        """Held-out tokens -> the deployable graph's feed: y_hat from the real quantiser (what the payload holds)."""
+        """Held-out tokens (any grid) -> the deployable graph's feed: y_hat from the real quantiser (what the payload
+        holds) on the grid padded to whole cells (the graph decodes that grid; `decode` crops it)."""
         return {"latents": self.analyse(self._as_tensor(patch_tokens))[0].numpy()}

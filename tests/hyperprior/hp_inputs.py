@@ -12,15 +12,16 @@ torch.set_num_threads(1)  # tiny models: threads only contend on a shared machin
 TINY = dict(latent=12, hyper=4, enc_dim=8, dim=16, depth=1, heads=2, window=4, mlp_ratio=2.0, target_rate=24.0)
 
 
-def low_rank_tokens(n: int, seed: int = 0, rank: int = 3, grid: int = 16) -> np.ndarray:
-    """[n, grid*grid, 384] tokens: a shared mean + low-rank Gaussian detail (one fixed subspace; `seed` draws the
-    coefficients) + a little white noise."""
+def low_rank_tokens(n: int, seed: int = 0, rank: int = 3, grid=16) -> np.ndarray:
+    """[n, h*w, 384] tokens on a grid (a side or (h, w)): a shared mean + low-rank Gaussian detail (one fixed subspace;
+    `seed` draws the coefficients) + a little white noise."""
+    h, w = (grid, grid) if isinstance(grid, int) else grid
     fixed = np.random.default_rng(1234)
     mean = fixed.standard_normal(384).astype(np.float32)
     basis = fixed.standard_normal((rank, 384)).astype(np.float32) / np.sqrt(rank)
     rng = np.random.default_rng(seed)
-    coeff = rng.standard_normal((n, grid * grid, rank)).astype(np.float32) * np.linspace(3, 0.3, rank, dtype=np.float32)
-    return (mean + coeff @ basis + 0.05 * rng.standard_normal((n, grid * grid, 384))).astype(np.float32)
+    coeff = rng.standard_normal((n, h * w, rank)).astype(np.float32) * np.linspace(3, 0.3, rank, dtype=np.float32)
+    return (mean + coeff @ basis + 0.05 * rng.standard_normal((n, h * w, 384))).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)

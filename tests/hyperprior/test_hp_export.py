@@ -1,5 +1,6 @@
 """hyperprior graphs in ONNX Runtime: the synthesis ("latents" -> tokens_out) and the hyper-synthesis ("z_hat" ->
-"scales"), fp32 and fp16, against PyTorch on feeds from the real quantiser; dynamic latent grids."""
+"scales"), fp32 and fp16, against PyTorch on feeds from the real quantiser; dynamic latent grids, non-square ones
+included (odd latent sides)."""
 
 import numpy as np
 import onnx
@@ -45,15 +46,20 @@ def test_hyper_synthesis_graph_fidelity(model, exported):
     assert records["fp16"]["cosine"] >= 0.9995
 
 
-def test_dynamic_latent_grid(model, exported):
+@pytest.mark.parametrize("grid, cells, hyper", [((8, 8), (4, 4), (2, 2)), ((7, 5), (4, 3), (2, 2)),
+                                                ((26, 46), (13, 23), (7, 12))])
+def test_dynamic_latent_grid(model, exported, grid, cells, hyper):
+    """Both graphs take every grid: tokens padded to whole 2x2 cells (latents), z_hat a side of ceil(cells / 2)."""
     import onnxruntime as ort
     import torch
 
-    sess = ort.InferenceSession(str(exported[0]["fp32"]), providers=["CPUExecutionProvider"])
-    latents = model.prepare_inputs(low_rank_tokens(2, seed=13, grid=8))["latents"]
-    assert latents.shape[2:] == (4, 4)
-    got = sess.run(None, {"latents": latents})[0]
-    with torch.no_grad():
-        ref = model(torch.from_numpy(latents)).numpy()
-    assert got.shape == (2, 64, 384)
-    assert np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref)
+    tokens = low_rank_tokens(2, seed=13, grid=grid).reshape(2, *grid, 384)
+    hs = model.hyper_synthesis_graph()
+    for paths, module, name, want in ((exported[0], model, "latents", cells), (exported[1], hs, "z_hat", hyper)):
+        feed = module.prepare_inputs(tokens)[name]
+        assert feed.shape[2:] == want and feed.shape == tuple(module.example_inputs(2, grid)[0].shape)
+        got = ort.InferenceSession(str(paths["fp32"]), providers=["CPUExecutionProvider"]).run(None, {name: feed})[0]
+        with torch.no_grad():
+            ref = module(torch.from_numpy(feed)).numpy()
+        assert got.shape == ref.shape and np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref)
+    assert ref.shape[2:] == (2 * hyper[0], 2 * hyper[1])  # scales, cropped to the latent cells on the host

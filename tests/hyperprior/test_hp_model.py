@@ -1,5 +1,6 @@
 """hyperprior coder: real payloads (range-coded z and y) decode to the deployable graph's output, the bytes match the
-model's discrete-likelihood estimate, the file round trip, corrupt/wrong payloads, bad inputs, the recipe pieces."""
+model's discrete-likelihood estimate, the file round trip, non-square grids, corrupt/wrong payloads, bad inputs, the
+recipe pieces."""
 
 import numpy as np
 import pytest
@@ -77,8 +78,11 @@ def test_corrupt_and_foreign_payloads_are_refused(model, tokens):
     _one_line(e)
     with pytest.raises(NtcError, match="another hyperprior model"):
         model.decode([Payload(p.family, b"\1" * 8, p.grid, p.body).pack()])
-    with pytest.raises(NtcError, match="token grid 18x18"):
+    with pytest.raises(NtcError, match="token grid 300x18 is outside 1..256"):
+        model.decode([Payload(p.family, p.fingerprint, (300, 18), p.body).pack()])
+    with pytest.raises(NtcError, match="corrupt") as e:  # another grid's streams: the symbols' CRC disagrees
         model.decode([Payload(p.family, p.fingerprint, (18, 18), p.body).pack()])
+    _one_line(e)
     header = len(good) - len(p.body)
     rng = np.random.default_rng(0)
     for _ in range(8):  # flipped bits anywhere in the streams: refused, never decoded into garbage
@@ -91,8 +95,8 @@ def test_corrupt_and_foreign_payloads_are_refused(model, tokens):
 
 
 def test_bad_inputs(model, tokens):
-    with pytest.raises(NtcError, match="side divisible by 4"):
-        model.encode(low_rank_tokens(1, grid=10))
+    with pytest.raises(NtcError, match=r"square grid\), got \[1, 10, 384\]"):
+        model.encode(low_rank_tokens(1, grid=(2, 5)))  # flat tokens: only a square count says its grid
     with pytest.raises(NtcError, match="384"):
         model.encode(tokens[..., :100])
     with pytest.raises(NtcError, match=r"float32 \[B, 12"):
@@ -107,6 +111,33 @@ def test_bad_inputs(model, tokens):
             model.encode(tokens)
     finally:
         model.eval()
+
+
+@pytest.mark.parametrize("grid", [(7, 5), (26, 46)])
+def test_non_square_round_trip(model, tokens, grid):
+    """decode(encode(t)) on a non-square grid: the image's own tokens [N, h*w, D], its grid in the payload, the
+    latents of the grid padded to whole 2x2 cells (the graph's input), a cosine near the 16x16 figure, bytes as
+    estimated."""
+    h, w = grid
+    t = low_rank_tokens(3, seed=17, grid=grid)
+    payloads = model.encode(t.reshape(3, h, w, 384))
+    assert all(unpack(p).grid == grid for p in payloads)
+    latents = model.decode_latents(payloads)
+    assert latents.shape == (3, TINY["latent"], -(-h // 2), -(-w // 2))
+    np.testing.assert_array_equal(latents, model.prepare_inputs(t.reshape(3, h, w, 384))["latents"])
+    decoded = model.decode(payloads)
+    assert decoded.shape == (3, h * w, 384)
+    with torch.no_grad():  # the graph's output on the padded grid, cropped
+        golden = model(torch.from_numpy(latents)).numpy().reshape(3, 2 * latents.shape[2], 2 * latents.shape[3], 384)
+    np.testing.assert_allclose(decoded, golden[:, :h, :w].reshape(3, h * w, 384), rtol=0, atol=1e-5)
+
+    def cosine(a, b):
+        return float(((a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)).mean())
+
+    assert cosine(decoded, t) >= cosine(model.decode(model.encode(tokens)), tokens) - 0.01
+    actual = np.array([len(p) for p in payloads], float)
+    estimate = model.estimate_bytes(t.reshape(3, h, w, 384))
+    assert np.all(np.abs(actual - estimate) <= 0.02 * estimate), (actual, estimate)
 
 
 def test_checkpoint_round_trip_keeps_payloads(model, tokens, tmp_path):

@@ -71,16 +71,16 @@ def _pca(x: np.ndarray, k: int, max_rows: int) -> tuple[np.ndarray, np.ndarray, 
 
 @torch.no_grad()
 def pyramid_init(module, tokens: np.ndarray, max_rows: int = 100_000) -> None:
-    """Set the skips to a two-level PCA pyramid on `tokens` [N, 256, D]: PCA of 4x4-cell mean tokens (coarse), then
-    PCA of the 2x2 cells of the residual after the 4-bit coarse level (fine). Features are unit - 0.5, so a
-    direction's weights are its clipping span times the direction, and the range midpoints go into the bias."""
+    """Set the skips to a two-level PCA pyramid on `tokens` [N, 256, D] (or any grid, padded as the model pads it):
+    PCA of 4x4-cell mean tokens (coarse), then PCA of the 2x2 cells of the residual after the 4-bit coarse level
+    (fine). Features are unit - 0.5, so a direction's weights are its clipping span times the direction, and the range
+    midpoints go into the bias."""
     from ..models.bc_autoencoder import merge_cells
-    from ..models.ntc_grid import COARSE, GRID, LEVELS
+    from ..models.ntc_grid import COARSE_TEXEL, LEVELS, bilinear
 
-    x = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32))
-    module._check_tokens(x[:1])
-    n, d = len(x), x.shape[-1]
-    means = x.reshape(n, COARSE, 4, COARSE, 4, d).mean((2, 4)).reshape(n, COARSE * COARSE, d)
+    x, h, w = module.padded_tokens(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)))
+    n, d, p = len(x), x.shape[-1], COARSE_TEXEL
+    means = x.reshape(n, h // p, p, w // p, p, d).mean((2, 4))
     mc, dc, lo_c, hi_c = (torch.from_numpy(a) for a in _pca(means.reshape(-1, d).numpy(), module.cc, max_rows))
     span_c = hi_c - lo_c
     coarse_const = mc + (lo_c + 0.5 * span_c) @ dc
@@ -88,8 +88,8 @@ def pyramid_init(module, tokens: np.ndarray, max_rows: int = 100_000) -> None:
     module.coarse_center.copy_(coarse_const)
     unit_c = (((means - mc) @ dc.T - lo_c) / span_c).clamp(0, 1)
     feat_c = torch.round(unit_c * LEVELS) / LEVELS - 0.5
-    residual = x - coarse_const - torch.matmul(module.bilinear, feat_c) @ module.w_coarse
-    cells = merge_cells(residual, GRID, GRID, 2).reshape(-1, 4 * d).numpy()
+    residual = x - coarse_const - bilinear(feat_c, h, w) @ module.w_coarse
+    cells = merge_cells(residual, h, w, 2).reshape(-1, 4 * d).numpy()
     mf, df, lo_f, hi_f = (torch.from_numpy(a) for a in _pca(cells, module.cf, max_rows))
     span_f = hi_f - lo_f
     module.w_fine.copy_(span_f[:, None] * df)
