@@ -9,7 +9,7 @@ import pytest
 import torch
 from ntc_export.backend.onnx import export
 from ntc_export.backend.onnxrt.runner import ort_session_options
-from ntc_export.models.base import square_grid
+from ntc_export.models.grid import grid_pair, grid_tokens
 from ntc_export.models.blocks import SwinBlock, WindowAttention
 from ntc_export.ops.ort_registry import register_custom_ops
 from ntc_export.ops.window_attention import (
@@ -23,11 +23,12 @@ from ntc_export.ops.window_attention.lowering import TRT_DECOMPOSABLE_KEY
 from ntc_export.util.errors import NtcError
 
 HEADS = 2
-GRIDS = ((2, 16), (1, 37))  # (batch, side): 16 divides window 8 but not 7; 37 needs padding for both
+# (batch, (h, w)): 16 divides window 8 but not 7; 37 and 23 need padding for both; 5 x 3 is less than one window
+GRIDS = ((2, (16, 16)), (1, (37, 23)), (1, (5, 3)))
 
 
 class GridAttention(torch.nn.Module):
-    """Token-model shape around a block: tokens [B, N, C] on a square grid (traced, so the grid stays dynamic)."""
+    """Token-model shape around a block: tokens [B, h, w, C] on any grid (h and w stay dynamic in the export)."""
 
     input_names = ["tokens"]
     output_names = ["tokens_out"]
@@ -37,11 +38,15 @@ class GridAttention(torch.nn.Module):
         self.block = block
 
     def forward(self, tokens):
-        h, w = square_grid(tokens)
-        return self.block(tokens, h, w)
+        x, h, w = grid_tokens(tokens)
+        return self.block(x, h, w)
+
+    def example_inputs(self, batch: int = 2, grid=16):
+        dim = self.block.attn.dim if isinstance(self.block, SwinBlock) else self.block.dim
+        return (torch.randn(batch, *grid_pair(grid), dim),)
 
     def dynamic_axes(self):
-        return {"tokens": {0: "batch", 1: "tokens"}, "tokens_out": {0: "batch", 1: "tokens"}}
+        return {"tokens": {0: "batch", 1: "grid_h", 2: "grid_w"}, "tokens_out": {0: "batch", 1: "tokens"}}
 
 
 def naive_window_attention(attn: WindowAttention, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -129,7 +134,7 @@ def _run(session, x: torch.Tensor, dtype) -> np.ndarray:
 @pytest.fixture(scope="module")
 def grids():
     g = torch.Generator().manual_seed(7)
-    return {side: torch.randn(b, side * side, 128, generator=g) for b, side in GRIDS}
+    return {grid: torch.randn(b, *grid, 128, generator=g) for b, grid in GRIDS}
 
 
 @pytest.mark.parametrize("window", [7, 8])
@@ -144,8 +149,8 @@ def test_lowerings_match_pytorch_through_ort(window, head_dim, shifted, grids):
     inputs = {side: x[..., :dim] for side, x in grids.items()}
     with torch.no_grad():
         refs = {side: module(x).double().numpy() for side, x in inputs.items()}
-    for mode in ("decomposed", "plugin", "native"):
-        fp32 = export.to_onnx_fp32(module, inputs[16][:1], mode, exporter="torchscript")
+    for mode in ("decomposed", "plugin", "native"):  # one graph (torch.export) for every grid
+        fp32 = export.to_onnx_fp32(module, attention=mode)
         fp16 = export.to_fp16(fp32)
         runs = [("fp32", ort_op.prepare(fp32), np.float32), ("fp16", ort_op.prepare(fp16), np.float16)]
         if mode == "plugin":  # the plugin graph also through its standard-op decomposition
@@ -161,7 +166,7 @@ def test_lowerings_match_pytorch_through_ort(window, head_dim, shifted, grids):
 
 def test_plugin_node_follows_contract():
     module = GridAttention(WindowAttention(64, 2, 7, 3)).eval()
-    model = export.to_onnx_fp32(module, torch.randn(1, 100, 64), "plugin", exporter="torchscript")
+    model = export.to_onnx_fp32(module, attention="plugin")
     nodes = [n for n in model.graph.node if n.op_type == "WindowAttention"]
     assert len(nodes) == 1 and nodes[0].domain == "ntc"
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
@@ -177,7 +182,7 @@ def test_plugin_node_follows_contract():
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
     session = _ort_session(ort_op.prepare(model))
     outs = dict(zip([o.name for o in session.get_outputs()],
-                    session.run(None, {"tokens": np.random.rand(3, 100, 64).astype(np.float32)})))
+                    session.run(None, {"tokens": np.random.rand(3, 10, 10, 64).astype(np.float32)})))
     assert [outs[n].shape for n in names] == [(12, 2, 49, 32)] * 3 + [(4, 49, 49)]
     assert set(np.unique(outs[names[3]])) == {0.0, -10000.0}
 
@@ -208,7 +213,7 @@ def test_contract_numpy_op_against_module():
 
 def test_native_lowering_is_opset23_attention():
     module = GridAttention(WindowAttention(64, 2, 8, 4)).eval()
-    model = export.to_onnx_fp32(module, torch.randn(2, 256, 64), "native", exporter="torchscript")
+    model = export.to_onnx_fp32(module, attention="native")
     onnx.checker.check_model(model, full_check=True)
     assert {(o.domain or "ai.onnx"): o.version for o in model.opset_import} == {"ai.onnx": 23}
     node = next(n for n in model.graph.node if n.op_type == "Attention")
@@ -225,10 +230,10 @@ def test_native_lowering_is_opset23_attention():
 def test_swin_block_exports_with_dynamic_grid():
     torch.manual_seed(0)
     block = GridAttention(SwinBlock(32, 2, 4, shift=2, mlp_ratio=2)).eval()
-    model = export.to_onnx_fp32(block, torch.randn(1, 64, 32), "native", exporter="torchscript")
+    model = export.to_onnx_fp32(block, attention="native")
     session = _ort_session(model)
-    for b, side in ((1, 8), (2, 11)):
-        x = torch.randn(b, side * side, 32)
+    for b, (h, w) in ((1, (8, 8)), (2, (11, 6)), (1, (1, 1))):
+        x = torch.randn(b, h, w, 32)
         with torch.no_grad():
             ref = block(x).numpy()
         assert np.abs(_run(session, x, np.float32) - ref).max() <= 1e-5
@@ -259,7 +264,7 @@ def test_outside_export_the_module_is_plain_pytorch():
 def test_tensorrt_rtx_builds_native_lowering_fp16_aot():
     trt = pytest.importorskip("tensorrt_rtx")
     module = GridAttention(WindowAttention(64, 2, 7, 3)).eval()
-    fp16 = export.to_fp16(export.to_onnx_fp32(module, torch.randn(1, 256, 64), "native", exporter="torchscript"))
+    fp16 = export.to_fp16(export.to_onnx_fp32(module, attention="native"))
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT-RTX networks are always strongly typed
@@ -273,7 +278,7 @@ def test_tensorrt_rtx_builds_native_lowering_fp16_aot():
     for i, cc in enumerate(targets):
         config.set_compute_capability(cc, i)
     profile = builder.create_optimization_profile()
-    profile.set_shape("tokens", (1, 49, 64), (1, 256, 64), (2, 37 * 37, 64))
+    profile.set_shape("tokens", (1, 1, 1, 64), (1, 16, 16, 64), (2, 37, 46, 64))  # any grid up to 37x46
     config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     assert engine is not None and engine.nbytes > 0
