@@ -17,7 +17,7 @@ from ..util.errors import NtcError
 from ..util.hashing import sha256_file
 from . import cache
 from .calibrators import METHODS, PERCENTILE, check_method, compute_amax
-from .data import feeds_hash, load_feeds
+from .data import FeedGroups, feeds_hash, head, load_feeds
 from .evaluation import Evaluator
 from .formats import check_precision, scale_of
 from .plugins import apply_to_plugin_graph, graph_tensors, non_float_tensors, plugin_boundaries
@@ -66,8 +66,10 @@ def _default_log(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _head(feeds: dict, n: int) -> dict:
-    return {k: v[:n] for k, v in feeds.items()}
+def _head_outputs(reference: dict, feeds, n: int) -> dict | None:
+    """The fp32 outputs of the first `n` samples; None for FeedGroups (their outputs are flattened across grids, so
+    the evaluator runs fp32 on those samples itself)."""
+    return None if isinstance(feeds, FeedGroups) else {k: v[:n] for k, v in reference.items()}
 
 
 def _compute(model, layers, feeds, holdout, precision, method, target_cosine, extra_tensors):
@@ -81,7 +83,7 @@ def _compute(model, layers, feeds, holdout, precision, method, target_cosine, ex
     w_scales = {l.weight: weight_scales(consts[l.weight], l.axis, precision) for l in layers}
     auto_errors = {}
     if method == "auto":
-        scorer = Evaluator(model, _head(feeds, AUTO_SAMPLES), _head(reference, AUTO_SAMPLES))
+        scorer = Evaluator(model, head(feeds, AUTO_SAMPLES), _head_outputs(reference, feeds, AUTO_SAMPLES))
         act_candidates = {t: candidates[t] for t in acts}
         chosen, auto_errors = choose_methods(model, layers, act_candidates, w_scales, precision, scorer)
         chosen.update({t: "mse" for t in extra_tensors if t not in chosen})
@@ -133,7 +135,7 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
     except Exception as e:  # protobuf decode errors have no common type
         raise NtcError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
     feeds = load_feeds(calib_tokens, model)
-    kind = "feeds" if isinstance(calib_tokens, dict) else "tokens"
+    kind = "feeds" if isinstance(calib_tokens, (dict, FeedGroups)) else "tokens"
     held = load_feeds(holdout, model, "held-out") if holdout is not None else None
     if plugin_onnx is not None and not Path(plugin_onnx).exists():
         raise NtcError(f"{plugin_onnx}: no such plugin ONNX file")

@@ -1,5 +1,6 @@
-"""Calibration data: float tokens (array, TokenSet or .npz) or a feeds dict {input name: array}, validated against
-the model's inputs and hashed for the cache key."""
+"""Calibration data: float tokens (array, token set or .npz) or a feeds dict {input name: array}, validated against
+the model's inputs and hashed for the cache key. A token set whose images lie on several grids gives FeedGroups: one
+feeds dict per grid, batched group by group (their shapes differ)."""
 
 import hashlib
 from pathlib import Path
@@ -12,16 +13,78 @@ from ..util.errors import NtcError
 MIN_SAMPLES = 16
 
 
-def load_tokens(source) -> np.ndarray:
-    """float32 patch tokens from an array, an object with `.patch_tokens`, or a token file (the one reader,
-    `ntc_export.data.tokens.read_patch_tokens`)."""
-    if isinstance(source, (str, Path)):
-        from ..data.tokens import read_patch_tokens
+class FeedGroups(list):
+    """Feeds of a token set on several grids: [(indices of the images in the set, feeds dict of those images)], one
+    entry per grid, in the set's grid order. Every consumer runs each group's arrays on their own."""
 
-        return read_patch_tokens(source)
-    if hasattr(source, "patch_tokens"):
-        source = source.patch_tokens
-    return np.asarray(source, np.float32)
+
+def feed_groups(feeds) -> list[tuple[np.ndarray, dict]]:
+    """(indices, feeds) per grid group; a plain feeds dict is one group of all its samples."""
+    if isinstance(feeds, FeedGroups):
+        return list(feeds)
+    return [(np.arange(len(next(iter(feeds.values())))), feeds)]
+
+
+def grouped(groups: list) -> "dict | FeedGroups":
+    """A feeds dict for one group, FeedGroups for several."""
+    return groups[0][1] if len(groups) == 1 else FeedGroups(groups)
+
+
+def num_samples(feeds) -> int:
+    return sum(len(idx) for idx, _ in feed_groups(feeds))
+
+
+def largest_group(feeds) -> dict:
+    """The feeds of one grid: a feeds dict as is, else the most numerous group's (latency and per-layer drift are
+    measured on one input shape)."""
+    return max(feed_groups(feeds), key=lambda g: len(g[0]))[1]
+
+
+def head(feeds, n: int):
+    """The first `n` samples, group by group."""
+    out, left = [], n
+    for idx, f in feed_groups(feeds):
+        if left > 0:
+            out.append((idx[:left], {k: v[:left] for k, v in f.items()}))
+            left -= len(idx)
+    return out[0][1] if not isinstance(feeds, FeedGroups) else FeedGroups(out)
+
+
+def _shaped(groups, rank: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Groups of tokens on their grid [n, h, w, D] as float32 for a graph input of `rank` (3: flat [n, h*w, D])."""
+    return [(idx, np.ascontiguousarray(t if rank == 4 else t.reshape(len(t), -1, t.shape[-1]), dtype=np.float32))
+            for idx, t in groups]
+
+
+def token_arrays(source, rank: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(indices, float32 patch tokens) per grid group from an array, a token set or a token file (a token set file,
+    ragged or not, or decoded tokens from `ntc-export decompress`), shaped for a graph input of `rank`: 4 takes
+    [N, h, w, D] (a square flat array is put on its grid), 3 takes [N, h*w, D]."""
+    if isinstance(source, (str, Path)):
+        from ..codec.payload import is_decoded_file, read_decoded
+        from ..data.tokens import load_tokens
+
+        if is_decoded_file(source):
+            return _shaped(read_decoded(source), rank)
+        source = load_tokens(source)
+    if hasattr(type(source), "by_grid"):  # a token set (asked of its class: a ragged set has no single grid)
+        return _shaped([(idx, ts.grid_tokens) for idx, ts in source.by_grid()], rank)
+    arr = np.asarray(source, np.float32)
+    side = int(round(arr.shape[1] ** 0.5)) if arr.ndim == 3 else 0
+    if rank == 4 and arr.ndim == 3 and side * side == arr.shape[1]:
+        arr = arr.reshape(len(arr), side, side, arr.shape[2])
+    elif rank == 3 and arr.ndim == 4:
+        arr = arr.reshape(len(arr), -1, arr.shape[3])
+    return [(np.arange(len(arr)), arr)]
+
+
+def load_tokens(source) -> np.ndarray:
+    """float32 patch tokens [N, h*w, D] of one grid from an array, a token set or a token file."""
+    groups = token_arrays(source)
+    if len(groups) != 1:
+        raise NtcError(f"{source if isinstance(source, (str, Path)) else 'the token set'} holds images on several "
+                       "grids: give the tokens of one grid")
+    return groups[0][1]
 
 
 def model_input(model: onnx.ModelProto) -> tuple[str, list]:
@@ -38,13 +101,13 @@ def model_input(model: onnx.ModelProto) -> tuple[str, list]:
     return inputs[0].name, dims
 
 
-def check_tokens(tokens: np.ndarray, name: str, dims: list, what: str = "calibration") -> np.ndarray:
+def check_tokens(tokens: np.ndarray, name: str, dims: list, what: str = "calibration",
+                 min_samples: int = MIN_SAMPLES) -> np.ndarray:
     """Raise NtcError on too few samples, a shape that does not fit the model input, or NaN/Inf."""
     expected = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
     if tokens.ndim != len(dims) or any(d is not None and d != t for d, t in zip(dims[1:], tokens.shape[1:])):
         raise NtcError(f"{what} tokens have shape {list(tokens.shape)}; model input {name!r} expects {expected}")
-    if len(tokens) < MIN_SAMPLES:
-        raise NtcError(f"{what} data too small: {len(tokens)} samples, need at least {MIN_SAMPLES}")
+    _check_count(len(tokens), what, min_samples)
     bad = ~np.isfinite(tokens)
     if bad.any():
         raise NtcError(f"{what} tokens contain {int(bad.sum())} NaN/Inf values (first in sample "
@@ -92,7 +155,13 @@ def _check_feed(name: str, value, dtype: np.dtype, dims: list, what: str) -> np.
     return out
 
 
-def check_feeds(feeds: dict, model: onnx.ModelProto, what: str = "calibration") -> dict[str, np.ndarray]:
+def _check_count(n: int, what: str, min_samples: int = MIN_SAMPLES) -> None:
+    if n < min_samples:
+        raise NtcError(f"{what} data too small: {n} samples, need at least {min_samples}")
+
+
+def check_feeds(feeds: dict, model: onnx.ModelProto, what: str = "calibration",
+                min_samples: int = MIN_SAMPLES) -> dict[str, np.ndarray]:
     """A feeds dict checked against every model input (names, dtype, shape, finite floats, one sample count)."""
     inputs = model_inputs(model)
     names = [n for n, _, _ in inputs]
@@ -106,26 +175,35 @@ def check_feeds(feeds: dict, model: onnx.ModelProto, what: str = "calibration") 
     counts = {n: len(v) for n, v in out.items()}
     if len(set(counts.values())) != 1:
         raise NtcError(f"{what} feeds differ in sample count: {counts}")
-    n = next(iter(counts.values()))
-    if n < MIN_SAMPLES:
-        raise NtcError(f"{what} data too small: {n} samples, need at least {MIN_SAMPLES}")
+    _check_count(next(iter(counts.values())), what, min_samples)
     return out
 
 
-def load_feeds(source, model: onnx.ModelProto, what: str = "calibration") -> dict[str, np.ndarray]:
-    """Calibration data as a checked feeds dict: a dict is checked input by input; anything else is float tokens
-    for the model's single float input."""
-    if isinstance(source, dict):
+def load_feeds(source, model: onnx.ModelProto, what: str = "calibration"):
+    """Calibration data as checked feeds: a dict is checked input by input, FeedGroups group by group; anything else
+    is float tokens for the model's single float input (FeedGroups when they lie on several grids)."""
+    if isinstance(source, FeedGroups):
+        groups = [(idx, check_feeds(f, model, what, min_samples=1)) for idx, f in source]
+    elif isinstance(source, dict):
         return check_feeds(source, model, what)
-    name, dims = model_input(model)
-    return {name: check_tokens(load_tokens(source), name, dims, what)}
+    else:
+        name, dims = model_input(model)
+        groups = [(idx, {name: check_tokens(t, name, dims, what, min_samples=1)})
+                  for idx, t in token_arrays(source, len(dims))]
+    _check_count(sum(len(idx) for idx, _ in groups), what)
+    return grouped(groups)
 
 
-def feeds_hash(feeds: dict[str, np.ndarray] | None) -> str | None:
+def feeds_hash(feeds) -> str | None:
     """sha256 of every feed (name, dtype, shape, bytes); a single feed hashes like `tokens_hash` (old caches stay
-    valid: the model hash already pins the input name)."""
+    valid: the model hash already pins the input name); FeedGroups hash each group with its image indices."""
     if feeds is None:
         return None
+    if isinstance(feeds, FeedGroups):
+        h = hashlib.sha256(b"groups")
+        for idx, f in feeds:
+            h.update(np.asarray(idx, np.int64).tobytes() + feeds_hash(f).encode())
+        return h.hexdigest()
     if len(feeds) == 1:
         return tokens_hash(next(iter(feeds.values())))
     h = hashlib.sha256()

@@ -3,15 +3,15 @@
 import numpy as np
 import onnx
 
-from ..evaluate.fidelity import fidelity
+from ..evaluate.fidelity import concat_outputs, fidelity
 from .stats import batches, session_with_outputs
 
 
-def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray], batch: int = 16) -> dict[str, np.ndarray]:
+def run_model(model: onnx.ModelProto, feeds, batch: int = 16) -> dict[str, np.ndarray]:
+    """The model's outputs on `feeds` (a feeds dict or FeedGroups: concatenated as `concat_outputs` does)."""
     names = [o.name for o in model.graph.output]
     sess = session_with_outputs(model, [])
-    outs = [sess.run(names, x) for x in batches(feeds, batch)]
-    return {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
+    return concat_outputs([dict(zip(names, sess.run(names, x))) for x in batches(feeds, batch)])
 
 
 class Evaluator:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from ..evaluate.fidelity import concat_outputs
 from ..util.errors import NtcError
+from .data import feed_groups
 
 NUM_BINS = 2048
 KEEP_BYTES = 256 << 20  # first-pass activations kept for the histogram pass up to this size
@@ -56,14 +58,15 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
                        f"{str(e).strip().splitlines()[0][:300]}") from None
 
 
-def num_samples(feeds: dict[str, np.ndarray]) -> int:
-    return len(next(iter(feeds.values())))
+def batches(feeds, batch: int):
+    """Consecutive slices along axis 0 of every feed (of FeedGroups: group by group, a batch never mixes grids)."""
+    for idx, group in feed_groups(feeds):
+        for i in range(0, len(idx), batch):
+            yield {k: v[i:i + batch] for k, v in group.items()}
 
 
-def batches(feeds: dict[str, np.ndarray], batch: int):
-    """Consecutive slices along axis 0 of every feed."""
-    for i in range(0, num_samples(feeds), batch):
-        yield {k: v[i:i + batch] for k, v in feeds.items()}
+def num_batches(feeds, batch: int) -> int:
+    return sum(-(-len(idx) // batch) for idx, _ in feed_groups(feeds))
 
 
 def _progress(description: str, total: int):
@@ -84,18 +87,19 @@ def _run(sess, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarra
                        f"{str(e).strip().splitlines()[0][:300]}") from None
 
 
-def collect(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndarray], batch: int = 8,
+def collect(model: onnx.ModelProto, tensors: list[str], feeds, batch: int = 8,
             num_bins: int = NUM_BINS, outputs: dict | None = None) -> dict[str, TensorStats]:
-    """Running min/max and |x| histograms of `tensors` over `feeds` (streamed in batches). The first pass keeps
-    its values while they fit in KEEP_BYTES, so the histogram pass need not run the model again; `outputs`, when
-    given, receives the model's own outputs of that pass (the fp32 reference, without another run)."""
+    """Running min/max and |x| histograms of `tensors` over `feeds` (a feeds dict or FeedGroups, streamed in
+    batches). The first pass keeps its values while they fit in KEEP_BYTES, so the histogram pass need not run the
+    model again; `outputs`, when given, receives the model's own outputs of that pass (the fp32 reference, without
+    another run; several grids combined as concat_outputs does)."""
     names = [o.name for o in model.graph.output]
     wanted = list(dict.fromkeys(tensors + (names if outputs is not None else [])))
     sess = session_with_outputs(model, wanted)
     stats = {n: TensorStats(n, hist=np.zeros(num_bins, np.int64)) for n in tensors}
-    nbatches = -(-num_samples(feeds) // batch)
+    nbatches = num_batches(feeds, batch)
     progress, total = _progress("calibration statistics", 2 * nbatches)
-    kept, kept_bytes, parts = [], 0, {n: [] for n in names}
+    kept, kept_bytes, parts = [], 0, []
     with progress:
         task = progress.add_task("stats", total=total)
         for x in batches(feeds, batch):
@@ -108,8 +112,7 @@ def collect(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndar
                 s.max = max(s.max, float(value.max()))
                 s.count += value.size
             if outputs is not None:
-                for name in names:
-                    parts[name].append(values[name])
+                parts.append({name: values[name] for name in names})
             if kept is not None:
                 kept_bytes += sum(values[n].nbytes for n in tensors)
                 kept = kept + [[values[n] for n in tensors]] if kept_bytes <= KEEP_BYTES else None
@@ -121,5 +124,5 @@ def collect(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndar
                 s.hist += np.histogram(np.abs(value), bins=num_bins, range=(0.0, max(s.amax, 1e-12)))[0]
             progress.advance(task)
     if outputs is not None:
-        outputs.update({n: np.concatenate(v) for n, v in parts.items()})
+        outputs.update(concat_outputs(parts))
     return stats

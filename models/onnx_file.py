@@ -2,7 +2,7 @@
 Runtime fp32 (or against golden outputs the user supplies, `--golden outputs.npz`), so the reduced-precision
 artifacts it makes (fp16, int8, fp8, engines) are judged against the file that came in.
 
-The file must take one float input of patch tokens [B, N, D] (D static); its nodes must be standard ONNX, ONNX
+The file must take one float input of patch tokens [B, N, D] or [B, h, w, D] (D static); its nodes must be standard ONNX, ONNX
 Runtime's com.microsoft ops or our own `ntc` ops (anything else is an op no target can run: refused up front).
 """
 

@@ -4,7 +4,7 @@
     python scripts/bench_exporters.py [--out bench_exporters.json] [--samples 64] [--models bcae_x16 ...]
 
 For each graph and exporter ("dynamo": torch.export-based, the default; "torchscript": the legacy one): export
-seconds, node count, the token grids the graph takes, and ONNX Runtime fidelity against PyTorch on held-out photo
+seconds, node count, the graph's input dims (dynamic ones by name), and ONNX Runtime fidelity against PyTorch on held-out photo
 tokens (built-in photos validation split with the ViT's CLS attention and keys, 224 px): fp32 worst relative L2 and
 fp16 worst cosine over outputs (integer outputs: index agreement), with the pass verdict of the main job's thresholds.
 """
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import onnx
-from ntc_export.backend.onnx.dynamo import GRID_KEY
 from ntc_export.backend.onnx.export import EXPORTERS, export_model
 from ntc_export.data.tokens import builtin_tokens
 from ntc_export.evaluate.validate import golden_outputs, model_feeds, validate_onnx
@@ -47,9 +46,10 @@ def measure(name: str, module, tokens, work: Path) -> dict:
         paths = export_model(module, work / exporter, ("fp32", "fp16"), name=name, exporter=exporter)
         seconds = time.perf_counter() - t
         model = onnx.load(str(paths["fp32"]), load_external_data=False)
-        records = validate_onnx(name, module, paths, tokens.patch_tokens, feeds=feeds, golden=golden)
+        records = validate_onnx(name, module, paths, tokens.grid_tokens, feeds=feeds, golden=golden)
         row[exporter] = {"export_s": round(seconds, 2), "nodes": len(model.graph.node),
-                         "token_grid": {p.key: p.value for p in model.metadata_props}.get(GRID_KEY, "any"),
+                         "inputs": {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+                                    for i in model.graph.input},
                          "fp32": worst(records, "fp32"), "fp16": worst(records, "fp16")}
         print(name, exporter, json.dumps(row[exporter]), flush=True)
     return row

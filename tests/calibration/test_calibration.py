@@ -65,7 +65,9 @@ def merger(labelled, tmp_path_factory):
 
 
 def _ort(path, x):
+    """The exported graph's outputs for patch tokens [N, 256, D] (fed on their 16x16 grid) or [N, h, w, D]."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = x.reshape(len(x), 16, 16, -1) if x.ndim == 3 else x
     return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"tokens": x})))
 
 
@@ -315,7 +317,8 @@ def test_bad_calibration_data_is_a_clear_error(tokens, merger, tmp_path):
     _, path = merger
     with pytest.raises(NtcError, match="too small: 8 samples"):
         calibrate(path, calib[:8], "int8", "minmax", tmp_path, **QUIET)
-    with pytest.raises(NtcError, match=r"shape \[24, 256, 383\]; model input 'tokens' expects \[\?, \?, 384\]"):
+    with pytest.raises(NtcError, match=r"shape \[24, 16, 16, 383\]; model input 'tokens' expects "
+                                       r"\[\?, \?, \?, 384\]"):
         calibrate(path, calib[..., :383], "int8", "minmax", tmp_path, **QUIET)
     bad = calib.copy()
     bad[3, 5, 7] = np.nan
@@ -364,10 +367,35 @@ def test_cli_calibrate_takes_token_files_and_rejects_a_wrong_grid_in_one_line(to
     TokenSet(np.concatenate([cls, odd], 1), (15, 15)).save(tmp_path / "odd.npz")
     TokenSet(np.concatenate([cls, calib], 1)[..., :380], (16, 16)).save(tmp_path / "narrow.npz")
     capsys.readouterr()
-    for name, message in (("odd", "cannot run on the calibration data (tokens [8, 225, 384])"),
-                          ("narrow", "shape [24, 256, 380]; model input 'tokens' expects [?, ?, 384]")):
+    for name, message in (("odd", "cannot run on the calibration data (tokens [8, 15, 15, 384])"),
+                          ("narrow", "shape [24, 16, 16, 380]; model input 'tokens' expects [?, ?, ?, 384]")):
         assert main(["calibrate", str(path), "--data", str(tmp_path / f"{name}.npz"), "--out",
                      str(tmp_path / name)]) == 2
         err = capsys.readouterr().err.strip().splitlines()  # progress lines, then the error
         assert message in err[-1] and "Traceback" not in "\n".join(err), err
         assert not (tmp_path / name / "model.int8.onnx").exists()
+
+
+def test_tokens_on_several_grids_calibrate_group_by_group(tokens, merger, tmp_path):
+    """A ragged token set (16x16 images and 8x12 crops of others, interleaved) calibrates through FeedGroups: each
+    grid runs on its own and minmax scales are the largest magnitude over both grids, i.e. the larger of the scales
+    each grid alone gives; the Q/DQ graph then matches PyTorch on both grids."""
+    from ntc_export.data.tokens import MixedTokenSet, TokenSet
+
+    calib, val = tokens
+    module, path = merger
+    cls = np.zeros((len(calib), 1, calib.shape[-1]), np.float32)
+    crops = calib.reshape(len(calib), 16, 16, -1)[::-1, 4:12, 2:14].reshape(len(calib), 96, -1)
+    square, small = (TokenSet(np.concatenate([cls, t], 1), g) for t, g in ((calib, (16, 16)), (crops, (8, 12))))
+    order = np.random.default_rng(0).permutation(2 * len(calib))
+    ragged = MixedTokenSet([(np.sort(order[:len(calib)]), square), (np.sort(order[len(calib):]), small)])
+    both = calibrate(path, ragged, "int8", "minmax", tmp_path / "both", **QUIET)
+    alone = [calibrate(path, ts, "int8", "minmax", tmp_path / name, **QUIET)
+             for name, ts in (("square", square), ("small", small))]
+    for tensor, act in both.activations.items():
+        assert act["amax"] == pytest.approx(max(a.activations[tensor]["amax"] for a in alone), rel=1e-6), tensor
+    assert {a["amax"] for a in alone[0].activations.values()} != {a["amax"] for a in alone[1].activations.values()}
+    held = val.reshape(len(val), 16, 16, -1)
+    for x in (held, held[:, 2:10, 4:16]):
+        ref, got = _torch(module, np.ascontiguousarray(x)), _ort(both.model_path, np.ascontiguousarray(x))
+        assert fidelity(ref["tokens_out"], got["tokens_out"])["cosine"] >= 0.999

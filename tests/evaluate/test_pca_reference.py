@@ -99,3 +99,42 @@ def test_for_rate_spends_the_bit_budget():
         assert codec.bits in pca_reference.BITS and codec.components == min(D, int(budget // codec.bits))
         body = unpack(codec.encode(VAL)[0]).body
         assert len(body) == -(-SIDE * SIDE * codec.components * codec.bits // 8)
+
+
+def test_any_grid_payloads_record_the_grid_and_code_each_token_alone():
+    codec = pca_reference.codec(TRAIN, *pca_reference.fit_basis(TRAIN), k=5, bits=3)
+    x = seeded_tokens(2, seed=2)[:, :15].reshape(2, 3, 5, D)  # a 3x5 grid
+    payloads = codec.encode(x)
+    assert [unpack(p).grid for p in payloads] == [(3, 5), (3, 5)]
+    assert all(len(unpack(p).body) == -(-15 * 5 * 3 // 8) for p in payloads)
+    row = codec.decode(codec.encode(x.reshape(2, 1, 15, D)))  # the same tokens as one 1x15 row
+    np.testing.assert_array_equal(codec.decode(payloads), row)
+
+
+def test_cell_codec_pads_a_7x5_grid_by_edge_repetition_and_crops_back():
+    """Reference by hand: numpy's edge padding to 8x6, 2x2 cells in (row, col) order, the inner codec on those cells,
+    cells laid back out and cropped to 7x5."""
+    rng = np.random.default_rng(3)
+    train = rng.standard_normal((6, 4, 4 * D)).astype(np.float32)
+    inner = pca_reference.codec(train, *pca_reference.fit_basis(train), k=6, bits=4)
+    cells_codec = pca_reference.CellPcaCodec(inner, 2)
+    x = rng.standard_normal((2, 7, 5, D)).astype(np.float32)
+    payloads = cells_codec.encode(x)
+    assert [unpack(p).grid for p in payloads] == [(7, 5)] * 2
+    assert all(len(unpack(p).body) == -(-12 * 6 * 4 // 8) for p in payloads)  # 4x3 cells of the 8x6 grid
+    padded = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="edge")
+    cells = np.stack([np.concatenate([padded[:, 2 * i, 2 * j], padded[:, 2 * i, 2 * j + 1], padded[:, 2 * i + 1, 2 * j],
+                                      padded[:, 2 * i + 1, 2 * j + 1]], -1) for i in range(4) for j in range(3)], 1)
+    values = inner._values(inner._codes(cells)).reshape(2, 4, 3, 2, 2, D)  # [n, cell row, cell col, r, c, D]
+    ref = values.transpose(0, 1, 3, 2, 4, 5).reshape(2, 8, 6, D)[:, :7, :5].reshape(2, 35, D)
+    np.testing.assert_allclose(cells_codec.decode(payloads), ref, rtol=0, atol=1e-6)
+
+
+def test_training_tokens_of_several_grids_fit_as_one_pool_of_tokens():
+    a, b = seeded_tokens(3, seed=4), seeded_tokens(2, seed=5)[:, :9]  # 16 and 9 tokens per image
+    mean, directions = pca_reference.fit_basis([a, b])
+    pca = PCA(svd_solver="full").fit(np.concatenate([a.reshape(-1, D), b.reshape(-1, D)]).astype(np.float64))
+    np.testing.assert_allclose(mean, pca.mean_, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.abs((directions * pca.components_).sum(1)), 1.0, rtol=0, atol=1e-4)
+    codec = pca_reference.for_rate([a, b], 8)
+    assert codec.components == min(D, int(D * 16 / 8 // codec.bits))

@@ -107,3 +107,34 @@ def test_pca_of_token_cells_fits_its_budget_and_round_trips(token_files, tmp_pat
     assert main(["rd", str(ZOO_DIR / "bcae_x16.pt"), *args, "--out", str(tmp_path / "rd.json")]) == 0
     rows = json.loads((tmp_path / "rd.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["original tokens (fp16)", "bcae_x16", "pca2x2@16x"]
+
+
+def test_rows_on_a_set_of_several_grids_read_each_image_on_its_own():
+    """A ragged set (3x5 and 4x4 images interleaved): bytes, rate, token cosine, rel L2 and probe accuracy equal
+    those of coding every image alone on its own grid, in the file's order."""
+    from ntc_export.data.tokens import MixedTokenSet
+    from ntc_export.evaluate.rate_distortion import fit_pooled_probe, measure, original_row
+
+    rng, d = np.random.default_rng(0), 12
+    images = {i: rng.standard_normal((3, 5, d) if i % 2 else (4, 4, d)).astype(np.float32) + i % 3 for i in range(7)}
+    labels = np.array([i % 3 for i in range(7)])
+    groups = []
+    for idx in (np.array([1, 3, 5]), np.array([0, 2, 4, 6])):
+        tokens = np.stack([np.concatenate([np.zeros((1, d), np.float32), images[i].reshape(-1, d)]) for i in idx])
+        groups.append((idx, TokenSet(tokens, images[idx[0]].shape[:2], labels[idx])))
+    ragged = MixedTokenSet(groups)
+    train = rng.standard_normal((20, 16, d)).astype(np.float32)
+    codec = pca_reference.codec(train, *pca_reference.fit_basis(train), k=4, bits=5)
+    probe = fit_pooled_probe(np.stack([images[i].reshape(-1, d).mean(0) for i in range(7)]), labels)
+    row = measure("pca", codec, ragged, probe, with_saliency=False)
+    alone = [codec.encode(images[i][None])[0] for i in range(7)]
+    decoded = [codec.decode([p])[0] for p in alone]
+    original = np.concatenate([images[i].reshape(-1, d) for i in range(7)])
+    flat = np.concatenate(decoded)
+    cos = (flat * original).sum(1) / np.linalg.norm(flat, axis=1) / np.linalg.norm(original, axis=1)
+    assert row["bytes_per_image"] == np.mean([len(p) for p in alone]) and row["samples"] == 7
+    assert row["rate"] == pytest.approx(np.mean([images[i].size * 2 for i in range(7)]) / row["bytes_per_image"])
+    assert row["cosine"] == pytest.approx(cos.mean(), abs=1e-6)
+    assert row["rel_l2"] == pytest.approx(np.linalg.norm(flat - original) / np.linalg.norm(original), rel=1e-6)
+    assert row["probe_accuracy"] == probe.score(np.stack([x.mean(0) for x in decoded]), labels)
+    assert original_row(ragged)["bytes_per_image"] == np.mean([images[i].size * 2 for i in range(7)])

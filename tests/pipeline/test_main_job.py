@@ -196,3 +196,43 @@ def test_too_little_calibration_data_is_refused_before_any_work(setup, capsys):
     err = capsys.readouterr().err
     assert "calibration data too small: 12 samples" in err and len(err.strip().splitlines()) == 1, err
     assert not (setup / "out").exists()
+
+
+def test_tokens_on_several_grids_run_the_whole_job(setup, capsys):
+    """Validation and calibration files mixing an 8x8 and a 6x10 grid (ragged files): every stage runs grid group by
+    grid group, records count every image, and the task metric reads each image's own label (PyTorch image by
+    image); an odd grid the pixel shuffle cannot take is one line, exit 2, before any work."""
+    from ntc_export.data.tokens import MixedTokenSet
+    from ntc_export.models import load
+
+    rng = np.random.default_rng(3)
+
+    def ragged(n: int, seed: int) -> MixedTokenSet:
+        order = np.random.default_rng(seed).permutation(2 * n)
+        sets = [TokenSet(rng.standard_normal((n, 1 + h * w, 48)).astype(np.float32), (h, w), rng.integers(0, 4, n))
+                for h, w in ((8, 8), (6, 10))]
+        return MixedTokenSet([(np.sort(order[:n]), sets[0]), (np.sort(order[n:]), sets[1])], {"source": "test"})
+
+    val, calib = ragged(6, 0), ragged(10, 1)
+    val.save(setup / "data.npz")
+    calib.save(setup / "calib.npz")
+    args = ["--calib-data", str(setup / "calib.npz"), "--precision", "fp32", "--precision", "int8",
+            "--calib-method", "minmax"]
+    assert _run(setup, *args) == 0
+    report = json.loads((setup / "out" / "report.json").read_text())
+    assert sorted(report["data"]["grid"]) == [[6, 10, 6], [8, 8, 6]] and report["calibration_data"]["samples"] == 20
+    rows = {(r["precision"], r["output"]): r for r in report["records"]}
+    assert all(r["samples"] == 12 and r["pass"] for r in rows.values())
+    assert rows[("fp32", "tokens_out")]["rel_l2"] <= 1e-5 and rows[("int8", "tokens_out")]["cosine"] >= 0.99
+    module = load(setup / "tiny.pt").eval()
+    with torch.no_grad():
+        predicted = np.empty(12, np.int64)
+        for idx, ts in val.by_grid():
+            predicted[idx] = [int(module(torch.from_numpy(ts.grid_tokens[k:k + 1]))[1].argmax()) for k in range(6)]
+    assert rows[("fp32", "logits")]["task_metric"] == pytest.approx(float((predicted == val.labels).mean()))
+    TokenSet(rng.standard_normal((4, 1 + 35, 48)).astype(np.float32), (7, 5)).save(setup / "odd.npz")
+    capsys.readouterr()
+    assert main([str(setup / "tiny.pt"), "--data", str(setup / "odd.npz"), "--out", str(setup / "odd"), "--quiet",
+                 "--no-build"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "7x5" in err[0] and not (setup / "odd").exists(), err

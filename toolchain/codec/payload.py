@@ -4,10 +4,16 @@ Payload (little-endian): magic `NTCP`, format version (u8), family name (u8 leng
 (8 bytes: which trained model can decode it), token grid h, w (u16 each), body length (u32), body. Bytes per image
 are `len(payload)`, header included. Payload file: magic `NTCF`, version (u8), count (u32), then each payload as
 length (u32) + bytes.
+
+Decoded tokens (`ntc-export decompress`) go to an .npz: `patch_tokens` [N, h*w, D] float32 and `grid` [h, w] when
+every payload has one grid; images on several grids as a ragged file laid out like a ragged token file without its
+CLS row (payloads carry none): `packed_patch_tokens` [sum h*w, D], `grids` [N, 2], `offsets` [N+1].
 """
 
 import struct
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..util.errors import NtcError
 
@@ -34,15 +40,6 @@ class Payload:
         h, w = self.grid
         return _HEAD.pack(MAGIC, VERSION, len(name)) + name + _TAIL.pack(self.fingerprint, h, w, len(self.body)) \
             + self.body
-
-
-def square_side(tokens, what: str, dim: int | None = None) -> int:
-    """The side of the square token grid of patch tokens [N, h*w, D] (a payload's grid); NtcError otherwise."""
-    side = int(round(tokens.shape[1] ** 0.5)) if tokens.ndim == 3 else 0
-    if tokens.ndim != 3 or side * side != tokens.shape[1] or (dim is not None and tokens.shape[2] != dim):
-        raise NtcError(f"{what}: expected patch tokens [N, h*w, {dim or 'D'}] on a square grid, got "
-                       f"{list(tokens.shape)}")
-    return side
 
 
 def unpack(data: bytes, what: str = "payload") -> Payload:
@@ -111,4 +108,73 @@ def unpack_file(data: bytes, what: str = "payload file") -> list[bytes]:
         pos += n
     if pos != len(data):
         raise NtcError(f"{what}: {len(data) - pos} bytes after the last of {count} payloads")
+    return out
+
+
+# ---- decoded token files -------------------------------------------------------------------------------------------
+
+
+def grid_groups(payloads) -> list[tuple[np.ndarray, list[bytes]]]:
+    """(indices, payloads) per token grid recorded in the payloads, in order of first image (each grid decodes on its
+    own); a one-line NtcError for a payload that is not one."""
+    grids = [unpack(p, f"payload {i}").grid for i, p in enumerate(payloads)]
+    return [(np.array([i for i, g in enumerate(grids) if g == grid]), [p for p, g in zip(payloads, grids) if g == grid])
+            for grid in dict.fromkeys(grids)]
+
+
+def write_decoded(path, groups, count: int) -> dict:
+    """Write decoded tokens [(indices, tokens [n, h, w, D])] of `count` images (see the module docstring); the
+    arrays written."""
+    from ..util.atomic import atomic_path
+
+    if len(groups) == 1:
+        tokens = groups[0][1]
+        arrays = {"patch_tokens": tokens.reshape(len(tokens), -1, tokens.shape[-1]),
+                  "grid": np.array(tokens.shape[1:3], np.int64)}
+    else:
+        rows = [None] * count
+        for idx, tokens in groups:
+            for i, t in zip(idx, tokens):
+                rows[i] = t
+        grids = np.array([r.shape[:2] for r in rows], np.int64)
+        arrays = {"packed_patch_tokens": np.concatenate([r.reshape(-1, r.shape[-1]) for r in rows]), "grids": grids,
+                  "offsets": np.concatenate([[0], np.cumsum(grids[:, 0] * grids[:, 1])]).astype(np.int64)}
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no 2nd .npz
+        np.savez(f, **arrays)
+    return arrays
+
+
+def is_decoded_file(path) -> bool:
+    """Whether `path` holds decoded tokens written by `write_decoded` (not a token set)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+    except Exception:  # missing or not an .npz: the token-file reader names the problem
+        return False
+    return not names & {"tokens", "packed_tokens"} and bool(names & {"patch_tokens", "packed_patch_tokens"})
+
+
+def read_decoded(path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(indices, float32 tokens [n, h, w, D]) per grid of a decoded-token file, in order of first image; a file of
+    bare `patch_tokens` without `grid` (older ones) is on a square grid."""
+    from ..models.grid import as_grid
+
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    if "patch_tokens" in data:
+        tokens = np.asarray(data["patch_tokens"], np.float32)
+        if tokens.ndim != 3 or not np.isfinite(tokens).all():
+            raise NtcError(f"{path}: patch_tokens must be finite [N, h*w, D], got shape {list(tokens.shape)}")
+        grid = tuple(int(v) for v in data["grid"]) if "grid" in data else None
+        return [(np.arange(len(tokens)), as_grid(tokens, grid))]
+    grids, offsets, packed = data.get("grids"), data.get("offsets"), data["packed_patch_tokens"]
+    want = None if grids is None or grids.ndim != 2 else np.concatenate([[0], np.cumsum(grids[:, 0] * grids[:, 1])])
+    if want is None or offsets is None or not np.array_equal(offsets, want) or packed.ndim != 2 \
+            or len(packed) != want[-1] or not np.isfinite(packed).all():
+        raise NtcError(f"{path}: not a consistent ragged decoded-token file (grids, offsets, packed_patch_tokens)")
+    out = []
+    for grid in dict.fromkeys(map(tuple, grids.tolist())):
+        idx = np.flatnonzero((grids == grid).all(1))
+        out.append((idx, np.stack([packed[offsets[i]:offsets[i + 1]].reshape(*grid, -1) for i in idx])
+                    .astype(np.float32)))
     return out

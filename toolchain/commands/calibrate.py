@@ -11,24 +11,36 @@ from .options import CALIB_METHODS
 def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
     """(fp32 ONNX, calibration data, held-out data, int8 token streams): an ONNX with token files as they are, or a
     checkpoint's decomposed export with the token files turned into that model's feeds (tokens, or BC blocks for
-    compressors) and the token streams a weightless model carries as int8 at its interface."""
+    compressors; one feeds dict per grid for files of several grids) and the token streams a weightless model
+    carries as int8 at its interface."""
     if model_path.suffix == ".onnx":
         return model_path, data, holdout, ()
     if model_path.suffix != ".pt":
         raise NtcError(f"{model_path}: expected a .pt checkpoint or an .onnx model")
     from ..backend.onnx.export import export_model
-    from ..calibration.data import load_tokens as load_token_array
-    from ..data.tokens import load_tokens as load_token_set
-    from ..evaluate.validate import model_feeds
     from ..models import load
 
     module = load(model_path)
-    # a model that reads the ViT's attention / keys too takes the whole token set
-    load_tokens = load_token_set if getattr(module, "token_fields", ()) else load_token_array
-    calib = model_feeds(module, load_tokens(data))  # checked before the export runs
-    held = model_feeds(module, load_tokens(holdout)) if holdout is not None else None
+    calib = _feeds(module, data)  # every grid checked before the export runs
+    held = _feeds(module, holdout) if holdout is not None else None
     onnx_path = export_model(module, out_dir, precisions=("fp32",), attention="decomposed")
     return onnx_path["fp32"], calib, held, getattr(module, "int8_streams", ())
+
+
+def _feeds(module, path: Path):
+    """The model's feeds from a token file (its grids, and the ViT's fields for models that read them) or from the
+    decoded tokens `ntc-export decompress` wrote (one feeds dict per grid)."""
+    from ..calibration.data import grouped, token_arrays
+    from ..codec.payload import is_decoded_file
+    from ..data.tokens import load_tokens
+    from ..evaluate.validate import check_tokens_fit, model_feeds
+
+    if not is_decoded_file(path):
+        return model_feeds(module, load_tokens(path))
+    groups = token_arrays(path, rank=4)
+    for _, t in groups:  # every grid checked before any is prepared
+        check_tokens_fit(module, t[:1])
+    return grouped([(idx, model_feeds(module, t)) for idx, t in groups])
 
 
 def _interface(onnx_path: Path, calib, held, streams, precision: str, out_dir: Path) -> None:
@@ -49,7 +61,8 @@ def _interface(onnx_path: Path, calib, held, streams, precision: str, out_dir: P
 @click.command("calibrate")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
-              help="Calibration tokens (.npz with patch_tokens [N, tokens, D]; at least 16 samples).")
+              help="Calibration tokens (.npz from `ntc-export tokens`, any grid or several, or decoded patch_tokens; "
+                   "at least 16 samples).")
 @click.option("--precision", type=click.Choice(["int8", "fp8"]), default="int8", show_default=True)
 @click.option("--method", type=click.Choice(CALIB_METHODS), default="auto",
               show_default=True, help="Activation calibrator; auto picks per tensor by measured output error.")

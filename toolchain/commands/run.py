@@ -7,7 +7,7 @@ import click
 from ..backend.trt.targets import PRECISIONS, TARGETS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 from ..pipeline.executor import EXECUTORS
-from .options import CALIB_METHODS, exporter_option, quiet_option
+from .options import CALIB_METHODS, exporter_option, grid_option, quiet_option
 
 
 @click.command("run")
@@ -26,6 +26,7 @@ from .options import CALIB_METHODS, exporter_option, quiet_option
                    "Default: rtx-ampere, rtx-ada, rtx-blackwell, jetson-orin, skipping pairs a target cannot "
                    "build (listed in the report).")
 @click.option("--no-build", is_flag=True, help="Stop after validation: no engines or bundles.")
+@grid_option
 @click.option("--attention", type=click.Choice(ATTENTION_MODES), default=None,
               help="Force one window-attention lowering for every graph (default: per target profile; "
                    "`decomposed` for validation).")
@@ -52,8 +53,9 @@ from .options import CALIB_METHODS, exporter_option, quiet_option
 @click.option("--triton-repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
 @quiet_option
-def command(models, data, calib_data, precisions, targets, no_build, attention, exporter, calib_method, target_cosine,
-            max_samples, max_calib_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo, quiet):
+def command(models, data, calib_data, precisions, targets, no_build, grid, attention, exporter, calib_method,
+            target_cosine, max_samples, max_calib_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo,
+            quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     MODEL: our checkpoint (.pt), a torch.export program (.pt2), an ONNX file (export skipped; validated against
@@ -68,7 +70,7 @@ def command(models, data, calib_data, precisions, targets, no_build, attention, 
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
                           max_calib_samples=max_calib_samples, quiet=quiet, target_cosine=target_cosine,
                           executor=(executor, n_jobs, ray_address),
-                          golden=golden, exporter=exporter)
+                          golden=golden, exporter=exporter, grid=grid)
     if triton_repo is not None:
         from ..serving.repository import write_repository
 

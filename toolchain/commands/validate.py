@@ -10,7 +10,7 @@ from .options import attention_option, exporter_option, precision_option
 @click.command("validate")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Held-out tokens (.npz from `ntc-export tokens`).")
+              help="Held-out tokens (.npz from `ntc-export tokens`; any grid, or images on several grids).")
 @precision_option()
 @attention_option
 @exporter_option
@@ -29,9 +29,9 @@ def command(model, data, precisions, attention, exporter, out_dir):
 
     module = load(model)
     tokens = load_tokens(data)
-    feeds = model_feeds(module, tokens)  # tokens (+ the ViT's attention, keys for the reducers)
+    feeds = model_feeds(module, tokens)  # every grid checked before the export (+ the reducers' attention, keys)
     paths = export_model(module, out_dir, precisions, attention=attention, exporter=exporter)
-    records = validate_onnx(Path(model).stem, module, paths, tokens.patch_tokens, tokens.labels, feeds=feeds)
+    records = validate_onnx(Path(model).stem, module, paths, tokens, tokens.labels, feeds=feeds)
     write_json(Path(out_dir) / "validation.json", records)
     for r in records:
         click.echo(f"{r['precision']:5} {r['output']:10} cosine {r['cosine']:.7f} rel_l2 {r['rel_l2']:.2e} "

@@ -28,3 +28,21 @@ def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
         "cosine": cosine,
         "snr_db": float(snr_db),
     }
+
+
+def concat_outputs(parts: list[dict]) -> dict[str, np.ndarray]:
+    """One output dict from per-grid-group outputs, in group order: concatenated along the batch where the groups'
+    shapes agree past it (logits, one grid), else each group flattened to [-1, last dim] (token outputs of different
+    token counts), else raveled (integer maps whose last axis is a grid side): what fidelity and agreement read."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    out = {}
+    for name in parts[0]:
+        arrays = [np.asarray(p[name]) for p in parts]
+        if len({a.shape[1:] for a in arrays}) == 1:
+            out[name] = np.concatenate(arrays)
+        elif arrays[0].ndim >= 2 and len({a.shape[-1] for a in arrays}) == 1:
+            out[name] = np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays])
+        else:
+            out[name] = np.concatenate([a.ravel() for a in arrays])
+    return out

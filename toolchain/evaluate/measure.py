@@ -42,14 +42,16 @@ def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
 
 
 def model_feeds_for(report: dict, model_name: str, module):
-    """The held-out feeds for `module`, from the data source the main job recorded."""
+    """The held-out feeds for `module`, from the data source the main job recorded (of its most numerous grid, when
+    it holds several: latency and drift are measured on one input shape)."""
+    from ..calibration.data import largest_group
     from ..data.tokens import load_data
     from .validate import model_feeds
 
     source = report.get("data", {}).get("source", "")
     tokens, _ = load_data(None if str(source).startswith("builtin:") else Path(source),
                           attention=bool(getattr(module, "token_fields", ())))
-    return model_feeds(module, tokens)
+    return largest_group(model_feeds(module, tokens))
 
 
 def measure_build(out_dir, report: dict, feeds_by_model: dict | None = None, batches=(1, 8),

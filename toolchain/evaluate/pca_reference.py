@@ -5,14 +5,17 @@ Fitted on training tokens only: the mean, the top-k principal directions, and pe
 into a real payload (family "pca", the same container as every compressor), so its bytes are measured exactly like
 a learned model's. For a target rate the (k, b) pair is chosen on the training tokens, never on evaluation data.
 With `cell` c > 1 the same codec runs on c x c token cells (c*c*D values each): the linear line for compressors that
-code neighbouring tokens together.
+code neighbouring tokens together. Any grid: payloads record the image's own grid; cells pad it to whole cells by
+edge repetition (as the compressors do) and are cropped back. Training tokens may be one array [N, T, D] or a list of
+them (one per grid).
 """
 
 import hashlib
 
 import numpy as np
 
-from ..codec.payload import Payload, expect, square_side, unpack
+from ..codec.payload import Payload, expect_all
+from ..models.grid import crop_grid, grid_of, padded
 from ..util.errors import NtcError
 from .fidelity import token_cosine
 
@@ -53,52 +56,65 @@ class PcaCodec:
         return (proj @ self.basis + self.mean).astype(np.float32)
 
     def encode(self, patch_tokens) -> list[bytes]:
+        """Patch tokens [N, h, w, D] (or [N, h*w, D] on a square grid) -> one payload per image, its grid recorded."""
         tokens = np.asarray(patch_tokens, dtype=np.float32)
-        side = square_side(tokens, self.arch, dim=self.basis.shape[1])
-        codes = self._codes(tokens)  # [N, T, k]
+        grid = grid_of(tokens, self.arch, dim=self.basis.shape[1])
+        return self.pack(tokens.reshape(len(tokens), -1, tokens.shape[-1]), grid)
+
+    def pack(self, units: np.ndarray, grid: tuple[int, int]) -> list[bytes]:
+        """Payloads of coded units [N, T, D] (tokens, or cells of a grid) recorded on `grid`."""
+        codes = self._codes(units)  # [N, T, k]
         bits = np.unpackbits(codes[..., None], axis=-1)[..., 8 - self.bits:]  # low `bits` bits, MSB first
         fingerprint = self.fingerprint()
-        return [Payload(FAMILY, fingerprint, (side, side), np.packbits(b.reshape(-1)).tobytes()).pack() for b in bits]
+        return [Payload(FAMILY, fingerprint, grid, np.packbits(b.reshape(-1)).tobytes()).pack() for b in bits]
 
     def decode(self, payloads) -> np.ndarray:
-        fingerprint = self.fingerprint()
+        """Payloads of one grid -> patch tokens float32 [N, h*w, D]."""
+        return self.unpack(payloads, lambda grid: grid[0] * grid[1])[0]
+
+    def unpack(self, payloads, units_of) -> tuple[np.ndarray, tuple[int, int]]:
+        """(decoded units [N, T, D], the payloads' grid) of payloads of one grid holding `units_of(grid)` units."""
+        parsed = expect_all(payloads, FAMILY, self.fingerprint())
+        grid = parsed[0].grid
+        n_bits = units_of(grid) * self.components * self.bits
         out = []
-        for i, data in enumerate(payloads):
-            p = expect(unpack(data, f"payload {i}"), FAMILY, fingerprint, f"payload {i}")
-            n_bits = p.grid[0] * p.grid[1] * self.components * self.bits
+        for i, p in enumerate(parsed):
             if len(p.body) != -(-n_bits // 8):
                 raise NtcError(f"payload {i}: {len(p.body)} body bytes, {p.grid} tokens need {-(-n_bits // 8)}")
             bits = np.unpackbits(np.frombuffer(p.body, np.uint8))[:n_bits].reshape(-1, self.bits)
             codes = (bits * (1 << np.arange(self.bits - 1, -1, -1))).sum(-1).reshape(-1, self.components)
             out.append(self._values(codes))
-        return np.stack(out)
+        return np.stack(out), grid
 
 
 def to_cells(tokens: np.ndarray, cell: int) -> np.ndarray:
-    """Tokens [N, s*s, D] on a square grid -> c x c cells [N, (s/c)^2, c*c*D], laid out as bc_autoencoder's."""
+    """Tokens [N, h, w, D] (or [N, s*s, D] on a square grid) -> c x c cells [N, (hp/c)*(wp/c), c*c*D], laid out as
+    bc_autoencoder's, the grid padded to whole cells by repeating its last row/column (hp, wp: multiples of c)."""
     import torch
 
     from ..models.bc_autoencoder import merge_cells
+    from ..models.grid import as_grid, pad_grid
 
-    side = int(round(tokens.shape[1] ** 0.5))
-    if side * side != tokens.shape[1] or side % cell:
-        raise NtcError(f"{cell}x{cell} token cells need a square grid with a side divisible by {cell}, got "
-                       f"{tokens.shape[1]} tokens")
-    return merge_cells(torch.from_numpy(np.ascontiguousarray(tokens, np.float32)), side, side, cell).numpy()
+    grid = as_grid(torch.from_numpy(np.ascontiguousarray(tokens, np.float32)))
+    hp, wp = (padded(s, cell) for s in grid.shape[1:3])
+    flat = pad_grid(grid, cell).reshape(len(grid), hp * wp, grid.shape[-1])
+    return merge_cells(flat, hp, wp, cell).numpy()
 
 
-def from_cells(cells: np.ndarray, cell: int) -> np.ndarray:
-    """Inverse of to_cells."""
+def from_cells(cells: np.ndarray, cell: int, cell_grid: tuple[int, int] | None = None) -> np.ndarray:
+    """Inverse of to_cells up to the padding: cells on `cell_grid` (square when None) -> tokens
+    [N, (c*gh)*(c*gw), D]."""
     import torch
 
     from ..models.bc_autoencoder import unmerge_cells
 
-    g = int(round(cells.shape[1] ** 0.5))
-    return unmerge_cells(torch.from_numpy(np.ascontiguousarray(cells)), g, g, cell).numpy()
+    gh, gw = cell_grid or (int(round(cells.shape[1] ** 0.5)),) * 2
+    return unmerge_cells(torch.from_numpy(np.ascontiguousarray(cells)), gh, gw, cell).numpy()
 
 
 class CellPcaCodec:
-    """A PcaCodec fitted on c x c token cells, taking and giving tokens (its payloads hold the cell grid)."""
+    """A PcaCodec fitted on c x c token cells, taking and giving tokens (any grid: padded to whole cells, its
+    payloads record the image's own grid and hold the padded grid's cells)."""
 
     is_compressor = True
     family = FAMILY
@@ -107,16 +123,47 @@ class CellPcaCodec:
         self.inner, self.cell = inner, cell
         self.arch = f"{inner.arch}@{cell}x{cell}"
 
+    def _cell_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
+        return padded(grid[0], self.cell) // self.cell, padded(grid[1], self.cell) // self.cell
+
     def encode(self, patch_tokens) -> list[bytes]:
-        return self.inner.encode(to_cells(np.asarray(patch_tokens, np.float32), self.cell))
+        tokens = np.asarray(patch_tokens, np.float32)
+        grid = grid_of(tokens, self.arch, dim=self.inner.basis.shape[1] // (self.cell * self.cell))
+        return self.inner.pack(to_cells(tokens, self.cell), grid)
 
     def decode(self, payloads) -> np.ndarray:
-        return from_cells(self.inner.decode(payloads), self.cell)
+        cells, grid = self.inner.unpack(payloads, lambda g: int(np.prod(self._cell_grid(g))))
+        gh, gw = self._cell_grid(grid)
+        return crop_grid(from_cells(cells, self.cell, (gh, gw)), (gh * self.cell, gw * self.cell), grid)
+
+
+def fit_units(tokens, cell: int = 1):
+    """What a PCA reference fits on from a token set (any grids): patch tokens [N, h*w, D], or c x c cells of them;
+    one array for one grid, a list of arrays (one per grid) otherwise."""
+    units = [ts.patch_tokens if cell == 1 else to_cells(ts.grid_tokens, cell) for _, ts in tokens.by_grid()]
+    return units[0] if len(units) == 1 else units
+
+
+def _rows(units) -> np.ndarray:
+    """Units [N, T, D] or a list of such arrays (one per grid) -> rows [sum N*T, D] float32."""
+    parts = units if isinstance(units, list) else [units]
+    return np.concatenate([np.asarray(u, np.float32).reshape(-1, u.shape[-1]) for u in parts])
+
+
+def _first_images(units, n: int):
+    """The first `n` images of units [N, T, D], or of a list of them (one per grid) as rows [-1, D]."""
+    if not isinstance(units, list):
+        return np.asarray(units, np.float32)[:n]
+    out, left = [], n
+    for u in units:
+        out.append(u[:max(left, 0)])
+        left -= len(u)
+    return _rows([u for u in out if len(u)])
 
 
 def fit_basis(train_tokens: np.ndarray, max_tokens: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(mean [D], principal directions [D, D] by decreasing variance) of training tokens [N, T, D]."""
-    x = np.asarray(train_tokens, np.float32).reshape(-1, train_tokens.shape[-1])
+    """(mean [D], principal directions [D, D] by decreasing variance) of training tokens [N, T, D] (or a list)."""
+    x = _rows(train_tokens)
     if len(x) > max_tokens:
         x = x[np.random.default_rng(seed).choice(len(x), max_tokens, replace=False)]
     mean = x.mean(0)
@@ -126,7 +173,7 @@ def fit_basis(train_tokens: np.ndarray, max_tokens: int = 200_000, seed: int = 0
 
 def clip_ranges(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-direction clipping range (0.1 / 99.9 percentiles) of the training projections."""
-    x = np.asarray(train_tokens, np.float32).reshape(-1, train_tokens.shape[-1])
+    x = _rows(train_tokens)
     proj = (x - mean) @ directions.T
     lo, hi = np.percentile(proj, 0.1, axis=0), np.percentile(proj, 99.9, axis=0)
     return lo.astype(np.float32), np.where(hi > lo, hi, lo + 1e-6).astype(np.float32)
@@ -142,11 +189,12 @@ def codec(train_tokens: np.ndarray, mean: np.ndarray, directions: np.ndarray, k:
 def for_rate(train_tokens: np.ndarray, rate: float, basis=None, select_samples: int = 64) -> PcaCodec:
     """The best PCA codec whose payload body stays within fp16 tokens / `rate`: for each bit depth the most
     components that fit, the pair kept by token cosine on (a slice of) the training tokens (or cells: `to_cells`)."""
-    train_tokens = np.asarray(train_tokens, np.float32)
-    dim = train_tokens.shape[-1]
+    if not isinstance(train_tokens, list):
+        train_tokens = np.asarray(train_tokens, np.float32)
+    dim = _rows(train_tokens[:1]).shape[-1]
     mean, directions = basis if basis is not None else fit_basis(train_tokens)
     budget = dim * FP16_BITS / rate  # bits per token
-    sample = train_tokens[:select_samples]
+    sample = _first_images(train_tokens, select_samples)
     k_max = min(dim, int(budget // min(BITS)))
     ranges = clip_ranges(train_tokens, mean, directions[:k_max])  # one projection serves every (k, bits) candidate
     best, best_cos = None, -np.inf

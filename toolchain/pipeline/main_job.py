@@ -14,8 +14,9 @@ from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
 from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
+from ..calibration.data import largest_group
 from ..data.tokens import load_data, model_fields
-from ..evaluate.validate import failures, golden_outputs, model_feeds, validate_onnx
+from ..evaluate.validate import check_tokens_fit, failures, golden_outputs, model_feeds, validate_onnx
 from ..hf import main_job_checkpoints
 from ..models import load
 from ..models.base import input_profiles
@@ -33,10 +34,29 @@ PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distorti
 
 
 def token_hash(tokens) -> str:
-    h = hashlib.sha256(tokens.tokens.tobytes())
+    """sha256 of a token set's tokens (grid group by grid group, with each group's images and grid when there are
+    several) and labels; a set of one grid hashes as it always has."""
+    groups = tokens.by_grid()
+    h = hashlib.sha256(groups[0][1].tokens.tobytes() if len(groups) == 1 else b"grid groups")
+    for idx, ts in groups if len(groups) > 1 else ():
+        h.update(np.asarray(idx, np.int64).tobytes() + np.asarray(ts.grid, np.int64).tobytes() + ts.tokens.tobytes())
     if tokens.labels is not None:
         h.update(tokens.labels.tobytes())
     return h.hexdigest()
+
+
+def check_inputs(module, tokens, source: str) -> None:
+    """Before any work: every grid group of `tokens` holds the ViT fields the module reads beside the tokens
+    (`token_fields`) and fits the module (width, the family's grid rule)."""
+    for _, ts in tokens.by_grid():
+        model_fields(module, ts, source)
+        check_tokens_fit(module, ts.grid_tokens[:1])
+
+
+def grids_of(tokens) -> list:
+    """The report's grid: [h, w] for one grid, [[h, w, images], ...] for several."""
+    groups = tokens.by_grid()
+    return list(groups[0][1].grid) if len(groups) == 1 else [[*ts.grid, len(idx)] for idx, ts in groups]
 
 
 def has_window_attention(module) -> bool:
@@ -133,7 +153,7 @@ class MainJob:
         """Add Q/DQ models (int8/fp8) to each lowering's ONNX set, calibrated on the model's own feeds."""
         from ..calibration.api import calibrate
 
-        feeds = model_feeds(module, calib)  # tokens (+ the ViT's attention, keys), or BC blocks for decoders
+        feeds = model_feeds(module, calib)  # per grid: tokens (+ the ViT's attention, keys), or BC blocks
         if not quantizable(onnx_paths):
             self.calibrate_interface(name, module, onnx_paths, feeds, calib_hash)
             return
@@ -187,8 +207,7 @@ class MainJob:
             def run():
                 if not golden:  # one golden run serves every lowering
                     golden.update(golden_outputs(module, feeds))
-                return validate_onnx(name, module, paths, tokens.patch_tokens, tokens.labels, golden=golden,
-                                     feeds=feeds)
+                return validate_onnx(name, module, paths, tokens, tokens.labels, golden=golden, feeds=feeds)
 
             rows = self.pipe.stage(
                 f"{name}/validate/{lowering}",
@@ -199,11 +218,13 @@ class MainJob:
         return records
 
     def measure(self, name, module, onnx_paths, feeds, data_hash) -> dict:
-        """ORT CPU latency and per-layer drift of each precision's ONNX (first lowering): cached like any stage."""
+        """ORT CPU latency and per-layer drift of each precision's ONNX (first lowering), on the most numerous grid
+        of the data: cached like any stage."""
         from ..evaluate import drift_threshold, layer_drift, measure_latency
 
         lowering = next(iter(onnx_paths))
         paths = onnx_paths[lowering]
+        feeds = largest_group(feeds)
 
         def run():
             result = {"latency": {}, "drift": {}}
@@ -233,9 +254,10 @@ class MainJob:
 
         def run():
             row = measure(name, module, tokens, with_saliency=False)
+            units = pca_reference.fit_units(fit)
             if fit_hash not in self.pca_bases:  # one PCA fit serves every compressor of the run
-                self.pca_bases[fit_hash] = pca_reference.fit_basis(fit.patch_tokens)
-            codec = pca_reference.for_rate(fit.patch_tokens, row["rate"], self.pca_bases[fit_hash])
+                self.pca_bases[fit_hash] = pca_reference.fit_basis(units)
+            codec = pca_reference.for_rate(units, row["rate"], self.pca_bases[fit_hash])
             ref = measure(f"pca@{row['rate']:.1f}x", codec, tokens, with_saliency=False)
             return [point(row, module.arch, "cpu (PyTorch)"), point(ref, PCA_SERIES, "cpu (NumPy)")]
 
@@ -260,12 +282,13 @@ class MainJob:
         rows = self.pipe.stage(
             f"{name}/validate", {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
                                  "versions": self.versions},
-            lambda: validate_onnx(name, graph, paths, tokens.patch_tokens, feeds=feeds))
+            lambda: validate_onnx(name, graph, paths, tokens, feeds=feeds))
         built, engine_records = self.build(name, graph, {"decomposed": paths})
-        engines = [{**e, "latency": engine_latency(self.out_dir, e, feeds)} for e in built]
+        engines = [{**e, "latency": engine_latency(self.out_dir, e, largest_group(feeds))} for e in built]
         return [{**r, "lowering": "decomposed"} for r in rows] + engine_records, engines
 
     executor: tuple | None = None  # (executor, jobs, ray address): a model's engine builds run there together
+    grid: tuple = DEFAULT_GRID  # engine profiles' token grid: min, opt, max (h, w) (--grid)
 
     def prebuild(self, name, module, onnx_paths) -> dict:
         """Every RTX engine of one model built at once by the build executor, when one is set: (target, precision)
@@ -274,7 +297,7 @@ class MainJob:
             return {}
         from .executor import BuildJob, run_builds
 
-        profiles = input_profiles(module, DEFAULT_BATCH, DEFAULT_GRID)
+        profiles = input_profiles(module, DEFAULT_BATCH, self.grid)
         pairs = [(t, p, onnx_paths[t.attention if t.attention in onnx_paths else next(iter(onnx_paths))].get(p))
                  for t, p in self.todo if t.backend == "tensorrt_rtx"]
         pairs = [(t, p, path) for t, p, path in pairs if path is not None]
@@ -295,7 +318,7 @@ class MainJob:
                 continue
             start = time.perf_counter()
             stage = f"{name}/build/{target.name}/{precision}"
-            profiles = input_profiles(module, DEFAULT_BATCH, DEFAULT_GRID)
+            profiles = input_profiles(module, DEFAULT_BATCH, self.grid)
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
                     entry = prebuilt.get((target.name, precision)) or build_engine(
@@ -309,7 +332,7 @@ class MainJob:
                     stage, {"onnx": sha256_file(onnx_path), "target": target.to_dict(), "precision": precision,
                             "profiles": profiles, "versions": self.versions},
                     lambda: write_bundle(onnx_path, target, precision, self.out_dir, profiles=profiles,
-                                         name=name),
+                                         grid=self.grid, name=name),
                     outputs=lambda e: sorted(p for p in bundle_dir.rglob("*") if p.is_file()))
             entries.append(entry)
             records += _engine_records(name, entry, precision, target)
@@ -337,7 +360,8 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  calib_method: str = "mse", max_samples: int | None = None, quiet: bool = False,
                  command: str | None = None, target_cosine: float | None = None,
                  max_calib_samples: int | None = None,
-                 executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo") -> dict:
+                 executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo",
+                 grid=DEFAULT_GRID) -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
     written to OUT/report.json)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
@@ -362,13 +386,14 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
                   calib_method, quiet, target_cosine, exporter)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
+    job.grid = grid
 
     # Models that read the ViT's CLS attention / keys beside the tokens (token_fields): the built-in splits load
     # with them, a token file must hold them (checked here, before any work).
     fields = any(getattr(m, "token_fields", ()) for _, m in modules.values())
     tokens, source = load_data(data, "val", attention=fields)
     for _, module in modules.values():
-        model_fields(module, tokens, source)
+        check_inputs(module, tokens, source)
     if max_samples is not None and len(tokens) > max_samples:
         tokens = tokens.subset(range(max_samples))
         source += f"[:{max_samples}]"
@@ -377,7 +402,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     if any(p in QUANTIZED for p in job.precisions):
         calib, calib_source = load_data(calib_data, "calib", attention=fields)
         for _, module in modules.values():
-            model_fields(module, calib, calib_source)
+            check_inputs(module, calib, calib_source)
         if max_calib_samples is not None and len(calib) > max_calib_samples:
             # evenly spaced, so every photograph of the split still contributes (its crops are consecutive)
             calib_source += f"[{max_calib_samples} of {len(calib)}, evenly spaced]"
@@ -410,7 +435,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                 fit = calib if calib is not None else load_data(calib_data, "calib")[0]
             compression += job.compression(name, module, tokens, data_hash, fit, token_hash(fit))
         built, engine_records = job.build(name, module, onnx_paths)
-        engines += [{**e, "latency": engine_latency(job.out_dir, e, feeds)} for e in built]
+        engines += [{**e, "latency": engine_latency(job.out_dir, e, largest_group(feeds))} for e in built]
         records += engine_records
         for part, graph in module.extra_graphs().items() if hasattr(module, "extra_graphs") else ():
             part_records, part_engines = job.extra_graph(f"{name}.{part}", name, graph, tokens, data_hash)
@@ -419,7 +444,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
 
     report = {
         "command": command or " ".join(map(shlex.quote, ["ntc-export", *sys.argv[1:]])),
-        "data": {"source": source, "sha256": data_hash, "samples": int(len(tokens)), "grid": list(tokens.grid)},
+        "data": {"source": source, "sha256": data_hash, "samples": int(len(tokens)), "grid": grids_of(tokens)},
         "calibrated_graphs": job.calibrated_graphs,
         "calibration_data": None if calib is None else {"source": calib_source, "sha256": calib_hash,
                                                         "samples": int(len(calib))},

@@ -1,8 +1,8 @@
 """Export a token model to ONNX: `model.fp32.onnx` and a strongly typed `model.fp16.onnx`.
 
-fp32: our own models through the torch.export-based exporter (backend/onnx/dynamo.py: the token grid as a Dim, patch
-tokens traced as [B, s, s, D] and given back their [B, N, D] input), opset 18, dynamic batch and grid axes; the legacy
-TorchScript exporter stays available with `exporter="torchscript"`; user torch.export programs (`.pt2`) through
+fp32: our own models through the torch.export-based exporter (backend/onnx/dynamo.py: the token grid's height and
+width as two Dims, patch tokens [B, h, w, D]), opset 18, dynamic batch and grid axes, every grid in one graph; the
+legacy TorchScript exporter stays available with `exporter="torchscript"` (no grid needs it); user torch.export programs (`.pt2`) through
 backend/onnx/program.py. Checked and shape-inferred.
 fp16: onnxconverter-common's float16 pass with overflow-prone islands (LayerNorm statistics, Softmax, reductions,
 exp/log/pow) kept in fp32 behind Cast nodes, so every tensor has one declared type (what strongly typed
@@ -195,8 +195,8 @@ def _split_shared_constants(model: onnx.ModelProto, max_elements: int = 64) -> N
 
 
 def _shape_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of nodes that only compute shapes (from Shape outputs and constants): they stay fp32/int, since the
-    token grid (h = w = sqrt(N)) is computed in float and fp16 would round large token counts."""
+    """Names of nodes that only compute shapes (from Shape outputs and constants): they stay fp32/int, since a shape
+    computed in float (a user's graph taking sqrt(N)) would round large token counts in fp16."""
     derived = set()
     constants = {i.name for i in model.graph.initializer}
     names = []
