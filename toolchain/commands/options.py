@@ -23,6 +23,11 @@ grid_option = click.option(
     help=f"Engine profile of the token grid, {GRID_SYNTAX} (h x w patches each): engines take every grid from min "
          "to max on each axis. The default covers images of 56 to 672 px a side at ViT patch 14, at any aspect ratio "
          "within (e.g. 672x224 px: a 48x16 grid), tuned for 224x224.")
+main_grid_option = click.option(
+    "--grid", default=None, callback=lambda ctx, param, v: None if v is None else parse_grid(v),
+    help=f"Engine profile of the token grid, {GRID_SYNTAX} (h x w patches each); validation data outside it is "
+         f"refused. Default: {format_grid(DEFAULT_GRID)} (56 to 672 px a side at ViT patch 14, tuned for 224x224), "
+         "widened to admit every grid of the validation data (a native-resolution 16:9 photo: 37x60).")
 batch_option = click.option(
     "--batch", default="1,1,8", show_default=True, callback=lambda ctx, param, v: parse_batch(v),
     help="min,opt,max batch of the engine profile.")

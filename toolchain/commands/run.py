@@ -7,7 +7,7 @@ import click
 from ..backend.trt.targets import PRECISIONS, TARGETS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 from ..pipeline.executor import EXECUTORS
-from .options import CALIB_METHODS, exporter_option, grid_option, quiet_option
+from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_option
 
 
 @click.command("run")
@@ -26,7 +26,7 @@ from .options import CALIB_METHODS, exporter_option, grid_option, quiet_option
                    "Default: rtx-ampere, rtx-ada, rtx-blackwell, jetson-orin, skipping pairs a target cannot "
                    "build (listed in the report).")
 @click.option("--no-build", is_flag=True, help="Stop after validation: no engines or bundles.")
-@grid_option
+@main_grid_option
 @click.option("--attention", type=click.Choice(ATTENTION_MODES), default=None,
               help="Force one window-attention lowering for every graph (default: per target profile; "
                    "`decomposed` for validation).")

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
-from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID
+from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID, admits, covering, format_grid, grid_triple
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
 from ..calibration.data import largest_group
 from ..data.tokens import load_data, model_fields
@@ -51,6 +51,19 @@ def check_inputs(module, tokens, source: str) -> None:
     for _, ts in tokens.by_grid():
         model_fields(module, ts, source)
         check_tokens_fit(module, ts.grid_tokens[:1])
+
+
+def profile_grid(grid, tokens, source: str) -> tuple:
+    """The engine profiles' token grid for validation data `tokens`: `grid` when it admits every grid of the data
+    (else a one-line NtcError, before any work); None: the default widened to admit them."""
+    data_grids = [ts.grid for _, ts in tokens.by_grid()]
+    if grid is None:
+        return covering(DEFAULT_GRID, data_grids)
+    outside = [g for g in data_grids if not admits(grid, g)]
+    if outside:
+        raise NtcError(f"{source}: token grid {outside[0][0]}x{outside[0][1]} lies outside --grid "
+                       f"{format_grid(grid)}; widen it (e.g. --grid {format_grid(covering(grid, data_grids))})")
+    return grid_triple(grid)
 
 
 def grids_of(tokens) -> list:
@@ -361,9 +374,10 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  command: str | None = None, target_cosine: float | None = None,
                  max_calib_samples: int | None = None,
                  executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo",
-                 grid=DEFAULT_GRID) -> dict:
+                 grid=None) -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
-    written to OUT/report.json)."""
+    written to OUT/report.json). `grid`: the engine profiles' token grid (min, opt, max (h, w)); None: the default
+    widened to admit every grid of the validation data."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
@@ -386,7 +400,6 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
                   calib_method, quiet, target_cosine, exporter)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
-    job.grid = grid
 
     # Models that read the ViT's CLS attention / keys beside the tokens (token_fields): the built-in splits load
     # with them, a token file must hold them (checked here, before any work).
@@ -397,6 +410,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     if max_samples is not None and len(tokens) > max_samples:
         tokens = tokens.subset(range(max_samples))
         source += f"[:{max_samples}]"
+    job.grid = profile_grid(grid, tokens, source)
     data_hash = token_hash(tokens)
     calib = calib_source = calib_hash = None
     if any(p in QUANTIZED for p in job.precisions):

@@ -49,6 +49,21 @@ def parse_grid(text: str) -> tuple[tuple[int, int], ...]:
         raise NtcError(f"--{e}") from None  # "--grid 4x4:16x16:8x8: height must be ..."
 
 
+def admits(grid, data_grid: tuple[int, int]) -> bool:
+    """Whether engines of the profile `grid` take a `data_grid` token grid (min <= side <= max on each axis)."""
+    (lo, _, hi), (h, w) = grid_triple(grid), data_grid
+    return lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1]
+
+
+def covering(grid, data_grids, step: int = 8) -> tuple[tuple[int, int], ...]:
+    """The profile `grid` widened to admit every grid of the data (a side beyond the max rounds up to a multiple of
+    `step`; below the min, the min becomes that side): the default profile never leaves the data outside."""
+    (lo, opt, hi) = grid_triple(grid)
+    lo = tuple(min([lo[a]] + [g[a] for g in data_grids]) for a in (0, 1))
+    hi = tuple(max([hi[a]] + [-(-g[a] // step) * step for g in data_grids if g[a] > hi[a]]) for a in (0, 1))
+    return lo, opt, hi
+
+
 def check_grid_sides(grid, multiple: int = 1, rule: str | None = None, what: str = "the model") -> None:
     """A family whose grid sides must divide by `multiple` (Qwen's 2x2 merger: 2) cannot have engines tuned or
     bounded at other grids: a one-line NtcError naming the first such entry."""
