@@ -1,6 +1,7 @@
 """The demo's model list: one checkpoint per architecture of the zoo (a codec family's lowest rate), every one with
---all."""
+--all; its data: square crops, then photographs at their own aspect ratio."""
 
+import numpy as np
 from ntc_export.commands.demo import demo_models
 from ntc_export.models import read_arch
 from ntc_export.util.paths import ZOO_DIR
@@ -19,3 +20,17 @@ def test_one_checkpoint_per_architecture():
 
 def test_all_takes_every_checkpoint():
     assert demo_models(ZOO, every=True) == ZOO
+
+
+def test_demo_data_adds_native_aspect_photographs_after_the_square_crops(tmp_path):
+    from ntc_export.commands.demo import demo_data
+    from ntc_export.data.tokens import builtin_tokens, load_tokens
+
+    data = load_tokens(demo_data(tmp_path, 3, 2))
+    assert len(data) == 5 and data.has_attention
+    grids = {tuple(g) for g in data.grids[3:]}
+    assert any(h != w for h, w in grids)  # the flower photograph is 427x640: a non-square grid
+    square = builtin_tokens("photos", 224, split="val", attention=True)
+    first = data.subset([0, 1, 2])
+    assert first.grid == (16, 16)
+    np.testing.assert_array_equal(first.tokens, square.tokens[:3])

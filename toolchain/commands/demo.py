@@ -18,24 +18,43 @@ from .options import quiet_option
 @click.option("--max-calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Token maps of the photo corpus's calibration split to calibrate int8/fp8 on (evenly spaced, "
                    "so every photograph contributes).")
+@click.option("--native", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Photographs of the validation split added whole, at their own aspect ratio (native resolution "
+                   "within 224x224 pixels: non-square grids such as 12x21), beside the square crops; 0: none.")
 @click.option("--all", "every", is_flag=True,
               help="Every zoo checkpoint (every rate of every codec family), not one per architecture.")
 @quiet_option
-def command(out_dir, max_samples, max_calib_samples, every, quiet):
+def command(out_dir, max_samples, max_calib_samples, native, every, quiet):
     """Run the main job on one model per architecture of the built-in zoo (models/zoo/*.pt; every checkpoint with
-    --all) with the built-in held-out tokens: export, int8/fp8 calibration on the photo corpus's calibration split,
-    validation against PyTorch of every precision, engines for the default RTX targets, Jetson bundles, and the report
-    with its decision table."""
+    --all) with the built-in held-out tokens (square crops, plus a few photographs at their own aspect ratio):
+    export, int8/fp8 calibration on the photo corpus's calibration split, validation against PyTorch of every
+    precision on every grid, engines for the default RTX targets, Jetson bundles, and the report with its decision
+    table."""
     from ..pipeline.main_job import run_main_job
 
     zoo = demo_models(sorted(ZOO_DIR.glob("*.pt")), every)
     if not zoo:
         raise NtcError(f"no zoo checkpoints in {ZOO_DIR}; build them with scripts/build_zoo.py")
-    command = f"ntc-export demo --max-samples {max_samples} --max-calib-samples {max_calib_samples}"
-    report = run_main_job(zoo, out_dir, max_samples=max_samples, max_calib_samples=max_calib_samples, quiet=quiet,
+    data = demo_data(out_dir, max_samples, native)
+    command = f"ntc-export demo --max-samples {max_samples} --max-calib-samples {max_calib_samples} --native {native}"
+    report = run_main_job(zoo, out_dir, data=data, max_calib_samples=max_calib_samples, quiet=quiet,
                           command=command + (" --all" if every else ""))
     if not report["pass"]:
         raise click.exceptions.Exit(1)
+
+
+def demo_data(out_dir: Path, max_samples: int, native: int) -> Path:
+    """The demo's validation tokens as a file: the first `max_samples` square crops of the photo corpus's validation
+    split, then `native` of its photographs whole at their own aspect ratio (a mixed-grid set), with the ViT's CLS
+    attention and keys (the reducers read them)."""
+    from ..data.tokens import builtin_tokens, concat_sets, native_photo_tokens
+
+    square = builtin_tokens("photos", 224, split="val", attention=True)
+    square = square.subset(range(min(max_samples, len(square))))
+    sets = [square] + ([native_photo_tokens("val", native, attention=True)] if native else [])
+    path = Path(out_dir) / "demo-data.npz"
+    concat_sets(sets).save(path)
+    return path
 
 
 def _rate_then_name(path: Path) -> tuple:

@@ -743,6 +743,48 @@ def images_tokens(images, names, size=224, progress: bool = True, attention: boo
     return MixedTokenSet(groups, meta)
 
 
+def native_photo_tokens(split: str = "val", count: int = 4, max_pixels: int = 224 * 224,
+                        attention: bool = False) -> "TokenSet | MixedTokenSet":
+    """The first `count` photographs of a corpus split whole, at their own aspect ratio (smart_resize within
+    `max_pixels`): a native-resolution image set beside the corpus's square crops (the demo validates on both)."""
+    from . import photos as corpus
+
+    found, _ = corpus.photos_for(split)
+    chosen = found[:count]
+    if not chosen:
+        raise NtcError(f"no photograph of the {split} split is installed: pip install scikit-image")
+    images = [to_rgb_uint8(p.load(), p.key) for p in chosen]
+    return images_tokens(images, [f"{p.key}#native" for p in chosen], "native", progress=False, attention=attention,
+                         max_pixels=max_pixels, meta={"source": f"builtin:photos:{split}:native"})
+
+
+def concat_sets(sets) -> "TokenSet | MixedTokenSet":
+    """Token sets one after the other as one set (images of one grid merged into one group): a TokenSet when they
+    share a grid, else a MixedTokenSet."""
+    rows: dict[tuple, list] = {}  # grid -> [(index in the result, TokenSet, row)]
+    offset = 0
+    for ts_or_mixed in sets:
+        for idx, ts in ts_or_mixed.by_grid():
+            rows.setdefault(ts.grid, []).extend((offset + int(i), ts, r) for r, i in enumerate(idx))
+        offset += len(ts_or_mixed)
+    groups = [(np.array([i for i, _, _ in found]), _stack([(ts, r) for _, ts, r in found]))
+              for found in rows.values()]
+    if len(groups) == 1:
+        return groups[0][1]
+    return MixedTokenSet(groups, {"names": [n for s in sets for n in s.meta.get("names", [])],
+                                  "source": " + ".join(str(s.meta.get("source", "")) for s in sets)})
+
+
+def _stack(rows: list[tuple[TokenSet, int]]) -> TokenSet:
+    """One single-grid TokenSet of the given (set, row) images."""
+    first = rows[0][0]
+    pick = lambda name: None if getattr(first, name) is None else np.stack(  # noqa: E731
+        [getattr(ts, name)[r] for ts, r in rows])
+    names = [ts.meta.get("names", [str(r)] * (r + 1))[r] for ts, r in rows]
+    return TokenSet(pick("tokens"), first.grid, pick("labels"), {**first.meta, "names": names}, pick("attention"),
+                    pick("keys"))
+
+
 def make_tokens(paths_or_builtin, size=224, out=None, split: str = "all", progress: bool = True,
                 attention: bool = False, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
                 ) -> "TokenSet | MixedTokenSet":
