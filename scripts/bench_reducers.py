@@ -32,8 +32,9 @@ VISIONZIP = (64, 32, 16)
 
 def feeds_of(ts) -> dict[str, np.ndarray]:
     """Every input a reducer may take: patch tokens, CLS attention per head, patch keys averaged over heads."""
-    keys = ts.keys[:, 1:].reshape(len(ts), -1, vit.HEADS, vit.DIM // vit.HEADS).mean(2)
-    return {"tokens": np.ascontiguousarray(ts.patch_tokens), "attention": np.ascontiguousarray(ts.attention),
+    keys = ts.keys[:, 1:].reshape(len(ts), *ts.grid, vit.HEADS, vit.DIM // vit.HEADS).mean(3)
+    return {"tokens": np.ascontiguousarray(ts.grid_tokens),  # the graphs take every input on the grid
+            "attention": np.ascontiguousarray(ts.attention).reshape(len(ts), -1, *ts.grid),
             "keys": np.ascontiguousarray(keys, dtype=np.float32)}
 
 

@@ -47,8 +47,8 @@ def tome(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tome")
     fp32 = export_model(module, folder, ("fp32",))["fp32"]
     g = torch.Generator().manual_seed(3)
-    feeds = {"tokens": (torch.randn(5, 64, 32, generator=g) * 2).numpy(),
-             "keys": torch.randn(5, 64, 16, generator=g).numpy()}
+    feeds = {"tokens": (torch.randn(5, 64, 32, generator=g) * 2).numpy().reshape(5, 8, 8, 32),
+             "keys": torch.randn(5, 64, 16, generator=g).numpy().reshape(5, 8, 8, 16)}  # on the 8x8 grid
     scales = {"tokens": scale_for(np.abs(feeds["tokens"]).max()), "tokens_out": scale_for(6.0)}
     int8 = folder / "model.int8.onnx"
     onnx.save(int8_interface(onnx.load(str(fp32)), scales), str(int8))

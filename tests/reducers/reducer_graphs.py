@@ -3,7 +3,6 @@
 import numpy as np
 import onnx
 
-DYNAMIC_OK = {"batch"}
 REDUCING_SCATTERS = {"ScatterElements", "ScatterND"}
 
 
@@ -24,6 +23,18 @@ def output_dims(model: onnx.ModelProto) -> dict[str, list]:
     """Graph outputs' dims after strict ONNX shape inference (dim_param names or ints)."""
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in inferred.graph.output}
+
+
+def input_dims(model: onnx.ModelProto) -> dict[str, list]:
+    """Graph inputs' dims (dim_param names or ints)."""
+    return {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+
+
+def assert_grid_inputs(model: onnx.ModelProto, expected: dict[str, list]) -> None:
+    """Each named input's dims are `expected` (the grid's axes named grid_h, grid_w: any grid in one graph)."""
+    dims = input_dims(model)
+    for name, shape in expected.items():
+        assert dims[name] == list(shape), (name, dims[name])
 
 
 def assert_static_outputs(model: onnx.ModelProto, expected: dict[str, list]) -> None:

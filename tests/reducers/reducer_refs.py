@@ -77,15 +77,18 @@ def visionzip(x: np.ndarray, score: np.ndarray, dominant: int, contextual: int, 
 
 def ovis_vet(x: np.ndarray, stride: int, w_head: np.ndarray, ln_w: np.ndarray, ln_b: np.ndarray, table: np.ndarray,
              hard: bool = False, eps: float = 1e-5):
-    """Ovis visual tokenizer + VTE on one image's tokens [h*w, D]: (embeddings [N', D_out], word ids [N'], each
-    cell's gap between its best and second-best logit [N'])."""
-    side = int(round(len(x) ** 0.5))
-    padded = -(-side // stride) * stride
-    grid = np.zeros((padded, padded, x.shape[1]))
-    grid[:side, :side] = x.reshape(side, side, -1)
+    """Ovis visual tokenizer + VTE on one image's tokens [h, w, D] (or [h*w, D] on a square grid): (embeddings
+    [N', D_out], word ids [N'], each cell's gap between its best and second-best logit [N'])."""
+    if x.ndim == 2:
+        side = int(round(len(x) ** 0.5))
+        x = x.reshape(side, side, -1)
+    h, w = x.shape[:2]
+    ph, pw = -(-h // stride) * stride, -(-w // stride) * stride
+    grid = np.zeros((ph, pw, x.shape[2]))
+    grid[:h, :w] = x
     out, ids, gaps = [], [], []
-    for gy in range(0, padded, stride):
-        for gx in range(0, padded, stride):
+    for gy in range(0, ph, stride):
+        for gx in range(0, pw, stride):
             cell = np.concatenate([grid[gy + dy, gx + dx] for dy in range(stride) for dx in range(stride)])
             logit = w_head.astype(np.float64) @ cell
             logit = (logit - logit.mean()) / np.sqrt(logit.var() + eps) * ln_w + ln_b
@@ -101,7 +104,8 @@ def ovis_vet(x: np.ndarray, stride: int, w_head: np.ndarray, ln_w: np.ndarray, l
 
 
 def ovis_vet_of(module, x: np.ndarray, hard: bool):
-    """ovis_vet with an OvisVET module's weights (as float64): (embeddings, word ids, logit gaps) of one image."""
+    """ovis_vet with an OvisVET module's weights (as float64): (embeddings, word ids, logit gaps) of one image's tokens
+    [h, w, D] (or [h*w, D] on a square grid)."""
     p = {k: v.numpy().astype(np.float64) for k, v in module.state_dict().items()}
     return ovis_vet(x, module.stride, p["tokenizer_head.0.weight"], p["tokenizer_head.1.weight"],
                     p["tokenizer_head.1.bias"], p["vte.weight"], hard)

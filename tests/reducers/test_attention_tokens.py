@@ -89,8 +89,8 @@ def test_visionzip_on_real_attention_and_keys(tmp_path, attention_file):
     ts = T.load_tokens(attention_file)
     head_dim = vit.DIM // vit.HEADS
     keys = ts.keys[:, 1:].reshape(len(ts), 256, vit.HEADS, head_dim).mean(2)  # VisionZip: keys averaged over heads
-    feeds = {"tokens": np.ascontiguousarray(ts.patch_tokens), "attention": ts.attention,
-             "keys": np.ascontiguousarray(keys, dtype=np.float32)}
+    feeds = {"tokens": np.ascontiguousarray(ts.grid_tokens), "attention": ts.attention.reshape(len(ts), -1, 16, 16),
+             "keys": np.ascontiguousarray(keys.reshape(len(ts), 16, 16, head_dim), dtype=np.float32)}  # on the grid
     module = VisionZip(dominant=54, contextual=10, heads=vit.HEADS, keys_dim=head_dim)
     with torch.no_grad():
         want = [o.numpy() for o in module(*(torch.from_numpy(feeds[n]) for n in module.input_names))]

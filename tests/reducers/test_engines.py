@@ -1,6 +1,6 @@
 """The reducers' fp16 graphs are consistently typed (ONNX Runtime loads and runs them) and match PyTorch on the
-fp16-rounded inputs they see, and every graph builds as a TensorRT-RTX engine ahead of time (no GPU needed), with the
-models' own fixed-token profiles."""
+fp16-rounded inputs they see, on the square grid and on a non-square one, and every graph builds as a TensorRT-RTX
+engine ahead of time (no GPU needed), with the models' own grid profiles."""
 
 import numpy as np
 import pytest
@@ -32,9 +32,14 @@ def exported(tmp_path_factory):
     return out
 
 
+def _flat(x: np.ndarray) -> np.ndarray:
+    """One image's tokens [h, w, C] (or a score [h, w]) -> flat, row-major."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
 def _check_tome(module, seen, got, want) -> None:
-    clear = [b for b, x in enumerate(seen["tokens"]) if ref.tome(x, module.r, module.steps)[3] > CLEAR]
-    assert len(clear) >= 4  # 5 of the 8 pinned crops, fp16-rounded, are clear (one 5.2e-7)
+    clear = [b for b, x in enumerate(seen["tokens"]) if ref.tome(_flat(x), module.r, module.steps)[3] > CLEAR]
+    assert len(clear) >= len(seen["tokens"]) // 2  # 16x16: 5 of the 8 pinned crops, fp16-rounded (one 5.2e-7)
     for b in clear:
         for name in ("sizes", "source"):
             np.testing.assert_array_equal(got[name][b].astype(np.float32), want[name][b])
@@ -44,16 +49,16 @@ def _check_tome(module, seen, got, want) -> None:
 def _check_visionzip(module, seen, got, want) -> None:
     np.testing.assert_array_equal(got["dominant_indices"], want["dominant_indices"])  # same scores, TopK's tie rule
     pairs = zip(seen["tokens"], seen["score"])
-    margins = np.array([ref.visionzip(x, s, module.dominant, module.contextual)[2] for x, s in pairs])
+    margins = np.array([ref.visionzip(_flat(x), _flat(s), module.dominant, module.contextual)[2] for x, s in pairs])
     clear = margins > CLEAR  # pinned crops: all 8, smallest margin 6.1e-6
-    assert clear.sum() >= 6
+    assert clear.sum() >= len(margins) - 2
     assert row_cosines(got["tokens_out"][clear], want["tokens_out"][clear]).min() >= 0.9995  # measured 1 - 3e-8
 
 
 def _check_ovis_vet(module, seen, got, want) -> None:
     gaps = np.stack([ref.ovis_vet_of(module, x, True)[2] for x in seen["tokens"]])
     clear = gaps > FP16_TIE
-    assert clear.mean() >= 0.95  # pinned crops: 97.5%
+    assert clear.mean() >= 0.9  # pinned crops: 97.5% (16x16), 94.5% (13x21, its zero-padded edge cells included)
     ids = want["visual_ids"].astype(np.int64)
     np.testing.assert_array_equal(got["visual_ids"][clear], ids[clear])
     assert (gaps[got["visual_ids"] != ids] <= FP16_TIE).all()  # a flip only at a near-tie
@@ -64,15 +69,19 @@ def _check_ovis_vet(module, seen, got, want) -> None:
 CHECKS = {"tome": _check_tome, "visionzip": _check_visionzip, "ovis_vet": _check_ovis_vet}
 
 
+@pytest.mark.parametrize("grid", ["16x16", "13x21"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_fp16_graph_runs_in_ort_and_matches_pytorch(exported, name, real_tokens):
+def test_fp16_graph_runs_in_ort_and_matches_pytorch(exported, name, grid, real_tokens, odd_grid_tokens):
     module, paths = exported[name]
-    given = {"tokens": real_tokens, "score": np.linalg.norm(real_tokens, axis=-1)}
+    tokens = real_tokens.reshape(-1, 16, 16, 384) if grid == "16x16" else odd_grid_tokens
+    given = {"tokens": tokens, "score": np.linalg.norm(tokens, axis=-1)}
     feeds = {k: given[k] for k in module.input_names}
     runner = OrtRunner(paths["fp16"])
     got = runner.run(feeds)
     assert got["tokens_out"].dtype == np.float16 and np.isfinite(got["tokens_out"]).all()
-    assert got["tokens_out"].shape[1] == (64 if name != "tome" else 128)
+    n = tokens.shape[1] * tokens.shape[2]
+    cells = -(-tokens.shape[1] // 2) * -(-tokens.shape[2] // 2)  # ovis_vet: 2x2 cells of the zero-padded grid
+    assert got["tokens_out"].shape[1] == {"tome": n - 128, "visionzip": 64, "ovis_vet": cells}[name]
     seen = runner.seen_inputs(feeds)  # the reference is fed what the graph's arithmetic sees
     CHECKS[name](module, seen, got, golden_outputs(module, seen))
 

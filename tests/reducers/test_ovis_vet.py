@@ -1,5 +1,6 @@
-"""Ovis VET: PyTorch vs a loop reference (2x2 merge, head, LayerNorm, softmax, table); fp16 graph keeps Softmax in
-fp32; ORT fp32/fp16 vs PyTorch on real tokens."""
+"""Ovis VET: PyTorch vs a loop reference (2x2 merge, head, LayerNorm, softmax, table) on square, odd and non-square
+grids; fp16 graph keeps Softmax in fp32; one graph for every grid; ORT fp32/fp16 vs PyTorch on real tokens at two
+grids."""
 
 import numpy as np
 import onnx
@@ -11,7 +12,7 @@ from ntc_export.backend.onnxrt.runner import OrtRunner
 from ntc_export.models import build
 from ntc_export.models.ovis_vet import OvisVET
 from ntc_export.util.errors import NtcError
-from reducer_graphs import assert_no_dynamic_ops, output_dims, rel_l2, row_cosines, tensor_types
+from reducer_graphs import assert_grid_inputs, assert_no_dynamic_ops, output_dims, rel_l2, row_cosines, tensor_types
 
 FLOAT = onnx.TensorProto.FLOAT
 TIE = 1e-3  # a logit gap below this is a near-tie for fp32 (its logit error here: 1.3e-5 at logits up to 35)
@@ -34,12 +35,13 @@ def _outputs(module: OvisVET, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("hard", [False, True])
-@pytest.mark.parametrize("side", [16, 7])  # 7: an odd grid, zero-padded to 8 as Ovis pads
-def test_matches_reference(hard, side):
-    x = np.random.default_rng(side).standard_normal((2, side * side, 48)).astype(np.float32)
+@pytest.mark.parametrize("grid", [(16, 16), (7, 7), (7, 12), (1, 5)])  # odd sides zero-padded to even as Ovis pads
+def test_matches_reference(hard, grid):
+    h, w = grid
+    x = np.random.default_rng(h * w).standard_normal((2, h, w, 48)).astype(np.float32)
     module = _module(vocab=64, hard=hard, gain=4.0, input_dim=48, output_dim=32)
-    got = _outputs(module, x)
-    cells = ((side + 1) // 2) ** 2
+    got = _outputs(module, x if h != w else x.reshape(2, h * w, 48))  # a square grid may come flat
+    cells = ((h + 1) // 2) * ((w + 1) // 2)
     assert got["tokens_out"].shape == (2, cells, 32)
     for b in range(2):
         want, ids, _ = ref.ovis_vet_of(module, x[b], hard)
@@ -48,35 +50,40 @@ def test_matches_reference(hard, side):
             np.testing.assert_array_equal(got["visual_ids"][b], ids)
 
 
-def test_soft_export_fp32_and_fp16_on_real_tokens(tmp_path, real_tokens):
+def test_soft_export_fp32_and_fp16_on_real_tokens(tmp_path, real_tokens, odd_grid_tokens):
     module = _module(gain=8.0)
     paths = export_model(module, tmp_path)
-    want = _outputs(module, real_tokens)["tokens_out"]
     fp32, fp16 = onnx.load(paths["fp32"]), onnx.load(paths["fp16"])
     for model in (fp32, fp16):
         assert_no_dynamic_ops(model)
+        assert_grid_inputs(model, {"tokens": ["batch", "grid_h", "grid_w", 384]})
         assert output_dims(model)["tokens_out"] == ["batch", "out_tokens", 512]  # the grid stays dynamic here
     types = tensor_types(fp16)
     (softmax,) = [n for n in fp16.graph.node if n.op_type == "Softmax"]
     (norm,) = [n for n in fp16.graph.node if n.op_type == "LayerNormalization"]
     assert types[softmax.input[0]] == types[softmax.output[0]] == types[norm.output[0]] == FLOAT
     assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    got32 = OrtRunner(paths["fp32"]).run({"tokens": real_tokens})["tokens_out"]
-    got16 = OrtRunner(paths["fp16"]).run({"tokens": real_tokens})["tokens_out"].astype(np.float32)
-    assert rel_l2(got32, want) <= 1e-5
-    assert row_cosines(got16, want).min() >= 0.9995
+    for tokens in (real_tokens.reshape(-1, 16, 16, 384), odd_grid_tokens):  # 64 cells; 13x21 padded: 7 x 11 cells
+        want = _outputs(module, tokens)["tokens_out"]
+        got32 = OrtRunner(paths["fp32"]).run({"tokens": tokens})["tokens_out"]
+        got16 = OrtRunner(paths["fp16"]).run({"tokens": tokens})["tokens_out"].astype(np.float32)
+        assert got32.shape[1] == -(-tokens.shape[1] // 2) * -(-tokens.shape[2] // 2)
+        assert rel_l2(got32, want) <= 1e-5
+        assert row_cosines(got16, want).min() >= 0.9995
 
 
 def test_large_vocab_fp16_keeps_softmax_fp32(tmp_path, real_tokens):
     module = _module(vocab=4096, gain=8.0)
     paths = export_model(module, tmp_path)
-    got16 = OrtRunner(paths["fp16"]).run({"tokens": real_tokens[:4]})["tokens_out"].astype(np.float32)
-    assert row_cosines(got16, _outputs(module, real_tokens[:4])["tokens_out"]).min() >= 0.9995
+    tokens = real_tokens[:4].reshape(4, 16, 16, 384)
+    got16 = OrtRunner(paths["fp16"]).run({"tokens": tokens})["tokens_out"].astype(np.float32)
+    assert row_cosines(got16, _outputs(module, tokens)["tokens_out"]).min() >= 0.9995
 
 
 def test_hard_export_gives_identical_ids_on_real_tokens(tmp_path, real_tokens):
     module = _module(hard=True, gain=8.0)
     paths = export_model(module, tmp_path)
+    real_tokens = real_tokens.reshape(-1, 16, 16, 384)
     want = _outputs(module, real_tokens)
     fp32 = onnx.load(paths["fp32"])
     assert output_dims(fp32)["visual_ids"] == ["batch", "out_tokens"]

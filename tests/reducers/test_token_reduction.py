@@ -13,24 +13,29 @@ from ntc_export.evaluate.token_reduction import Readout, cell_cover, lattice, ne
 from ntc_export.models import build, save
 from ntc_export.models.budget_policy import BudgetPolicy
 from ntc_export.models.visionzip import VisionZip, contextual_targets
+from ntc_export.util.errors import NtcError
 
 
 def test_cell_cover_matches_loops():
-    for side, k in ((16, 2), (16, 3), (16, 4), (5, 2)):
-        out = -(-side // k)
-        want = np.zeros((out * out, side * side))
-        for r in range(side):
-            for c in range(side):
-                want[(r // k) * out + c // k, r * side + c] = 1
-        np.testing.assert_array_equal(cell_cover(side, k), want)
+    for (h, w), k in (((16, 16), 2), ((16, 16), 3), ((16, 16), 4), ((5, 5), 2), ((13, 21), 2), ((7, 10), 3),
+                      ((9, 4), 4)):
+        cols = -(-w // k)
+        want = np.zeros((-(-h // k) * cols, h * w))
+        for r in range(h):
+            for c in range(w):
+                want[(r // k) * cols + c // k, r * w + c] = 1
+        np.testing.assert_array_equal(cell_cover((h, w), k), want)
+    np.testing.assert_array_equal(cell_cover(16, 2), cell_cover((16, 16), 2))  # a side: the square grid
 
 
-def test_nearest_cover_is_a_partition_by_distance():
-    side, centres = 16, lattice(16, 36)
-    cover = nearest_cover(side, centres)
-    assert (cover.sum(0) == 1).all() and (cover[np.arange(36), centres] == 1).all()
-    for p in range(side * side):
-        d = [(p // side - q // side) ** 2 + (p % side - q % side) ** 2 for q in centres]
+@pytest.mark.parametrize("grid,count", [((16, 16), 36), ((13, 21), 40)])
+def test_nearest_cover_is_a_partition_by_distance(grid, count):
+    (h, w), centres = grid, lattice(grid, count)
+    assert len(set(centres.tolist())) == count and centres.max() < h * w
+    cover = nearest_cover(grid, centres)
+    assert (cover.sum(0) == 1).all() and (cover[np.arange(count), centres] == 1).all()
+    for p in range(h * w):
+        d = [(p // w - q // w) ** 2 + (p % w - q % w) ** 2 for q in centres]
         assert cover[int(np.argmin(d)), p] == 1
 
 
@@ -53,16 +58,19 @@ def test_readout_recovers_a_linear_map():
     np.testing.assert_allclose(fit.bias, b, atol=1e-5)
 
 
-def test_visionzip_source_covers_what_each_token_holds():
+@pytest.mark.parametrize("grid", [(8, 8), (7, 10)])
+def test_visionzip_source_covers_what_each_token_holds(grid):
     module = VisionZip(num_tokens=64, dominant=10, contextual=4, keys_dim=8, trace_source=True).eval()
-    tokens, attention, keys = module.example_inputs(3)
+    tokens, attention, keys = module.example_inputs(3, grid)
     out, dominant, source = (t.numpy() for t in module(tokens, attention, keys))
-    x = tokens.numpy()
-    assert (source.sum(1) == 1).all()  # a partition of the grid
+    n = grid[0] * grid[1]
+    x = tokens.numpy().reshape(3, n, -1)
+    assert source.shape == (3, 14, n) and (source.sum(1) == 1).all()  # a partition of the grid
     np.testing.assert_array_equal(source[:, :10].argmax(2), dominant)
-    targets, _ = contextual_targets(54, 4)
+    targets = contextual_targets(n - 10, 4)[0].numpy()
+    np.testing.assert_array_equal(targets, np.arange(0, n - 10, (n - 10) // 4)[:4])  # the official uniform stride
     for b in range(3):  # contextual token = its uniform-stride target + mean of the rest it covers
-        remaining = np.setdiff1d(np.arange(64), dominant[b])
+        remaining = np.setdiff1d(np.arange(n), dominant[b])
         for j in range(10, 14):
             target = remaining[targets[j - 10]]
             assert source[b, j, target] == 1
@@ -105,14 +113,15 @@ def test_same_mean_mix_matches_the_policys_mean_with_two_neighbouring_budgets():
     assert (same_mean_mix(budgets, np.full(10, 4)) == 4).all()
 
 
-@pytest.mark.parametrize("family", ["visionzip", "tome"])
-def test_criterion_errors_match_a_numpy_reference(family):
+@pytest.mark.parametrize("family,grid", [("visionzip", (16, 16)), ("tome", (16, 16)), ("visionzip", (13, 21))])
+def test_criterion_errors_match_a_numpy_reference(family, grid):
     g = torch.Generator().manual_seed(3)
-    tokens, attention = torch.randn(2, 256, 384, generator=g), torch.rand(2, 6, 256, generator=g)
+    n = grid[0] * grid[1]
+    tokens, attention = torch.randn(2, *grid, 384, generator=g), torch.rand(2, 6, *grid, generator=g)
     policy = BudgetPolicy(budgets=(16, 64, 256), threshold=0.9, family=family).eval()
     thresholds = torch.tensor([0.9, 0.0])  # per image: the second image can only qualify at all 256 tokens
     errors, index = policy(tokens, thresholds, *([attention] if family == "visionzip" else []))
-    x = tokens.numpy()
+    x = tokens.numpy().reshape(2, n, 384)
     for k, reducer in enumerate(policy.reducers):
         reducer.trace_source = True
         source = (reducer(tokens, attention) if family == "visionzip" else reducer(tokens))[-1].numpy()
@@ -125,19 +134,40 @@ def test_criterion_errors_match_a_numpy_reference(family):
     assert index.tolist() == first_ok and index[1] == 2
 
 
-def _token_file(path, n, seed, labels=True):
+def test_tome_policy_takes_the_grid_of_its_schedules_only():
+    policy = BudgetPolicy(budgets=(16, 64, 256), family="tome").eval()
+    assert policy.input_axes() == {"tokens": {0: "batch"}, "threshold": {0: "batch"}}  # batch the only dynamic axis
+    assert [tuple(t.shape) for t in policy.example_inputs(2, (13, 21))] == [(2, 16, 16, 384), (2,)]
+    assert policy.input_profiles((1, 1, 8), (13, 16, 32))["tokens"] == [[1, 16, 16, 384]] * 2 + [[8, 16, 16, 384]]
+    message = (r"^budget_policy needs exactly a 16x16 grid \(its ToMe budgets are \(r, steps\) schedules tabled for "
+               r"256 tokens\), got a 13x21 grid \(273 tokens\)$")
+    with pytest.raises(NtcError, match=message):
+        policy.prepare_inputs(np.zeros((1, 13, 21, 384), np.float32))
+    with pytest.raises(NtcError, match="16x16"):
+        policy(torch.zeros(1, 16, 17, 384), torch.zeros(1))
+    visionzip = BudgetPolicy(budgets=(16, 64, 256)).eval()  # budgets are token counts: any grid holding 64
+    assert visionzip.input_axes()["attention"] == {0: "batch", 2: "grid_h", 3: "grid_w"}
+    with pytest.raises(NtcError, match=r"at least 64 patch tokens .* got a 7x9 grid"):
+        visionzip.prepare_inputs(np.zeros((1, 7, 9, 384), np.float32), attention=np.zeros((1, 6, 63), np.float32))
+
+
+def _token_file(path, n, seed, labels=True, grid=(16, 16)):
     rng = np.random.default_rng(seed)
-    tokens = rng.normal(size=(n, 257, 384)).astype(np.float32)
-    attention = rng.random((n, 6, 256)).astype(np.float32)
-    keys = rng.normal(size=(n, 257, 384)).astype(np.float32)
+    count = grid[0] * grid[1]
+    tokens = rng.normal(size=(n, 1 + count, 384)).astype(np.float32)
+    attention = rng.random((n, 6, count)).astype(np.float32)
+    keys = rng.normal(size=(n, 1 + count, 384)).astype(np.float32)
     y = np.arange(n) % 2 if labels else None
     if labels:  # a learnable task: class shifts every token
         tokens += (y[:, None, None] * 0.5).astype(np.float32)
-    return TokenSet(tokens, (16, 16), y, {"source": "synthetic"}, attention, keys).save(path)
+    return TokenSet(tokens, grid, y, {"source": "synthetic"}, attention, keys).save(path)
 
 
 def test_rd_on_reducers_and_projectors(tmp_path):
-    files = {name: _token_file(tmp_path / f"{name}.npz", 8, i) for i, name in enumerate(("data", "fit", "tv", "tf"))}
+    """On a non-square grid of 209 tokens (11x19): covers, baselines and the policy on it, its last budget (256) all
+    of the grid's tokens."""
+    files = {name: _token_file(tmp_path / f"{name}.npz", 8, i, grid=(11, 19))
+             for i, name in enumerate(("data", "fit", "tv", "tf"))}
     save(build("visionzip", dict(dominant=13, contextual=3, keys_dim=384)), tmp_path / "vz16.pt")
     save(build("merge3x3", dict(num_classes=0)), tmp_path / "m3.pt")
     out = tmp_path / "rd.json"
@@ -147,13 +177,14 @@ def test_rd_on_reducers_and_projectors(tmp_path):
                  "--policy-family", "visionzip",
                  "--out", str(out), "--plot", str(tmp_path / "rd.png")]) == 0
     rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
-    assert rows["vz16"]["tokens_per_image"] == 16 and rows["m3"]["tokens_per_image"] == 36
+    assert rows["vz16"]["tokens_per_image"] == 16 and rows["m3"]["tokens_per_image"] == 4 * 7  # 3x3 cells, padded
     assert rows["m3"]["readout"] and rows["vz16"]["readout"] is None
-    assert {"uniform subsample 16", "average pool 36", "visionzip 64 (fixed)"} <= set(rows)
+    assert {"uniform subsample 16", "average pool 28", "visionzip 64 (fixed)"} <= set(rows)
+    assert rows["visionzip 256 (fixed)"]["tokens_per_image"] == 209 and rows["visionzip 256 (fixed)"]["rel_error"] == 0
     adaptive = rows["adaptive visionzip 16/64/256"]
-    assert 16 <= adaptive["tokens_per_image"] <= 256 and adaptive["saliency_r"] is not None
+    assert 16 <= adaptive["tokens_per_image"] <= 209 and adaptive["saliency_r"] is not None
     mixed = rows["visionzip fixed budgets mixed to the same mean"]  # 8 images: within one image's share
-    assert abs(mixed["tokens_per_image"] - adaptive["tokens_per_image"]) <= (256 - 16) / 8
+    assert abs(mixed["tokens_per_image"] - adaptive["tokens_per_image"]) <= (209 - 16) / 8
     np.testing.assert_allclose(rows["vz16"]["saliency_r"], rows["visionzip 16 (fixed)"]["saliency_r"])
     assert (tmp_path / "rd.png").stat().st_size > 0
 

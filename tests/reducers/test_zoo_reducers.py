@@ -1,7 +1,7 @@
 """The reducers' zoo checkpoints through the main job: ToMe and VisionZip fed the ViT's keys / CLS attention from token
-sets, their fp16 graphs fp16 at the interface and fp32 inside, ToMe's integer cosine metric bit-identical between
-ONNX Runtime and PyTorch on real keys, their int8 graphs int8 at the token interface (fp8 reported as not made), and
-ovis_vet (trained, float16 weights) calibrated like the projectors."""
+sets, on the grid, their fp16 graphs fp16 at the interface and fp32 inside, ToMe's integer cosine metric bit-identical
+between ONNX Runtime and PyTorch on real keys (16x16 and a non-square grid, one graph), their int8 graphs int8 at the
+token interface (fp8 reported as not made), and ovis_vet (trained, float16 weights) calibrated like the projectors."""
 
 import json
 
@@ -20,6 +20,7 @@ from ntc_export.models.reducers import cosine_scores
 from ntc_export.util.errors import NtcError
 from ntc_export.util.paths import ZOO_DIR
 from pinned_photos import pinned_tokens
+from reducer_grids import ODD_GRID
 
 REDUCERS = ["tome_64", "visionzip_64", "visionzip_16"]
 SAMPLES = 16  # the calibrator's minimum; enough crops for near-tie keys to occur
@@ -60,14 +61,39 @@ def test_integer_cosine_against_numpy():
     assert 0 < np.abs(got - float_cos).max() < 2e-2  # the metric's rounding, bounded
 
 
-def test_tome_integer_metric_is_bit_identical_in_ort(photos, tmp_path):
+def test_tome_integer_metric_is_bit_identical_in_ort(photos, odd_grid_photos, tmp_path):
     module = load(ZOO_DIR / "tome_64.pt").eval()
     paths = export_model(module, tmp_path, ("fp32",))
-    feeds = model_feeds(module, photos[0])
+    runner = OrtRunner(paths["fp32"])
+    for tokens in (photos[0], _odd_set(odd_grid_photos)):
+        feeds = model_feeds(module, tokens)
+        assert feeds["keys"].shape[1:3] == feeds["tokens"].shape[1:3] == tokens.grid  # the keys on the grid too
+        golden = golden_outputs(module, feeds)
+        got = runner.run(feeds)
+        assert got["tokens_out"].shape[1] == tokens.grid[0] * tokens.grid[1] - 192  # r=48 in 4 steps
+        for name in ("tokens_out", "sizes"):
+            np.testing.assert_array_equal(got[name], golden[name])
+
+
+def _odd_set(odd_grid_photos) -> TokenSet:
+    """A token set of the pinned crops on the non-square grid, with the ViT's CLS attention and keys."""
+    tokens, attention, keys = odd_grid_photos
+    return TokenSet(tokens, ODD_GRID, None, {"source": "pinned photos:val 13x21"}, attention, keys)
+
+
+def test_visionzip_takes_a_non_square_grid_through_its_graph(odd_grid_photos, tmp_path):
+    module = load(ZOO_DIR / "visionzip_16.pt").eval()
+    feeds = model_feeds(module, _odd_set(odd_grid_photos))
+    assert feeds["attention"].shape == (4, 6, *ODD_GRID) and feeds["keys"].shape == (4, *ODD_GRID, 384)
     golden = golden_outputs(module, feeds)
-    got = OrtRunner(paths["fp32"]).run(feeds)
-    for name in ("tokens_out", "sizes"):
-        np.testing.assert_array_equal(got[name], golden[name])
+    got = OrtRunner(export_model(module, tmp_path, ("fp32",))["fp32"]).run(feeds)
+    np.testing.assert_array_equal(got["dominant_indices"], golden["dominant_indices"])
+    top = np.sort(np.argsort(-odd_grid_photos[1].sum(1), axis=1, kind="stable")[:, :13], axis=1)
+    np.testing.assert_array_equal(golden["dominant_indices"], top)  # the 13 most attended patches, row-major
+    assert np.linalg.norm(got["tokens_out"] - golden["tokens_out"]) / np.linalg.norm(golden["tokens_out"]) <= 1e-5
+    with pytest.raises(NtcError, match=r"^visionzip needs at least 16 patch tokens .* got a 3x5 grid \(15 tokens\)$"):
+        model_feeds(module, TokenSet(odd_grid_photos[0][:, :16], (3, 5), None, {}, odd_grid_photos[1][..., :15],
+                                     odd_grid_photos[2][:, :16]))
 
 
 @pytest.mark.parametrize("name", ["tome_64", "visionzip_16"])

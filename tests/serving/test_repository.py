@@ -188,9 +188,9 @@ def test_int8_token_interface_is_served_with_its_scales(tmp_path):
     module = load(ZOO_DIR / "visionzip_16.pt").eval()
     fp32 = export_model(module, tmp_path / "onnx", ("fp32",))["fp32"]
     rng = np.random.default_rng(0)
-    feeds = {"tokens": rng.normal(size=(16, 256, 384)).astype(np.float32),
-             "attention": rng.random((16, 6, 256)).astype(np.float32),
-             "keys": rng.normal(size=(16, 256, 384)).astype(np.float32)}
+    feeds = {"tokens": rng.normal(size=(16, 16, 16, 384)).astype(np.float32),  # every input on the 16x16 grid
+             "attention": rng.random((16, 6, 16, 16)).astype(np.float32),
+             "keys": rng.normal(size=(16, 16, 16, 384)).astype(np.float32)}
     scales = {k: v["scale"] for k, v in calibrate_interface(fp32, feeds, module.int8_streams,
                                                             tmp_path / "onnx")["scales"].items()}
     build_engine(tmp_path / "onnx" / "model.int8.onnx", "rtx-ada", "int8", tmp_path / "build",

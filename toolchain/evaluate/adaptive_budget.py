@@ -3,7 +3,9 @@ at most a share of the image's token variation unexplained, the error threshold 
 target mean token count, then measured on held-out data beside the fixed budgets.
 
 The criterion is the exported `budget_policy` graph (errors per budget, chosen index) run in ONNX Runtime; each budget
-is its own exported static-shape reducer graph, and an image's tokens are those of the graph its index names.
+is its own exported reducer graph, and an image's tokens are those of the graph its index names. Budgets are token
+counts on the held-out set's grid (any h x w): each below its h*w tokens is a reducer graph, a last one at or above
+them means all the grid's tokens.
 """
 
 from pathlib import Path
@@ -34,13 +36,25 @@ class Criterion:
         fields = model_fields(self.policy, tokens, "the policy's token set")
         errors, index = [], []
         for s in range(0, len(tokens), 64):
-            feeds = self.policy.prepare_inputs(tokens.patch_tokens[s:s + 64], threshold,
+            feeds = self.policy.prepare_inputs(tokens.grid_tokens[s:s + 64], threshold,
                                                **{k: v[s:s + 64] for k, v in fields.items()})
             res = self.runner.run({n: np.ascontiguousarray(feeds[n], dtype=np.float32)
                                    for n in self.policy.input_names})
             errors.append(res["errors"])
             index.append(res["budget_index"])
         return np.concatenate(errors), np.concatenate(index)
+
+
+def grid_counts(grid, budgets) -> tuple[int, int]:
+    """(the grid's token count n, the square reference count the budget graphs are made for: n on a square grid,
+    else the next square); every budget but a last one must be below n (that one means all tokens)."""
+    h, w = grid
+    n = h * w
+    side = int(np.ceil(n ** 0.5))
+    if any(b >= n for b in budgets[:-1]):
+        raise NtcError(f"budgets {', '.join(map(str, budgets))}: on the {h}x{w} grid ({n} tokens) every budget but the "
+                       "last must be below its token count (the last may be all of them)")
+    return n, side * side
 
 
 def fit_threshold(errors: np.ndarray, budgets, target: float) -> float:
@@ -89,32 +103,36 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
     the policy's own mean token count on each held-out set (the fair comparison when the fitted threshold lands off
     the target)."""
     budgets = [int(b) for b in budgets]
-    n = suite.data.patch_tokens.shape[1]
+    n, reference = grid_counts(suite.data.grid, budgets)
     # VisionZip reads the CLS attention of every head the token set holds (ToMe reads none)
     heads = suite.data.attention.shape[1] if suite.data.attention is not None else 0
-    graphs = {b: budget_reducer(family, b, n, heads, keys_dim) for b in budgets if b < n}
+    graphs = {b: budget_reducer(family, b, reference, heads, keys_dim) for b in budgets if b < n}
     cache = {}
 
     def fixed(b, ts):
         if (b, id(ts)) not in cache:
             cache[b, id(ts)] = (run_outputs(graphs[b], ts, folder / f"{family}{b}_{len(cache)}") if b < n else
-                                (ts.patch_tokens, np.eye(n, dtype=np.float32)[None]))
+                                (ts.patch_tokens, np.eye(ts.patch_tokens.shape[1], dtype=np.float32)[None]))
         return cache[b, id(ts)]
 
     log(f"{family} at fixed budgets {', '.join(map(str, budgets))}")
     rows = [reduction_row(f"{family} {b} (fixed)", f"{family} (fixed budgets)", lambda ts, b=b: fixed(b, ts),
                           suite, False) for b in budgets]
-    criterion = Criterion(BudgetPolicy(num_tokens=n, budgets=budgets, heads=heads, keys_dim=keys_dim,
+    policy_budgets = [b if b < n else reference for b in budgets]  # a last budget of all tokens: the reference's
+    criterion = Criterion(BudgetPolicy(num_tokens=reference, budgets=policy_budgets, heads=heads, keys_dim=keys_dim,
                                        family=family), folder / "criterion")
-    thresholds, chosen = {}, {}
+    def counts(ts) -> list[int]:  # each budget's tokens on the set's grid: all of them at most
+        return [min(b, ts.patch_tokens.shape[1]) for b in budgets]
+
+    thresholds, chosen, mixed = {}, {}, {}
     for held, train in ((suite.data, suite.policy_fit), (suite.task_val, suite.task_fit)):
         if held is None:
             continue
-        thresholds[id(held)] = fit_threshold(criterion(train)[0], budgets, target)
+        thresholds[id(held)] = fit_threshold(criterion(train)[0], counts(train), target)
         _, chosen[id(held)] = criterion(held, thresholds[id(held)])
+        mixed[id(held)] = same_mean_mix(counts(held), chosen[id(held)])
 
     log(f"adaptive policy (thresholds fitted for {target:g} tokens per image) and the same-mean mix")
-    mixed = {key: same_mean_mix(budgets, index) for key, index in chosen.items()}
     policy_rows = []
     for label, family_label, picks in ((f"adaptive {family} {'/'.join(map(str, budgets))}",
                                         f"{family} adaptive policy", chosen),
@@ -124,7 +142,7 @@ def adaptive_rows(suite, budgets, target: float, folder: Path, keys_dim: int = 0
                                                                               picks[id(ts)]), suite, False)
         row["budget_share"] = {str(b): float(np.mean(picks[id(suite.data)] == k)) for k, b in enumerate(budgets)}
         if suite.task_val is not None:
-            row["task_tokens_per_image"] = float(np.mean(np.asarray(budgets)[picks[id(suite.task_val)]]))
+            row["task_tokens_per_image"] = float(np.mean(np.asarray(counts(suite.task_val))[picks[id(suite.task_val)]]))
         policy_rows.append(row)
     policy_rows[0]["thresholds"] = [thresholds[id(h)] for h in (suite.data, suite.task_val) if h is not None]
     return rows + policy_rows

@@ -2,12 +2,14 @@
 positions it stands for (its cover), then the ViT saliency head and the linear probe read the scattered-back tokens.
 
 Covers: ToMe and VisionZip from their graphs' `source` outputs; ovis_vet and the projectors from their fixed
-geometry (k x k cells of the grid zero-padded to a multiple of k; conv16x's two stride-2 convolutions: 4 x 4 cells,
+geometry on the token set's grid h x w (k x k cells of the grid zero-padded to a multiple of k; conv16x's two
+stride-2 convolutions: 4 x 4 cells,
 the stride cells, though each output also sees a ring of neighbours). Outputs outside the ViT's token space
 (ovis_vet embeddings, projector outputs) are mapped back by a ridge readout fitted on the training split (output
 token -> mean of the ViT tokens it covers). Baselines at the same token counts: uniform grid subsampling (each
 position takes its nearest kept token) and average pooling over the same nearest-centre regions.
-Every method's tokens come from its exported graph run in ONNX Runtime (fp32).
+Every method's tokens come from its exported graph run in ONNX Runtime (fp32), fed on the set's grid. A token set
+holds one grid (any h x w); its covers are on that grid.
 """
 
 import tempfile
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.grid import grid_pair
 from ..util.errors import NtcError
 from .rate_distortion import fit_probe, saliency_r
 
@@ -24,31 +27,36 @@ REDUCERS = ("tome", "visionzip")  # outputs are ViT tokens, with a traced cover
 READOUT_ROWS = 60000  # ridge rows kept (evenly spaced) to bound memory
 
 
-def cell_cover(side: int, k: int) -> np.ndarray:
-    """0/1 [ceil(side/k)^2, side^2]: output token i (row-major over the padded grid) covers its k x k cell."""
-    out = -(-side // k)
-    r, c = np.divmod(np.arange(side * side), side)
-    cover = np.zeros((out * out, side * side), np.float32)
-    cover[(r // k) * out + c // k, np.arange(side * side)] = 1
+def cell_cover(grid, k: int) -> np.ndarray:
+    """0/1 [ceil(h/k)*ceil(w/k), h*w] on `grid` (h, w; or a square's side): output token i (row-major over the
+    padded grid) covers its k x k cell."""
+    h, w = grid_pair(grid)
+    cols = -(-w // k)
+    r, c = np.divmod(np.arange(h * w), w)
+    cover = np.zeros((-(-h // k) * cols, h * w), np.float32)
+    cover[(r // k) * cols + c // k, np.arange(h * w)] = 1
     return cover
 
 
-def lattice(side: int, count: int) -> np.ndarray:
-    """`count` evenly spaced grid positions: a sqrt x sqrt lattice when count is a square, else evenly spaced
-    row-major indices."""
+def lattice(grid, count: int) -> np.ndarray:
+    """`count` evenly spaced positions of `grid` (h, w; or a square's side), row-major indices: on a square grid
+    with a square count, a sqrt x sqrt lattice; else evenly spaced row-major indices."""
+    h, w = grid_pair(grid)
     root = int(round(count ** 0.5))
-    if root * root == count:
-        axis = np.linspace(0, side - 1, root).round().astype(int)
-        return (axis[:, None] * side + axis[None, :]).ravel()
-    return np.linspace(0, side * side - 1, count).round().astype(int)
+    if h == w and root * root == count:
+        axis = np.linspace(0, h - 1, root).round().astype(int)
+        return (axis[:, None] * w + axis[None, :]).ravel()
+    return np.linspace(0, h * w - 1, count).round().astype(int)
 
 
-def nearest_cover(side: int, centres: np.ndarray) -> np.ndarray:
-    """0/1 [len(centres), side^2]: each position covered by its nearest centre (ties: the first)."""
-    pos = np.stack(np.divmod(np.arange(side * side), side), 1)
+def nearest_cover(grid, centres: np.ndarray) -> np.ndarray:
+    """0/1 [len(centres), h*w] on `grid` (h, w; or a square's side): each position covered by its nearest centre
+    (ties: the first)."""
+    h, w = grid_pair(grid)
+    pos = np.stack(np.divmod(np.arange(h * w), w), 1)
     d = ((pos[None] - pos[centres][:, None]) ** 2).sum(-1)
-    cover = np.zeros((len(centres), side * side), np.float32)
-    cover[d.argmin(0), np.arange(side * side)] = 1
+    cover = np.zeros((len(centres), h * w), np.float32)
+    cover[d.argmin(0), np.arange(h * w)] = 1
     return cover
 
 
@@ -112,7 +120,8 @@ def traced(module):
 
 
 def run_outputs(module, tokens, folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens_out [B, n, D_out], cover [B or 1, n, N]) of `module`'s exported fp32 graph over a TokenSet."""
+    """(tokens_out [B, n, D_out], cover [B or 1, n, h*w]) of `module`'s exported fp32 graph over a TokenSet (one
+    grid, fed on it)."""
     from ..backend.onnx.export import export_model
     from ..backend.onnxrt.runner import OrtRunner
     from ..data.tokens import model_fields
@@ -123,23 +132,26 @@ def run_outputs(module, tokens, folder: Path) -> tuple[np.ndarray, np.ndarray]:
     fields = model_fields(graph, tokens)
     outs, covers = [], []
     for s in range(0, len(tokens), BATCH):
-        feeds = graph.prepare_inputs(tokens.patch_tokens[s:s + BATCH], **{k: v[s:s + BATCH] for k, v in fields.items()})
+        feeds = graph.prepare_inputs(tokens.grid_tokens[s:s + BATCH], **{k: v[s:s + BATCH] for k, v in fields.items()})
         res = runner.run({n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in graph.input_names})
         outs.append(res["tokens_out"].astype(np.float32))
         if kind == "reducer":
             covers.append(res["source"].astype(np.float32))
-    side = tokens.grid[0]
     if kind == "reducer":
         return np.concatenate(outs), np.concatenate(covers)
     k = module.stride if module.arch == "ovis_vet" else CELLS[module.arch]
-    return np.concatenate(outs), cell_cover(side, k)[None]
+    return np.concatenate(outs), cell_cover(tokens.grid, k)[None]
 
 
-def baseline_outputs(kind: str, patch_tokens: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """'subsample' or 'avgpool' at `count` tokens -> (tokens_out, cover [1, count, N])."""
-    side = int(round(patch_tokens.shape[1] ** 0.5))
-    centres = lattice(side, count)
-    cover = nearest_cover(side, centres)[None]
+def baseline_outputs(kind: str, patch_tokens: np.ndarray, count: int, grid=None) -> tuple[np.ndarray, np.ndarray]:
+    """'subsample' or 'avgpool' at `count` tokens of patch tokens [B, h*w, D] on `grid` (h, w; square when None) ->
+    (tokens_out, cover [1, count, h*w])."""
+    grid = grid if grid is not None else int(round(patch_tokens.shape[1] ** 0.5))
+    if count > np.prod(grid_pair(grid)):
+        raise NtcError(f"a {count}-token baseline needs at least {count} patch tokens, the grid has "
+                       f"{np.prod(grid_pair(grid))}")
+    centres = lattice(grid, count)
+    cover = nearest_cover(grid, centres)[None]
     out = patch_tokens[:, centres] if kind == "subsample" else covered_mean(patch_tokens, cover)
     return out, cover
 
@@ -150,7 +162,8 @@ def scores(scattered: np.ndarray, tokens, probe=None, reference=None) -> dict:
     patches = tokens.patch_tokens
     rel = float(np.mean(np.linalg.norm(scattered - patches, axis=(1, 2)) / np.linalg.norm(patches, axis=(1, 2))))
     if probe is None:
-        return {"saliency_r": saliency_r(tokens.tokens, scattered.astype(np.float32), reference), "rel_error": rel}
+        return {"saliency_r": saliency_r(tokens.tokens, scattered.astype(np.float32), reference, tokens.grid),
+                "rel_error": rel}
     return {"probe_accuracy": float(probe.score(scattered.mean(1), tokens.labels)), "task_rel_error": rel}
 
 
@@ -175,7 +188,7 @@ class Suite:
         from ..data.vit import saliency
 
         if self._maps is None:
-            self._maps = saliency(self.data.tokens)
+            self._maps = saliency(self.data.tokens, self.data.grid)
         return self._maps
 
     def pairs(self):
@@ -231,6 +244,6 @@ def token_reduction(models: dict, suite: Suite, baseline_counts=(), log=lambda t
         log(f"baselines at {count} tokens")
         for kind, label in (("subsample", "uniform subsample"), ("avgpool", "average pool")):
             rows.append(reduction_row(f"{label} {count}", f"{label} (baseline)",
-                                      lambda ts, k=kind, c=count: baseline_outputs(k, ts.patch_tokens, c),
+                                      lambda ts, k=kind, c=count: baseline_outputs(k, ts.patch_tokens, c, ts.grid),
                                       suite, False))
     return rows
