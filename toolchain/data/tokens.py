@@ -175,10 +175,12 @@ def parse_size(text: str):
     raise NtcError(f"--size {text}: give a side (224, 448), WxH (e.g. 448x252) or native")
 
 
-def target_sizes(images, size, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> list[tuple[int, int]]:
-    """The (H, W) each image is resized to: `size` a side, (H, W), or "native" (smart_resize with factor 14)."""
+def target_sizes(images, size, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS,
+                 factor: int = vit.PATCH) -> list[tuple[int, int]]:
+    """The (H, W) each image is resized to: `size` a side, (H, W), or "native" (smart_resize with `factor`: 14, or
+    28 for even grid sides as Qwen's processors make them)."""
     if size == "native":
-        return [smart_resize(img.shape[0], img.shape[1], vit.PATCH, min_pixels, max_pixels) for img in images]
+        return [smart_resize(img.shape[0], img.shape[1], factor, min_pixels, max_pixels) for img in images]
     hw = _check_hw(size)
     return [hw] * len(images)
 
@@ -724,11 +726,11 @@ def builtin_tokens(name: str, size: int = 224, split: str = "all", progress: boo
 
 
 def images_tokens(images, names, size=224, progress: bool = True, attention: bool = False,
-                  min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS, meta: dict | None = None
-                  ) -> "TokenSet | MixedTokenSet":
-    """Tokens of uint8 HxWx3 images resized per `size` (a side, (H, W), or "native": smart_resize, factor 14): a
-    TokenSet when every image lands on one grid, else a MixedTokenSet with one ViT run per grid."""
-    sizes = target_sizes(images, size, min_pixels, max_pixels)
+                  min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS, meta: dict | None = None,
+                  factor: int = vit.PATCH) -> "TokenSet | MixedTokenSet":
+    """Tokens of uint8 HxWx3 images resized per `size` (a side, (H, W), or "native": smart_resize, `factor` 14 or
+    28): a TokenSet when every image lands on one grid, else a MixedTokenSet with one ViT run per grid."""
+    sizes = target_sizes(images, size, min_pixels, max_pixels, factor)
     meta = {"names": [str(n) for n in names], "model_sha256": vit.SOURCE_SHA256, **(meta or {}),
             **_attention_meta(attention)}
     groups = []
@@ -746,7 +748,8 @@ def images_tokens(images, names, size=224, progress: bool = True, attention: boo
 def native_photo_tokens(split: str = "val", count: int = 4, max_pixels: int = 224 * 224,
                         attention: bool = False) -> "TokenSet | MixedTokenSet":
     """The first `count` photographs of a corpus split whole, at their own aspect ratio (smart_resize within
-    `max_pixels`): a native-resolution image set beside the corpus's square crops (the demo validates on both)."""
+    `max_pixels`, factor 28: even grid sides, as Qwen's processors make them, so the 2x2 mergers take them too): a
+    native-resolution image set beside the corpus's square crops (the demo validates on both)."""
     from . import photos as corpus
 
     found, _ = corpus.photos_for(split)
@@ -755,7 +758,8 @@ def native_photo_tokens(split: str = "val", count: int = 4, max_pixels: int = 22
         raise NtcError(f"no photograph of the {split} split is installed: pip install scikit-image")
     images = [to_rgb_uint8(p.load(), p.key) for p in chosen]
     return images_tokens(images, [f"{p.key}#native" for p in chosen], "native", progress=False, attention=attention,
-                         max_pixels=max_pixels, meta={"source": f"builtin:photos:{split}:native"})
+                         max_pixels=max_pixels, meta={"source": f"builtin:photos:{split}:native"},
+                         factor=2 * vit.PATCH)
 
 
 def concat_sets(sets) -> "TokenSet | MixedTokenSet":

@@ -66,6 +66,14 @@ def profile_grid(grid, tokens, source: str) -> tuple:
     return grid_triple(grid)
 
 
+def module_profiles(module, grid) -> dict:
+    """Every input's min/opt/max shape for engine builds: the model's own profiles where it defines them (a reducer
+    raises a grid below its smallest token count), else read off its example inputs."""
+    if hasattr(module, "input_profiles"):
+        return module.input_profiles(DEFAULT_BATCH, grid)
+    return input_profiles(module, DEFAULT_BATCH, grid)
+
+
 def grids_of(tokens) -> list:
     """The report's grid: [h, w] for one grid, [[h, w, images], ...] for several."""
     groups = tokens.by_grid()
@@ -310,7 +318,7 @@ class MainJob:
             return {}
         from .executor import BuildJob, run_builds
 
-        profiles = input_profiles(module, DEFAULT_BATCH, self.grid)
+        profiles = module_profiles(module, self.grid)
         pairs = [(t, p, onnx_paths[t.attention if t.attention in onnx_paths else next(iter(onnx_paths))].get(p))
                  for t, p in self.todo if t.backend == "tensorrt_rtx"]
         pairs = [(t, p, path) for t, p, path in pairs if path is not None]
@@ -331,7 +339,7 @@ class MainJob:
                 continue
             start = time.perf_counter()
             stage = f"{name}/build/{target.name}/{precision}"
-            profiles = input_profiles(module, DEFAULT_BATCH, self.grid)
+            profiles = module_profiles(module, self.grid)
             if target.backend == "tensorrt_rtx":
                 with self.console.status(f"{stage} ..."):
                     entry = prebuilt.get((target.name, precision)) or build_engine(
