@@ -17,7 +17,8 @@ from ..util.errors import NtcError
 from ..util.hashing import sha256_file
 from . import cache
 from .calibrators import METHODS, PERCENTILE, check_method, compute_amax
-from .data import FeedGroups, feeds_hash, head, load_feeds
+from ..evaluate.feeds import FeedGroups, head
+from .data import feeds_hash, load_feeds
 from .evaluation import Evaluator
 from .formats import check_precision, scale_of
 from .plugins import apply_to_plugin_graph, graph_tensors, non_float_tensors, plugin_boundaries

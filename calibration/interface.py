@@ -16,7 +16,7 @@ from ..evaluate.fidelity import fidelity
 from ..evaluate.validate import run_groups
 from ..util.errors import NtcError
 from .api import _save_model
-from .data import feed_groups, grouped
+from ..evaluate.feeds import feed_groups, grouped
 from .qdq import find_layers, node_names
 
 

@@ -12,7 +12,7 @@ import onnx
 
 from ..evaluate.fidelity import concat_outputs
 from ..util.errors import NtcError
-from .data import feed_groups
+from ..evaluate.feeds import feed_groups
 
 NUM_BINS = 2048
 KEEP_BYTES = 256 << 20  # first-pass activations kept for the histogram pass up to this size

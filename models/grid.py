@@ -78,3 +78,12 @@ def crop_grid(tokens, padded_grid: tuple[int, int], grid: tuple[int, int]):
         return tokens
     n, d = tokens.shape[0], tokens.shape[-1]
     return tokens.reshape(n, hp, wp, d)[:, :h, :w].reshape(n, h * w, d)
+
+
+def merge_order(h: int, w: int, k: int = 2) -> np.ndarray:
+    """order[s] = row-major index of the grid token at Qwen-VL processor sequence position s (k x k merge windows
+    row-major, each window's tokens row-major), so that `processor_tokens = row_major_tokens[:, order]` and
+    `row_major_tokens = processor_tokens[:, np.argsort(order)]`."""
+    if h % k or w % k:
+        raise NtcError(f"a {h}x{w} token grid does not split into {k}x{k} merge windows")
+    return np.arange(h * w).reshape(h // k, k, w // k, k).transpose(0, 2, 1, 3).reshape(-1)

@@ -1,9 +1,9 @@
 """`ovis_vet`: Ovis's visual tokenizer head and visual embedding table (Lu et al. 2024, AIDC-AI/Ovis).
 
-tokens [B, h, w, D] (any grid) -> hidden_stride x hidden_stride merge (grid zero-padded to a multiple, Ovis's order: (row, col,
-D) inside a cell) -> Linear(s*s*D, V, no bias) -> LayerNorm(V) -> softmax over the visual vocabulary (fp32) ->
-probabilities @ table [V, D_out] (Ovis's VisualEmbedding on float input). `hard`: the argmax visual word's table row
-(Ovis's st_argmax forward value) and the word ids as a second output.
+tokens [B, h, w, D] (any grid) -> hidden_stride x hidden_stride merge (grid zero-padded to a multiple, Ovis's order:
+(row, col, D) inside a cell) -> Linear(s*s*D, V, no bias) -> LayerNorm(V) -> softmax over the visual vocabulary
+(fp32) -> probabilities @ table [V, D_out] (Ovis's VisualEmbedding on float input). `hard`: the argmax visual word's
+table row (Ovis's st_argmax forward value) and the word ids as a second output.
 State dict: `tokenizer_head.0.weight`, `tokenizer_head.1.{weight,bias}`, `vte.weight` (Ovis: visual_tokenizer.head.*,
 vte.weight). Ovis's table has 5 more rows (image indicator tokens) that the LLM looks up by id; the tokenizer's
 probabilities are zero there, so they are left out.

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .base import TokenModel
 from .grid import regroup
+from .packed_merger import PackedMerger
 from .registry import register
 
 
@@ -62,7 +63,7 @@ class PatchMerger(TokenModel):
     """Qwen2-VL PatchMerger: LayerNorm(D) -> 2×2 merge (4D) -> Linear(4D, hidden) -> GELU -> Linear(hidden, D_out).
     Qwen uses hidden = 4D; `mlp_hidden` lets the zoo stay small. Qwen2.5-VL swaps LayerNorm for RMSNorm (`norm`).
     `packed_graph` (set on converted Qwen checkpoints): the packed form, what Qwen's vision tower feeds its merger
-    (`packed`), ships beside the grid graph as extra graph "packed" (models/hf_projectors.PackedMerger)."""
+    (`packed`), ships beside the grid graph as extra graph "packed" (models/packed_merger.PackedMerger)."""
 
     grid_multiple = side_multiple = 2
     side_rule = "even grid sides (Qwen's 2x2 merger; Qwen's smart_resize makes them so)"
@@ -84,14 +85,12 @@ class PatchMerger(TokenModel):
 
     def packed(self, rows: torch.Tensor) -> torch.Tensor:
         """transformers' merger call: rows [T, D] in Qwen's processor order (every 4 consecutive rows one 2x2 merge
-        window; see models/hf_projectors.PackedMerger) -> [T/4, D_out]."""
+        window; see models/packed_merger.PackedMerger) -> [T/4, D_out]."""
         return self.mlp(self.ln_q(rows).reshape(-1, 4 * self.input_dim))
 
     def extra_graphs(self) -> dict[str, nn.Module]:
         if not self.config.get("packed_graph"):
             return {}
-        from .hf_projectors import PackedMerger  # hf_projectors imports this module
-
         return {"packed": PackedMerger(self)}
 
 

@@ -40,8 +40,8 @@ def test_token_input_keeps_its_interface_and_grid_stays_dynamic(projector, tmp_p
         half = fp16.run({"tokens": x.numpy().astype(np.float16)})
         for name, ref in zip(("tokens_out", "logits"), want):
             assert got[name].shape == ref.shape
-            assert _rel_l2(ref, got[name]) <= 1e-5, (name, side)
-            assert _rel_l2(ref, half[name].astype(np.float32)) <= 5e-3, (name, side)
+            assert _rel_l2(ref, got[name]) <= 1e-5, (name, h, w)
+            assert _rel_l2(ref, half[name].astype(np.float32)) <= 5e-3, (name, h, w)
 
 
 def test_legacy_exporter_gives_the_same_outputs(projector, tmp_path):

@@ -157,16 +157,17 @@ def is_decoded_file(path) -> bool:
 def read_decoded(path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(indices, float32 tokens [n, h, w, D]) per grid of a decoded-token file, in order of first image; a file of
     bare `patch_tokens` without `grid` (older ones) is on a square grid."""
-    from ..models.grid import as_grid
-
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     if "patch_tokens" in data:
         tokens = np.asarray(data["patch_tokens"], np.float32)
         if tokens.ndim != 3 or not np.isfinite(tokens).all():
             raise NtcError(f"{path}: patch_tokens must be finite [N, h*w, D], got shape {list(tokens.shape)}")
-        grid = tuple(int(v) for v in data["grid"]) if "grid" in data else None
-        return [(np.arange(len(tokens)), as_grid(tokens, grid))]
+        side = int(round(tokens.shape[1] ** 0.5))
+        h, w = (int(v) for v in data["grid"]) if "grid" in data else (side, side)
+        if h * w != tokens.shape[1]:
+            raise NtcError(f"{path}: {tokens.shape[1]} patch tokens per image do not form a {h}x{w} grid")
+        return [(np.arange(len(tokens)), tokens.reshape(len(tokens), h, w, tokens.shape[2]))]
     grids, offsets, packed = data.get("grids"), data.get("offsets"), data["packed_patch_tokens"]
     want = None if grids is None or grids.ndim != 2 else np.concatenate([[0], np.cumsum(grids[:, 0] * grids[:, 1])])
     if want is None or offsets is None or not np.array_equal(offsets, want) or packed.ndim != 2 \

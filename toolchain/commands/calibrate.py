@@ -30,7 +30,8 @@ def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
 def _feeds(module, path: Path):
     """The model's feeds from a token file (its grids, and the ViT's fields for models that read them) or from the
     decoded tokens `ntc-export decompress` wrote (one feeds dict per grid)."""
-    from ..calibration.data import grouped, token_arrays
+    from ..calibration.data import token_arrays
+    from ..evaluate.feeds import grouped
     from ..codec.payload import is_decoded_file
     from ..data.tokens import load_tokens
     from ..evaluate.validate import check_tokens_fit, model_feeds

@@ -20,7 +20,8 @@ from .options import quiet_option
                    "so every photograph contributes).")
 @click.option("--native", type=click.IntRange(min=0), default=4, show_default=True,
               help="Photographs of the validation split added whole, at their own aspect ratio (native resolution "
-                   "within 224x224 pixels: non-square grids such as 12x21), beside the square crops; 0: none.")
+                   "within 280x280 pixels, even sides: non-square grids such as 16x24), beside the square crops; "
+                   "0: none.")
 @click.option("--all", "every", is_flag=True,
               help="Every zoo checkpoint (every rate of every codec family), not one per architecture.")
 @quiet_option
@@ -51,7 +52,8 @@ def demo_data(out_dir: Path, max_samples: int, native: int) -> Path:
 
     square = builtin_tokens("photos", 224, split="val", attention=True)
     square = square.subset(range(min(max_samples, len(square))))
-    sets = [square] + ([native_photo_tokens("val", native, attention=True)] if native else [])
+    # 280x280 pixels: about 400 tokens, enough for every reducer of the zoo (ToMe's 64 keeps need 240)
+    sets = [square] + ([native_photo_tokens("val", native, 280 * 280, attention=True)] if native else [])
     path = Path(out_dir) / "demo-data.npz"
     concat_sets(sets).save(path)
     return path

@@ -745,7 +745,7 @@ def images_tokens(images, names, size=224, progress: bool = True, attention: boo
     return MixedTokenSet(groups, meta)
 
 
-def native_photo_tokens(split: str = "val", count: int = 4, max_pixels: int = 224 * 224,
+def native_photo_tokens(split: str = "val", count: int = 4, max_pixels: int = 280 * 280,
                         attention: bool = False) -> "TokenSet | MixedTokenSet":
     """The first `count` photographs of a corpus split whole, at their own aspect ratio (smart_resize within
     `max_pixels`, factor 28: even grid sides, as Qwen's processors make them, so the 2x2 mergers take them too): a

@@ -44,7 +44,7 @@ def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
 def model_feeds_for(report: dict, model_name: str, module):
     """The held-out feeds for `module`, from the data source the main job recorded (of its most numerous grid, when
     it holds several: latency and drift are measured on one input shape)."""
-    from ..calibration.data import largest_group
+    from .feeds import largest_group
     from ..data.tokens import load_data
     from .validate import model_feeds
 

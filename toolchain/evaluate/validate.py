@@ -11,7 +11,7 @@ import torch
 
 from ..backend.onnxrt.runner import OrtRunner
 from ..backend.torch.runner import TorchRunner
-from ..calibration.data import feed_groups, grouped, num_samples
+from .feeds import feed_groups, grouped, num_samples
 from ..models.grid import grid_of
 from ..util.errors import NtcError
 from .fidelity import concat_outputs, fidelity

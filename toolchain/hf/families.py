@@ -60,7 +60,7 @@ def _qwen_prefixes(module: str) -> tuple[str, ...]:
 
 _MERGER_DIMS = {"input_dim": ("ln_q.weight", 0, 1), "output_dim": ("mlp.2.weight", 0, 1)}
 # Qwen's vision towers feed their mergers packed rows [Σ h·w, D] in processor order: converted mergers ship that form
-# too, as extra graph "packed" (models/hf_projectors.PackedMerger), beside the grid graph [B, h, w, D]
+# too, as extra graph "packed" (models/packed_merger.PackedMerger), beside the grid graph [B, h, w, D]
 _PACKED = {"packed_graph": True}
 
 

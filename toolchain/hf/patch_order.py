@@ -7,14 +7,4 @@ therefore sits at sequence position ((r//2)·(w/2) + c//2)·4 + (r%2)·2 + c%2. 
 (rows [Σ h·w, D] with `grid_thw`): what a converted Qwen merger's "packed" graph takes (models/hf_projectors.py).
 """
 
-import numpy as np
-
-from ..util.errors import NtcError
-
-
-def merge_order(h: int, w: int, k: int = 2) -> np.ndarray:
-    """order[s] = row-major index of the grid token at processor sequence position s, so that
-    `processor_tokens = row_major_tokens[:, order]` and `row_major_tokens = processor_tokens[:, np.argsort(order)]`."""
-    if h % k or w % k:
-        raise NtcError(f"a {h}x{w} token grid does not split into {k}x{k} merge windows")
-    return np.arange(h * w).reshape(h // k, k, w // k, k).transpose(0, 2, 1, 3).reshape(-1)
+from ..models.grid import merge_order  # noqa: F401  (the order is a grid fact; hf re-exports it)

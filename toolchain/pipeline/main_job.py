@@ -14,7 +14,7 @@ from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
 from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID, admits, covering, format_grid, grid_triple
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
-from ..calibration.data import largest_group
+from ..evaluate.feeds import largest_group
 from ..data.tokens import load_data, model_fields
 from ..evaluate.validate import check_tokens_fit, failures, golden_outputs, model_feeds, validate_onnx
 from ..hf import main_job_checkpoints

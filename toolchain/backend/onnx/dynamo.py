@@ -16,7 +16,6 @@ import warnings
 import onnx
 import torch
 
-from ...ops.window_attention.lowering import active_mode
 from ...util.errors import NtcError
 from .program import program_to_onnx
 from .scopes import SCOPES_KEY, name_nodes_by_scope
