@@ -40,11 +40,14 @@ class TokenModel(nn.Module):
     side_multiple: int = 1  # a family whose grid sides must divide by this (Qwen's 2x2 merger: 2) says so
     side_rule: str | None = None  # ... in these words
 
-    def check_token_grid(self, tokens: torch.Tensor, multiple: int = 1, rule: str | None = None) -> tuple[int, int]:
+    def check_token_grid(self, tokens: torch.Tensor, multiple: int | None = None, rule: str | None = None
+                         ) -> tuple[int, int]:
         """(h, w) of patch tokens [B, h, w, input_dim] (any grid) or [B, h*w, input_dim] (a square grid), each side a
-        multiple of `multiple` (a family's real constraint; `rule` words it); a one-line NtcError naming the arch
-        otherwise."""
+        multiple of `multiple` (default: the family's own constraint, side_multiple, worded by side_rule); a one-line
+        NtcError naming the arch otherwise."""
         from ..util.errors import NtcError
+
+        multiple, rule = (self.side_multiple, self.side_rule) if multiple is None else (multiple, rule)
 
         if tokens.dim() not in (3, 4) or tokens.shape[-1] != self.input_dim:
             raise NtcError(f"{self.arch} takes tokens [B, h, w, {self.input_dim}], got {list(tokens.shape)}")
@@ -62,7 +65,7 @@ class TokenModel(nn.Module):
     def forward(self, tokens: torch.Tensor):
         """tokens [B, h, w, D] (or [B, N, D] on a square grid) -> [B, N', D_out] (+ logits)."""
         if not torch.compiler.is_exporting():
-            self.check_token_grid(tokens, self.side_multiple, self.side_rule)
+            self.check_token_grid(tokens)
         x, h, w = grid_tokens(tokens)
         out = self.core(x, h, w)
         if self.head is None:

@@ -130,7 +130,8 @@ class FixedCountReducer(TokenModel):
             return f"exactly a {self.fixed_grid[0]}x{self.fixed_grid[1]} grid ({self.min_reason})"
         return f"at least {self.min_tokens} patch tokens (h*w >= {self.min_tokens}: {self.min_reason})"
 
-    def check_token_grid(self, tokens: torch.Tensor, multiple: int = 1, rule: str | None = None) -> tuple[int, int]:
+    def check_token_grid(self, tokens: torch.Tensor, multiple: int | None = None, rule: str | None = None
+                         ) -> tuple[int, int]:
         """(h, w) of patch tokens on a grid the reducer takes; a one-line NtcError naming its rule otherwise."""
         h, w = super().check_token_grid(tokens, multiple, rule)
         if h * w < self.min_tokens or (self.fixed_grid is not None and (h, w) != tuple(self.fixed_grid)):

@@ -207,6 +207,7 @@ def test_cli_refuses_bad_sizes_in_one_line(tmp_path, capsys, astronaut):
     out = tmp_path / "t.npz"
     for args, message in ((["--size", "225"], "multiple of 14"), (["--size", "10x10"], "multiples of 14"),
                           (["--size", "wide"], "WxH"), (["--size", "224", "--max-pixels", "9000"], "native only"),
+                          (["--size", "224", "--merge", "2"], "native only"),
                           (["--size", "native", "--min-pixels", "100"], "min_pixels"),
                           (["--size", "native", "--min-pixels", "5000", "--max-pixels", "4000"], "min_pixels")):
         rc, _, err = run_cli(capsys, img, *args, "--out", str(out))
@@ -230,6 +231,11 @@ def test_cli_native_16x9_and_wxh(tmp_path, capsys, astronaut):
     np.testing.assert_allclose(ts.tokens, direct, atol=1e-6)
     rc, out, _ = run_cli(capsys, wide, "--size", "294x168", "--out", str(tmp_path / "f.npz"))
     assert rc == 0 and T.load_tokens(tmp_path / "f.npz").grid == (12, 21)
+    # --merge 2: sides rounded to 28 px as Qwen's processors round them: even grids for the 2x2 mergers
+    rc, out, _ = run_cli(capsys, wide, "--size", "native", "--merge", "2", "--out", str(tmp_path / "e.npz"))
+    even = T.load_tokens(tmp_path / "e.npz")
+    assert rc == 0 and even.grid == tuple(s // 14 for s in T.smart_resize(288, 512, 28)) == (20, 36)
+    assert even.meta["provenance"]["resize"]["factor"] == 28
 
 
 def test_cli_native_mixed_aspects_write_one_ragged_file(tmp_path, capsys, astronaut):

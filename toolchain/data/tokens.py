@@ -185,10 +185,10 @@ def target_sizes(images, size, min_pixels: int = MIN_PIXELS, max_pixels: int = M
     return [hw] * len(images)
 
 
-def resize_record(size, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> dict:
+def resize_record(size, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS, factor: int = vit.PATCH) -> dict:
     """How images were resized, kept in a token file's provenance."""
     if size == "native":
-        return {"mode": "native", "rule": "Qwen2-VL smart_resize", "factor": vit.PATCH, "min_pixels": min_pixels,
+        return {"mode": "native", "rule": "Qwen2-VL smart_resize", "factor": factor, "min_pixels": min_pixels,
                 "max_pixels": max_pixels}
     h, w = _check_hw(size)
     return {"mode": "fixed", "height": h, "width": w}
@@ -790,11 +790,12 @@ def _stack(rows: list[tuple[TokenSet, int]]) -> TokenSet:
 
 
 def make_tokens(paths_or_builtin, size=224, out=None, split: str = "all", progress: bool = True,
-                attention: bool = False, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+                attention: bool = False, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS,
+                merge: int = 1
                 ) -> "TokenSet | MixedTokenSet":
     """Tokens from a built-in set name (square `size` only: the cached sets) or a list of image files (`size` a
-    side, (H, W) pixels, or "native": each image's aspect ratio, sides rounded to 14 px inside [min_pixels,
-    max_pixels], see smart_resize); saved to `out` when given (files of several grids as a ragged version-2 file).
+    side, (H, W) pixels, or "native": each image's aspect ratio, sides rounded to 14 px (28 with `merge` 2) inside
+    [min_pixels, max_pixels], see smart_resize); saved to `out` when given (files of several grids as a ragged version-2 file).
     `attention`: with the last block's CLS attention and the penultimate block's keys."""
     if size == "native":
         check_pixel_budget(min_pixels, max_pixels)  # before any image is read
@@ -812,8 +813,9 @@ def make_tokens(paths_or_builtin, size=224, out=None, split: str = "all", progre
         images = [read_image(p) for p in paths]
         square = size if isinstance(size, (int, np.integer)) else 0
         meta = {"image_size": square, "source": "files",
-                "provenance": {"resize": resize_record(size, min_pixels, max_pixels)}}
-        ts = images_tokens(images, [str(p) for p in paths], size, progress, attention, min_pixels, max_pixels, meta)
+                "provenance": {"resize": resize_record(size, min_pixels, max_pixels, vit.PATCH * merge)}}
+        ts = images_tokens(images, [str(p) for p in paths], size, progress, attention, min_pixels, max_pixels, meta,
+                           vit.PATCH * merge)
     if out is not None:
         ts.save(out)
     return ts
