@@ -44,7 +44,7 @@ def build_dir(tmp_path_factory):
 def feeds(build_dir):
     from ntc_export.data.tokens import load_tokens
 
-    return {"tokens": load_tokens(build_dir / "data.npz").patch_tokens}
+    return {"tokens": load_tokens(build_dir / "data.npz").grid_tokens}  # graphs take [B, h, w, D]
 
 
 def _onnx(build_dir, precision):

@@ -64,12 +64,12 @@ def check_plan_configs(build: Path, repo: Path) -> int:
 def test_every_config_parses(served_repo):
     repo, index = served_repo
     configs = sorted(repo.glob("*/config.pbtxt")) + sorted(repo.glob("*/configs/*.pbtxt"))
-    assert len(configs) == 2 * 2 + 2  # two plan models with CPU twins, the payload step, the ensemble
+    assert len(configs) == 2 * 2 + 3  # two plan models with CPU twins, the payload step, the grid step, the ensemble
     for path in configs:
         config = parse(path)
         assert config.name == path.parts[len(repo.parts)]
     assert set(index["models"]) == {f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32", f"{COMPRESSOR}_unpack",
-                                    f"{COMPRESSOR}_{PROJECTOR}_fp32"}
+                                    f"{COMPRESSOR}_fp32_grid", f"{COMPRESSOR}_{PROJECTOR}_fp32"}
 
 
 def test_plan_configs_match_the_engines(served_build, served_repo):
@@ -91,7 +91,7 @@ def test_ensemble_chains_payload_to_embeddings(served_repo):
     config = parse(repo / f"{COMPRESSOR}_{PROJECTOR}_fp32" / "config.pbtxt")
     assert config.platform == "ensemble"
     assert [s.model_name for s in config.ensemble_scheduling.step] == [
-        f"{COMPRESSOR}_unpack", f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32"]
+        f"{COMPRESSOR}_unpack", f"{COMPRESSOR}_fp32", f"{COMPRESSOR}_fp32_grid", f"{PROJECTOR}_fp32"]
     assert [t.name for t in config.input] == ["payload"] and [t.name for t in config.output] == ["tokens", "embeddings"]
     unpack = parse(repo / f"{COMPRESSOR}_unpack" / "config.pbtxt")
     assert unpack.parameters["fingerprint"].string_value and unpack.backend == "python"

@@ -26,8 +26,9 @@ def rel_l2(a, b) -> float:
 
 
 def tokens(n: int, seed: int = 0) -> np.ndarray:
-    """Patch tokens on a 16x16 grid, scaled like the ViT's final-LayerNorm output."""
-    return np.random.default_rng(seed).standard_normal((n, 256, 384)).astype(np.float32)
+    """Patch tokens on their 16x16 grid [n, 16, 16, 384] (what the projector takes), scaled like the ViT's
+    final-LayerNorm output."""
+    return np.random.default_rng(seed).standard_normal((n, 16, 16, 384)).astype(np.float32)
 
 
 @torch.no_grad()
@@ -94,7 +95,8 @@ def test_ensemble_payload_to_embeddings_matches_pytorch(protocol, http, grpc, mo
     client, lib = (http, httpclient) if protocol == "http" else (grpc, grpcclient)
     out = infer(client, lib, ENSEMBLE, "payload", payload_case["payloads"], ["tokens", "embeddings"])
     # PyTorch golden: the compressor's own decode of the payloads, then the projector.
-    assert rel_l2(out["tokens"], payload_case["tokens"]) <= REL_L2
+    assert out["tokens"].shape == (3, 16, 16, 384)  # the payloads' own grid, as the projector takes it
+    assert rel_l2(out["tokens"].reshape(3, 256, 384), payload_case["tokens"]) <= REL_L2
     assert rel_l2(out["embeddings"], golden(modules[PROJECTOR], payload_case["tokens"])) <= REL_L2
 
 
@@ -108,7 +110,7 @@ def test_dynamic_batching_under_concurrent_requests(grpc, modules, tmp_path_fact
         done.release()
 
     for i in range(CONCURRENT):  # all 64 in flight at once: gRPC sends each from its own call
-        tensor = grpcclient.InferInput("tokens", [1, 256, 384], "FP32")
+        tensor = grpcclient.InferInput("tokens", [1, 16, 16, 384], "FP32")
         tensor.set_data_from_numpy(x[i:i + 1])
         grpc.async_infer(PROJ, [tensor], partial(callback, i), outputs=[grpcclient.InferRequestedOutput("tokens_out")])
     for _ in range(CONCURRENT):

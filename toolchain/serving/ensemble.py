@@ -58,28 +58,43 @@ def compressor_params(served, build_dir: Path, checkpoints: dict | None) -> dict
     return params
 
 
+GRID = {"name": "grid", "data_type": "int32", "dims": [2]}  # a payload's token grid (h, w)
+
+
 def _unpack_signature(decoder) -> dict:
     blocks = decoder.signature["input"][0]
     return {"max_batch_size": decoder.signature["max_batch_size"],
             "input": [{"name": PAYLOAD, "data_type": "uint8", "dims": [-1]}],
-            "output": [{"name": "blocks", "data_type": blocks["data_type"], "dims": blocks["dims"]}]}
+            "output": [{"name": "blocks", "data_type": blocks["data_type"], "dims": blocks["dims"]}, GRID]}
+
+
+def _grid_signature(decoder) -> dict:
+    """The crop step after a decoder: its tokens of the padded grid + the payload's grid -> tokens [h, w, D]."""
+    tokens = _tensor(decoder.signature, "output", "tokens_out")
+    return {"max_batch_size": decoder.signature["max_batch_size"],
+            "input": [{**tokens, "name": "padded_tokens"}, GRID],
+            "output": [{"name": "tokens", "data_type": tokens["data_type"], "dims": [-1, -1, tokens["dims"][-1]]}]}
 
 
 def _tensor(signature: dict, kind: str, name: str) -> dict:
     return next(t for t in signature[kind] if t["name"] == name)
 
 
-def _ensemble(decoder, projector, unpack_name: str) -> EnsemblePlan | str:
+def _ensemble(decoder, projector, unpack_name: str, grid_name: str) -> EnsemblePlan | str:
     """The ensemble of one decoder and one projector, or why they do not chain."""
-    tokens = _tensor(decoder.signature, "output", "tokens_out")
+    tokens = _tensor(_grid_signature(decoder), "output", "tokens")
     wanted = _tensor(projector.signature, "input", "tokens")
-    if tokens["data_type"] != wanted["data_type"] or tokens["dims"][-1] != wanted["dims"][-1]:
+    if tokens["data_type"] != wanted["data_type"] or len(tokens["dims"]) != len(wanted["dims"]) or \
+            tokens["dims"][-1] != wanted["dims"][-1]:
         return (f"{decoder.name} -> {projector.name}: tokens {tokens['data_type']} {tokens['dims']} do not match "
                 f"{wanted['data_type']} {wanted['dims']}")
     embeddings = _tensor(projector.signature, "output", "tokens_out")
     name = f"{decoder.model}_{projector.model}_{decoder.precision}"
-    steps = [{"model": unpack_name, "input_map": {PAYLOAD: PAYLOAD}, "output_map": {"blocks": "blocks"}},
-             {"model": decoder.name, "input_map": {"blocks": "blocks"}, "output_map": {"tokens_out": "tokens"}},
+    steps = [{"model": unpack_name, "input_map": {PAYLOAD: PAYLOAD},
+              "output_map": {"blocks": "blocks", "grid": "grid"}},
+             {"model": decoder.name, "input_map": {"blocks": "blocks"}, "output_map": {"tokens_out": "padded"}},
+             {"model": grid_name, "input_map": {"padded_tokens": "padded", "grid": "grid"},
+              "output_map": {"tokens": "tokens"}},
              {"model": projector.name, "input_map": {"tokens": "tokens"}, "output_map": {"tokens_out": "embeddings"}}]
     max_batch = min(decoder.signature["max_batch_size"], projector.signature["max_batch_size"])
     config = ensemble_config(name, max_batch, steps, [{"name": PAYLOAD, "data_type": "uint8", "dims": [-1]}],
@@ -87,9 +102,10 @@ def _ensemble(decoder, projector, unpack_name: str) -> EnsemblePlan | str:
     return EnsemblePlan(name, [s["model"] for s in steps], config)
 
 
-def ensemble_models(served, params: dict) -> tuple[dict, list[EnsemblePlan], list[str]]:
-    """(unpack models {name: (params, signature)}, ensembles, skipped pairs with reasons)."""
-    unpack, ensembles, skipped = {}, [], []
+def ensemble_models(served, params: dict) -> tuple[dict, dict, list[EnsemblePlan], list[str]]:
+    """(unpack models {name: (params, signature)}, crop steps {name: (params, signature)}, ensembles, skipped pairs
+    with reasons)."""
+    unpack, grid_steps, ensembles, skipped = {}, {}, [], []
     decoders = [m for m in served if _is_decoder(m)]
     projectors = [m for m in served if m.input_names == ["tokens"]]
     for decoder in decoders:
@@ -97,9 +113,9 @@ def ensemble_models(served, params: dict) -> tuple[dict, list[EnsemblePlan], lis
         if isinstance(p, str):
             skipped.append(p)
             continue
-        unpack_name = f"{decoder.model}_unpack"
+        unpack_name, grid_name = f"{decoder.model}_unpack", f"{decoder.name}_grid"
         for projector in (x for x in projectors if x.precision == decoder.precision):
-            plan = _ensemble(decoder, projector, unpack_name)
+            plan = _ensemble(decoder, projector, unpack_name, grid_name)
             if isinstance(plan, str):
                 skipped.append(plan)
                 continue
@@ -107,4 +123,5 @@ def ensemble_models(served, params: dict) -> tuple[dict, list[EnsemblePlan], lis
             # One payload step per compressor, shared by its precisions; its blocks carry the decoder's layout.
             unpack.setdefault(unpack_name, ({k: v for k, v in p.items() if k != "checkpoint"},
                                             _unpack_signature(decoder)))
-    return unpack, ensembles, skipped
+            grid_steps.setdefault(grid_name, ({"unit": p["unit"]}, _grid_signature(decoder)))  # one per dtype
+    return unpack, grid_steps, ensembles, skipped

@@ -13,8 +13,10 @@ def _model_rows(index: dict) -> list[str]:
             plans = ", ".join(f"{p['target']} (sm_{p['sm']}): {p['file']}" for p in m["plans"])
         elif "ensemble" in m:
             kind, plans = "ensemble: " + " → ".join(m["ensemble"]), ""
+        elif m.get("host_step") == "tokens_to_grid":
+            kind, plans = "decoded tokens → their payload's grid (Python, host)", ""
         else:
-            kind, plans = "payload → BC blocks (Python, host)", ""
+            kind, plans = "payload → BC blocks + grid (Python, host)", ""
         rows.append(f"| {name} | {kind} | {m['version']} | {plans} |")
     return rows
 

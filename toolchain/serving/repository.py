@@ -115,6 +115,12 @@ def _write_unpack_model(name: str, params: dict, signature: dict, folder: Path, 
     return {"host_step": "payload_unpack", "version": version, **params}
 
 
+def _write_grid_model(name: str, params: dict, signature: dict, folder: Path, version: int) -> dict:
+    write_text(folder / str(version) / "model.py", _python_model_source("tokens_to_grid.py"))
+    write_text(folder / "config.pbtxt", to_pbtxt(python_config(name, signature, params)))
+    return {"host_step": "tokens_to_grid", "version": version, **params}
+
+
 def _write_ensemble(plan: EnsemblePlan, folder: Path, version: int) -> dict:
     (folder / str(version)).mkdir(parents=True, exist_ok=True)  # an ensemble's version folder stays empty
     write_text(folder / "config.pbtxt", to_pbtxt(plan.config))
@@ -152,10 +158,14 @@ def write_repository(build_dir, out, checkpoints: dict[str, Path] | None = None,
         index = {"build_dir": str(build_dir), "models": {}, "skipped": []}
         for m in served:
             index["models"][m.name] = _write_plan_model(m, build_dir, tmp / m.name, _next_version(previous, m.name))
-        unpack, ensembles, skipped = ensemble_models(served, compressor_params(served, build_dir, checkpoints))
+        unpack, grid_steps, ensembles, skipped = ensemble_models(served, compressor_params(served, build_dir,
+                                                                                          checkpoints))
         for name, (params, signature) in unpack.items():
             index["models"][name] = _write_unpack_model(name, params, signature, tmp / name,
                                                         _next_version(previous, name))
+        for name, (params, signature) in grid_steps.items():
+            index["models"][name] = _write_grid_model(name, params, signature, tmp / name,
+                                                      _next_version(previous, name))
         for plan in ensembles:
             index["models"][plan.name] = _write_ensemble(plan, tmp / plan.name, _next_version(previous, plan.name))
         index["skipped"] = skipped

@@ -1,6 +1,7 @@
 """Host step of a compressor ensemble: payload bytes (UINT8 [L]) -> the BC blocks its decoder engine takes (INT32
-[planes, by, bx, W]). The payload header is checked (format, compressor family, model fingerprint, token grid); the
-bc_autoencoder family stores raw BC blocks, so unpacking is a header check and a reinterpretation of the body."""
+[planes, by, bx, W], the grid padded to whole blocks) and the payload's token grid (INT32 [2]: h, w, for the crop
+after the decoder). The payload header is checked (format, compressor family, model fingerprint); the bc_autoencoder
+family stores raw BC blocks, so unpacking is a header check and a reinterpretation of the body."""
 
 import json
 
@@ -18,23 +19,24 @@ class TritonPythonModel:
         self.family, self.fingerprint = params["family"], bytes.fromhex(params["fingerprint"])
         self.planes, self.words, self.unit = int(params["planes"]), int(params["words"]), int(params["unit"])
 
-    def blocks(self, data: bytes, what: str) -> np.ndarray:
+    def blocks(self, data: bytes, what: str) -> tuple[np.ndarray, tuple[int, int]]:
         payload = expect(unpack(data, what), self.family, self.fingerprint, what)
         h, w = payload.grid
-        if h % self.unit or w % self.unit:
-            raise NtcError(f"{what}: token grid {h}x{w} is not a multiple of {self.unit}")
-        shape = (self.planes, h // self.unit, w // self.unit, self.words)
+        shape = (self.planes, -(-h // self.unit), -(-w // self.unit), self.words)  # padded to whole blocks
         if len(payload.body) != 4 * int(np.prod(shape)):
             raise NtcError(f"{what}: {len(payload.body)} body bytes, grid {h}x{w} needs {4 * int(np.prod(shape))}")
-        return np.frombuffer(payload.body, "<i4").reshape(shape).astype(np.int32)
+        return np.frombuffer(payload.body, "<i4").reshape(shape).astype(np.int32), (h, w)
 
     def execute(self, requests):
         responses = []
         for r in requests:
             data = to_numpy(pb_utils.get_input_tensor_by_name(r, "payload"))
             try:
-                blocks = np.stack([self.blocks(row.tobytes(), f"payload {i}") for i, row in enumerate(data)])
-                responses.append(pb_utils.InferenceResponse([from_numpy(pb_utils, "blocks", blocks)]))
-            except (NtcError, ValueError) as e:  # ValueError: payloads of different grids in one request
+                blocks, grids = zip(*(self.blocks(row.tobytes(), f"payload {i}") for i, row in enumerate(data)))
+                if len(set(grids)) > 1:
+                    raise NtcError(f"payloads of token grids {sorted(set(grids))} in one request: one grid per request")
+                responses.append(pb_utils.InferenceResponse([from_numpy(pb_utils, "blocks", np.stack(blocks)),
+                                                             from_numpy(pb_utils, "grid", np.array(grids, np.int32))]))
+            except NtcError as e:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(e))))
         return responses
