@@ -62,6 +62,22 @@ def test_patch_merger_refuses_a_7x5_file_in_one_line(grid24, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # refused before the export
 
 
+def test_main_job_profiles_admit_the_data_and_keep_a_mergers_sides_even(grid24, tmp_path, capsys):
+    """The main job's engine profiles: data outside --grid is refused, odd bounds for a 2x2 merger too, both in one
+    line before any export; the default widens to the data (a native 16:9 photo's 36x60 needs max width 64)."""
+    data = TokenSet(grid24, (24, 24)).save(tmp_path / "g24.npz")
+    run = ["--data", str(data), "--precision", "fp32", "--no-build", "-q"]
+    for grid, needle in (("4x4:16x16:20x20", "lies outside --grid"), ("4x4:16x16:47x48", "has max 47x48")):
+        capsys.readouterr()
+        assert main([str(ZOO_DIR / "patch_merger.pt"), *run, "--grid", grid, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+        assert not (tmp_path / "o").exists()
+    from ntc_export.backend.trt.profiles import DEFAULT_GRID, covering
+
+    assert covering(DEFAULT_GRID, [(36, 60)]) == ((4, 4), (16, 16), (48, 64))
+
+
 def test_bcae_x16_round_trips_a_7x5_file_on_its_grid(grid24, tmp_path):
     """The decoded 7x5 tokens are the top-left 7x5 of decoding the grid padded by edge repetition to whole 8x8
     blocks (numpy's edge padding, the model's own compress/decompress on 8x8)."""

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from ..backend.onnx.export import PRECISIONS as EXPORT_PRECISIONS
 from ..backend.onnx.export import export_model
-from ..backend.trt.profiles import DEFAULT_BATCH, DEFAULT_GRID, admits, covering, format_grid, grid_triple
+from ..backend.trt.profiles import (DEFAULT_BATCH, DEFAULT_GRID, admits, check_grid_sides, covering, format_grid,
+                                     grid_triple)
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
 from ..evaluate.feeds import largest_group
 from ..data.tokens import load_data, model_fields
@@ -419,6 +420,8 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         tokens = tokens.subset(range(max_samples))
         source += f"[:{max_samples}]"
     job.grid = profile_grid(grid, tokens, source)
+    for name, (_, module) in modules.items():  # a 2x2 merger's engines cannot be bounded at odd sides
+        check_grid_sides(job.grid, getattr(module, "side_multiple", 1), getattr(module, "side_rule", None), name)
     data_hash = token_hash(tokens)
     calib = calib_source = calib_hash = None
     if any(p in QUANTIZED for p in job.precisions):
