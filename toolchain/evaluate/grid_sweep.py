@@ -27,19 +27,13 @@ def photo_tokens(grid: tuple[int, int], count: int = 2):
     """A TokenSet of `count` scikit-image photographs resized to the grid's pixels (14 px patches), with the ViT's
     CLS attention and keys: real tokens at exactly this grid."""
     import skimage.data
-    import torch
-    import torch.nn.functional as F
 
     from ..data import vit
-    from ..data.tokens import IMAGENET_MEAN, IMAGENET_STD, TokenSet
+    from ..data.tokens import TokenSet, extract_tokens_attention
 
     h, w = grid
     pictures = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()][:count]
-    size = (h * vit.PATCH, w * vit.PATCH)
-    x = torch.cat([F.interpolate(torch.from_numpy(np.array(p)).permute(2, 0, 1)[None].float() / 255.0, size=size,
-                                 mode="bilinear", align_corners=False, antialias=True) for p in pictures])
-    x = ((x.numpy() - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]).astype(np.float32)
-    tokens, attention, keys = vit.run_tokens_attention(x)
+    tokens, attention, keys = extract_tokens_attention(pictures, (h * vit.PATCH, w * vit.PATCH), progress=False)
     return TokenSet(tokens, (h, w), attention=attention, keys=keys)
 
 
