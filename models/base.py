@@ -39,6 +39,7 @@ class TokenModel(nn.Module):
     family: str = ""  # compressors: the payload family this model writes
     side_multiple: int = 1  # a family whose grid sides must divide by this (Qwen's 2x2 merger: 2) says so
     side_rule: str | None = None  # ... in these words
+    decode_graph_names: tuple[str, ...] = ()  # extra graphs (see extra_graphs) the decode side runs, not the encoder
 
     def check_token_grid(self, tokens: torch.Tensor, multiple: int | None = None, rule: str | None = None
                          ) -> tuple[int, int]:

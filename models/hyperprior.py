@@ -109,6 +109,7 @@ class HyperpriorCoder(TokenModel):
     input_names = ["latents"]
     is_compressor = True
     family = "hyperprior"
+    decode_graph_names = ("hyper_synthesis",)  # its scales steer the range decoder of y: a decode-side graph
 
     def __init__(self, input_dim=384, latent=128, hyper=32, merge=2, enc_dim=64, dim=64, depth=1, heads=4, window=4,
                  mlp_ratio=2.0, target_rate=16.0, lam=30.0, lam_step=0.05, num_classes=0):

@@ -234,7 +234,9 @@ def test_json_follows_the_schema_and_the_measurements(written):
     drift = {(d["model"], d["precision"]): d for d in view["drift"]}
     assert drift[("tiny", "fp16")]["first_below"] is None and len(drift[("tiny", "fp32")]["layers"]) == 5
     assert {p["precision"] for p in view["pareto"]} == {"fp32", "fp16"}
-    model_sha = hashlib.sha256(open(report["models"]["tiny"]["path"], "rb").read()).hexdigest()
+    out = files["json"].parent.parent
+    assert report["models"]["tiny"]["path"] == "../tiny.pt"  # OUT/report.json keeps no machine path
+    model_sha = hashlib.sha256(open(out / report["models"]["tiny"]["path"], "rb").read()).hexdigest()
     assert view["reproducibility"]["models"]["tiny"]["sha256"] == model_sha
     arts = {a["path"]: a["sha256"] for a in view["reproducibility"]["artifacts"]}  # relative to the build dir
     onnx_path = report["latency"]["tiny"]["fp16"]["artifact"]

@@ -1,5 +1,6 @@
 """The HTML report renders in headless Chromium: every section present, plots decoded, a non-blank screenshot, and
-the decision table and the trade-off chart on the first screen (1280x800) of a demo-sized report."""
+the payload decision, the decision table and the trade-off chart on the first screen (1280x800) of a demo-sized
+report."""
 
 import hashlib
 import re
@@ -66,6 +67,29 @@ def _zoo_records_and_engines():
     return records, engines
 
 
+def _cost(flops: float, bound_ada_ms: float) -> dict:
+    bound = {t: {"bound_ms": bound_ada_ms * k, "limit": "compute", "board": t}
+             for t, k in (("rtx-ampere", 1.6), ("rtx-ada", 1.0), ("rtx-blackwell", 0.8), ("jetson-orin", 6.0))}
+    return {"flops": flops, "bytes_moved": flops / 10, "p50_ms": {"t1_b1": flops / 1e7}, "bound_ms": bound}
+
+
+# Rate-distortion points of a demo-sized run: two codecs, the PCA line, token quantization and pictures + ViT.
+COMPRESSION = [
+    {"model": "vq_x16", "family": "vq", "series": "vq", "bytes_per_image": 12312, "cosine": 0.993,
+     "decode_cost": _cost(4.0e7, 0.0004)},
+    {"model": "vq_x64", "family": "vq", "series": "vq", "bytes_per_image": 3096, "cosine": 0.970,
+     "decode_cost": _cost(3.0e7, 0.0003)},
+    {"model": "pca@16x", "family": "pca", "series": "pca (reference)", "bytes_per_image": 12400, "cosine": 0.985,
+     "decode_cost": _cost(5.0e7, 0.0005)},
+    {"model": "int8 (per token)", "family": "quant", "series": "token quantization (reference)",
+     "bytes_per_image": 99000, "cosine": 0.99997, "decode_cost": _cost(4.0e5, 0.0002)},
+    {"model": "avif q50 -> ViT", "family": "pixels", "series": "avif → ViT", "bytes_per_image": 3099,
+     "cosine": 0.9926, "decode_cost": _cost(1.3e10, 0.08)},
+    {"model": "avif q30 -> ViT", "family": "pixels", "series": "avif → ViT", "bytes_per_image": 1627,
+     "cosine": 0.9782, "decode_cost": _cost(1.3e10, 0.08)},
+]
+
+
 def _drift(first_bad: int | None):
     rows = []
     for i, name in enumerate(["ln", "mlp.0", "mlp.1", "mlp.2"]):
@@ -99,6 +123,9 @@ def report_dir(tmp_path):
                      "layer_summary": {"layers": 8, "fused": 3, "by_precision": {"fp16": 7, "none": 1}},
                      "latency": {"executed": False, "reason": "no CUDA device"}}],
     }
+    report["compression"] = [{**c, "precision": "fp32", "target": "cpu", "rate": 98304 / c["bytes_per_image"]}
+                             for c in COMPRESSION]
+    report["payload_rule"] = {"min_cosine": 0.99, "decode_budget_ms": None}
     zoo_records, zoo_engines = _zoo_records_and_engines()
     report["records"] += zoo_records
     report["engines"] += zoo_engines
@@ -149,7 +176,7 @@ def test_screenshot_is_not_blank(report_dir, tmp_path):
 
 # Appended to a copy of the page only: the page position (left, top, right, bottom) of the decision table and chart.
 FOLD_PROBE = ('<script>window.addEventListener("load",function(){var r=[];'
-              '["decision-table","tradeoff-plot"].forEach(function(i){var b=document.getElementById(i)'
+              '["payload-table","decision-table","tradeoff-plot"].forEach(function(i){var b=document.getElementById(i)'
               '.getBoundingClientRect();r.push(i+":"+[b.left,b.top,b.right,b.bottom].map(Math.round).join(","))});'
               'var p=document.createElement("pre");p.id="fold-probe";p.textContent=r.join(";");'
               'document.body.appendChild(p);});</script>')
@@ -175,6 +202,11 @@ def test_decision_table_and_chart_are_above_the_fold(report_dir, tmp_path):
     # int8 is the smallest engine; it passes for model0-3 only (cosine 0.9993 - i * 1e-4 >= 0.999), fp8 never:
     # the other four models ship fp16 on the three RTX targets, and so does proj (its only engine)
     assert dom.count("<b>int8</b>") == 3 * 4 and dom.count("<b>fp16</b>") == 3 * 4 + 1
+    # the payload decision at cosine 0.99 on every target: vq_x16, read against AVIF q50 -> ViT (fewer bytes,
+    # a far larger decode bound: a trade) and int8 token quantization (more bytes, a smaller bound: a trade)
+    payload = re.search(r'<table id="payload-table".*?</table>', dom, re.S).group(0)
+    assert payload.count("<b>vq_x16 ") == 4 and payload.count("avif q50 -&gt; ViT") == 4
+    assert "trades (0.25x bytes, 200x decode)" in payload
     left, top, right, bottom = rects["tradeoff-plot"]
     chart = pixels[top:bottom, left:right].reshape(-1, 3)
     coloured = (chart.max(axis=1) - chart.min(axis=1)) > 80  # model colours of the markers, not grey text

@@ -36,6 +36,15 @@ from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_opt
 @click.option("--target-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
               help="Keep the most sensitive layers of each INT8/FP8 graph in high precision until its output cosine "
                    "on the calibration tokens meets this (the report lists them).")
+@click.option("--min-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.99, show_default=True,
+              help="Payload decision: the token cosine a compressor's decoded tokens must reach; the report names "
+                   "the smallest payload that does, per target, and the reference routes it beats or loses to.")
+@click.option("--decode-budget-ms", type=click.FloatRange(0.0, min_open=True), default=None,
+              help="Payload decision: the most a decode may cost per image on a target, read against the target's "
+                   "roofline lower bound (FLOPs and bytes moved over its peak throughput and bandwidth).")
+@click.option("--pixel-route", "pixel_routes", multiple=True, metavar="FORMAT:QUALITY",
+              help="Picture routes the codecs are read against (jpeg, webp or avif at a quality; repeat the flag; "
+                   "'none' for no picture rows). Default: avif:30 avif:50 avif:70 jpeg:95.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
               help="Validate on the first N held-out samples only (default: all).")
 @click.option("--max-calib-samples", type=click.IntRange(min=1), default=None,
@@ -54,8 +63,8 @@ from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_opt
               help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
 @quiet_option
 def command(models, data, calib_data, precisions, targets, no_build, grid, attention, exporter, calib_method,
-            target_cosine, max_samples, max_calib_samples, out_dir, executor, n_jobs, ray_address, golden, triton_repo,
-            quiet):
+            target_cosine, min_cosine, decode_budget_ms, pixel_routes, max_samples, max_calib_samples, out_dir,
+            executor, n_jobs, ray_address, golden, triton_repo, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     MODEL: our checkpoint (.pt), a torch.export program (.pt2), an ONNX file (export skipped; validated against
@@ -70,7 +79,9 @@ def command(models, data, calib_data, precisions, targets, no_build, grid, atten
                           targets=chosen, attention=attention, calib_method=calib_method, max_samples=max_samples,
                           max_calib_samples=max_calib_samples, quiet=quiet, target_cosine=target_cosine,
                           executor=(executor, n_jobs, ray_address),
-                          golden=golden, exporter=exporter, grid=grid)
+                          golden=golden, exporter=exporter, grid=grid, min_cosine=min_cosine,
+                          decode_budget_ms=decode_budget_ms,
+                          pixel_routes=(() if pixel_routes == ("none",) else pixel_routes) or None)
     if triton_repo is not None:
         from ..serving.repository import write_repository
 

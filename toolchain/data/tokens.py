@@ -93,22 +93,34 @@ def read_image(path) -> np.ndarray:
         raise NtcError(f"{path}: cannot read image ({str(e).splitlines()[0][:200]})") from None
 
 
-def preprocess(images, size) -> np.ndarray:
-    """uint8 HxWx3 images -> float32 [N, 3, H, W] for `size` = a side or (H, W): bilinear resize (antialiased when
-    shrinking), ImageNet norm."""
+def _resized(img: np.ndarray, h: int, w: int, i: int = 0):
+    """One uint8 HxWx3 image -> float32 torch [1, 3, h, w] in 0..1: bilinear (antialiased when shrinking)."""
     import torch
     import torch.nn.functional as F
 
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise NtcError(f"image {i}: expected uint8 HxWx3, got {img.dtype} {list(img.shape)}")
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
+    shrink = img.shape[0] > h or img.shape[1] > w
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def preprocess(images, size) -> np.ndarray:
+    """uint8 HxWx3 images -> float32 [N, 3, H, W] for `size` = a side or (H, W): bilinear resize (antialiased when
+    shrinking), ImageNet norm."""
     h, w = (size, size) if isinstance(size, (int, np.integer)) else size
     out = np.empty((len(images), 3, h, w), dtype=np.float32)
     for i, img in enumerate(images):
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise NtcError(f"image {i}: expected uint8 HxWx3, got {img.dtype} {list(img.shape)}")
-        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
-        shrink = img.shape[0] > h or img.shape[1] > w
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
-        out[i] = x[0].numpy()
+        out[i] = _resized(img, h, w, i)[0].numpy()
     return (out - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
+
+
+def resized_pictures(images, size) -> list[np.ndarray]:
+    """uint8 HxWx3 images resized as `preprocess` resizes them for `size` (a side or (H, W)), rounded to 8 bits: the
+    picture a user would keep at the ViT's input size (the same resize again is then the identity)."""
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else size
+    return [np.ascontiguousarray(np.clip(np.rint(_resized(img, h, w, i)[0].permute(1, 2, 0).numpy() * 255.0),
+                                         0, 255).astype(np.uint8)) for i, img in enumerate(images)]
 
 
 def _check_size(size: int) -> int:

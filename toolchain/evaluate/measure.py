@@ -30,6 +30,20 @@ def load_build(out_dir) -> dict:
     return report
 
 
+def checkpoint(out_dir, name: str, info: dict | None) -> Path:
+    """A model's checkpoint as the report records it (by name: report.json keeps no machine path), looked for as
+    recorded, in the build directory, the working directory and the zoo, and matched by its sha256."""
+    from ..util.hashing import sha256_file
+    from ..util.paths import ZOO_DIR
+
+    recorded = Path((info or {}).get("path") or f"{name}.pt")
+    for path in (recorded, Path(out_dir) / recorded, Path(recorded.name), ZOO_DIR / recorded.name):
+        if path.is_file() and (not (info or {}).get("sha256") or sha256_file(path) == info["sha256"]):
+            return path
+    raise NtcError(f"model {name}: its checkpoint {recorded.name} is not in the build directory, the working "
+                   "directory or the zoo (with the recorded sha256); cannot measure")
+
+
 def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
     """{model: {precision: ONNX path}} of the ONNX Runtime records."""
     found: dict[str, dict[str, Path]] = {}
@@ -41,7 +55,7 @@ def onnx_artifacts(out_dir, report: dict) -> dict[str, dict[str, Path]]:
     return found
 
 
-def model_feeds_for(report: dict, model_name: str, module):
+def model_feeds_for(report: dict, model_name: str, module, out_dir="."):
     """The held-out feeds for `module`, from the data source the main job recorded (of its most numerous grid, when
     it holds several: latency and drift are measured on one input shape)."""
     from .feeds import largest_group
@@ -49,8 +63,8 @@ def model_feeds_for(report: dict, model_name: str, module):
     from .validate import model_feeds
 
     source = report.get("data", {}).get("source", "")
-    tokens, _ = load_data(None if str(source).startswith("builtin:") else Path(source),
-                          attention=bool(getattr(module, "token_fields", ())))
+    path = None if str(source).startswith("builtin:") else resolve_artifact(out_dir, source.split("[")[0])
+    tokens, _ = load_data(path, attention=bool(getattr(module, "token_fields", ())))
     return largest_group(model_feeds(module, tokens))
 
 
@@ -64,13 +78,10 @@ def measure_build(out_dir, report: dict, feeds_by_model: dict | None = None, bat
     latency, drift = {}, {}
     feeds_by_model = dict(feeds_by_model or {})
     for model_name, per_precision in onnx_artifacts(out_dir, report).items():
-        info = report.get("models", {}).get(model_name)
-        if not info or not Path(info.get("path", "")).is_file():
-            raise NtcError(f"model {model_name}: its checkpoint {info and info.get('path')} is gone; cannot measure")
-        module = load(info["path"])
+        module = load(checkpoint(out_dir, model_name, report.get("models", {}).get(model_name)))
         feeds = feeds_by_model.get(model_name)
         if feeds is None:
-            feeds = feeds_by_model[model_name] = model_feeds_for(report, model_name, module)
+            feeds = feeds_by_model[model_name] = model_feeds_for(report, model_name, module, out_dir)
         for precision, path in per_precision.items():
             lat = measure_latency(path, feeds, batches=batches)
             latency.setdefault(model_name, {})[precision] = {**lat, "artifact": str(path)}

@@ -13,15 +13,20 @@ them (one per grid).
 import hashlib
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper
 
 from ..codec.payload import Payload, expect_all
 from ..models.grid import crop_grid, grid_of, padded
 from ..util.errors import NtcError
+from .decode_cost import DecodeGraph
 from .fidelity import token_cosine
 
 FAMILY = "pca"
 BITS = (2, 3, 4, 5, 6, 8)  # candidate bits per component
 FP16_BITS = 16
+OPSET = 18
+IR_VERSION = 8  # the IR version of opset 18: older runtimes read it
 
 
 class PcaCodec:
@@ -86,6 +91,30 @@ class PcaCodec:
             out.append(self._values(codes))
         return np.stack(out), grid
 
+    def decode_graphs(self, patch_tokens) -> list[DecodeGraph]:
+        """The decode step of one image (patch tokens [1, h, w, D]) as one ONNX graph: codes uint8 [1, h*w, k] ->
+        Cast -> Mul/Add dequantization -> MatMul basis -> Add mean -> "tokens" float32 [1, h*w, D], fed with the
+        image's codes (what its payload's bits unpack to)."""
+        tokens = _one_image(patch_tokens, self.arch)
+        grid_of(tokens, self.arch, dim=self.basis.shape[1])
+        units = tokens.reshape(1, -1, tokens.shape[-1])
+        codes = self._codes(units)
+        nodes, inits = self.dequant_nodes("tokens")
+        return [DecodeGraph(f"{self.arch} dequantize", _model(self.arch, nodes, inits, codes, "tokens",
+                                                              list(units.shape)), {"codes": codes})]
+
+    def dequant_nodes(self, out: str) -> tuple[list, list]:
+        """(nodes, initializers) taking "codes" uint8 [1, T, k] to `out` float32 [1, T, D], as `_values` computes."""
+        step = (self.hi - self.lo) / ((1 << self.bits) - 1)
+        inits = [onnx.numpy_helper.from_array(np.asarray(a, np.float32), name) for name, a in
+                 (("step", step), ("lo", self.lo), ("basis", self.basis), ("mean", self.mean))]
+        nodes = [helper.make_node("Cast", ["codes"], ["codes_f32"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["codes_f32", "step"], ["scaled"]),
+                 helper.make_node("Add", ["scaled", "lo"], ["proj"]),
+                 helper.make_node("MatMul", ["proj", "basis"], ["centred"]),
+                 helper.make_node("Add", ["centred", "mean"], [out])]
+        return nodes, inits
+
 
 def to_cells(tokens: np.ndarray, cell: int) -> np.ndarray:
     """Tokens [N, h, w, D] (or [N, s*s, D] on a square grid) -> c x c cells [N, (hp/c)*(wp/c), c*c*D], laid out as
@@ -135,6 +164,49 @@ class CellPcaCodec:
         cells, grid = self.inner.unpack(payloads, lambda g: int(np.prod(self._cell_grid(g))))
         gh, gw = self._cell_grid(grid)
         return crop_grid(from_cells(cells, self.cell, (gh, gw)), (gh * self.cell, gw * self.cell), grid)
+
+    def decode_graphs(self, patch_tokens) -> list[DecodeGraph]:
+        """The decode step of one image (patch tokens [1, h, w, D]) as one ONNX graph: the inner PCA dequantization
+        of its cells, then the cells unmerged (Reshape, Transpose, Reshape) and cropped to the image's grid (Slice) ->
+        "tokens" float32 [1, h*w, D], fed with the image's cell codes."""
+        tokens = _one_image(patch_tokens, self.arch)
+        c, dim = self.cell, self.inner.basis.shape[1] // (self.cell * self.cell)
+        h, w = grid_of(tokens, self.arch, dim=dim)
+        gh, gw = self._cell_grid((h, w))
+        codes = self.inner._codes(to_cells(tokens, c))
+        nodes, inits = self.inner.dequant_nodes("cells")
+        # 0 in a Reshape shape keeps the batch axis as it comes: the graph runs any batch
+        shapes = {"cell_shape": [0, gh, gw, c, c, dim], "padded_shape": [0, gh * c, gw * c, dim],
+                  "starts": [0, 0], "ends": [h, w], "axes": [1, 2], "out_shape": [0, h * w, dim]}
+        inits += [onnx.numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in shapes.items()]
+        nodes += [helper.make_node("Reshape", ["cells", "cell_shape"], ["cell_grid"]),
+                  # rows of cells, then rows inside a cell: the inverse of merge_cells' permute
+                  helper.make_node("Transpose", ["cell_grid"], ["token_rows"], perm=[0, 1, 3, 2, 4, 5]),
+                  helper.make_node("Reshape", ["token_rows", "padded_shape"], ["padded"]),
+                  helper.make_node("Slice", ["padded", "starts", "ends", "axes"], ["cropped"]),
+                  helper.make_node("Reshape", ["cropped", "out_shape"], ["tokens"])]
+        return [DecodeGraph(f"{self.arch} dequantize", _model(self.arch, nodes, inits, codes, "tokens",
+                                                              [1, h * w, dim]), {"codes": codes})]
+
+
+def _one_image(patch_tokens, arch: str) -> np.ndarray:
+    tokens = np.asarray(patch_tokens, np.float32)
+    if len(tokens) != 1:
+        raise NtcError(f"{arch}: a decode graph is built for one image, got {len(tokens)}")
+    return tokens
+
+
+def _model(arch: str, nodes: list, inits: list, codes: np.ndarray, out: str, out_shape: list) -> onnx.ModelProto:
+    """A checked opset-18 model of `nodes` from input "codes" (uint8, the shape of `codes`) to `out` float32, both
+    with a symbolic batch axis."""
+    graph = helper.make_graph(nodes, f"{arch}_decode",
+                              [helper.make_tensor_value_info("codes", TensorProto.UINT8, ["batch", *codes.shape[1:]])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", *out_shape[1:]])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ntc-export")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
 
 
 def fit_units(tokens, cell: int = 1):

@@ -21,6 +21,7 @@ from ..evaluate.validate import check_tokens_fit, failures, golden_outputs, mode
 from ..hf import main_job_checkpoints
 from ..models import load
 from ..models.base import input_profiles
+from ..report.paths import portable_command, portable_source
 from ..report.summary import write_reports
 from ..util.atomic import write_json
 from ..util.errors import NtcError
@@ -32,6 +33,22 @@ QUANTIZED = ("int8", "fp8")
 DEFAULT_PRECISIONS = ("fp32", "fp16", *QUANTIZED)
 ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
 PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distortion chart
+QUANT_SERIES = "token quantization (reference)"
+MAIN_JOB_ROUTES = ("avif:30", "avif:50", "avif:70", "jpeg:95")  # picture routes the report reads codecs against
+
+
+def cost_of(codec, tokens) -> dict:
+    from ..evaluate import route_costs
+
+    return route_costs.codec_cost(codec, tokens)
+
+
+def rate_point(row: dict, series: str, target: str, cost: dict | None) -> dict:
+    """A rate-distortion row as a report point: what was measured, on what, and its decode cost."""
+    return {"model": row["model"], "series": series, "family": row["family"], "arch": row.get("arch"),
+            "precision": "fp32", "target": target, "bytes_per_image": row["bytes_per_image"], "rate": row["rate"],
+            "cosine": row["cosine"], "rel_l2": row["rel_l2"], "snr_db": row["snr_db"], "samples": row["samples"],
+            "decode_cost": cost}
 
 
 def token_hash(tokens) -> str:
@@ -265,14 +282,10 @@ class MainJob:
 
     def compression(self, name, module, tokens, data_hash, fit, fit_hash) -> list[dict]:
         """For compressors: bytes per image of real payloads and how close the decoded tokens are to the original
-        ones, beside the PCA reference at the same rate (fitted on `fit`, tokens disjoint from the measured ones)."""
+        ones, beside the PCA reference at the same rate (fitted on `fit`, tokens disjoint from the measured ones),
+        each with its decode cost."""
         from ..evaluate import pca_reference
         from ..evaluate.rate_distortion import measure
-
-        def point(row: dict, series: str, target: str) -> dict:
-            return {"model": row["model"], "series": series, "precision": "fp32", "target": target,
-                    "bytes_per_image": row["bytes_per_image"], "rate": row["rate"], "cosine": row["cosine"],
-                    "rel_l2": row["rel_l2"], "snr_db": row["snr_db"], "samples": row["samples"]}
 
         def run():
             row = measure(name, module, tokens, with_saliency=False)
@@ -281,10 +294,38 @@ class MainJob:
                 self.pca_bases[fit_hash] = pca_reference.fit_basis(units)
             codec = pca_reference.for_rate(units, row["rate"], self.pca_bases[fit_hash])
             ref = measure(f"pca@{row['rate']:.1f}x", codec, tokens, with_saliency=False)
-            return [point(row, module.arch, "cpu (PyTorch)"), point(ref, PCA_SERIES, "cpu (NumPy)")]
+            return [rate_point(row, module.arch, "cpu (PyTorch)", cost_of(module, tokens)),
+                    rate_point(ref, PCA_SERIES, "cpu (NumPy)", cost_of(codec, tokens))]
 
         return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash,
                                                        "fit": fit_hash, "versions": self.versions}, run)
+
+    pixel_routes: tuple = MAIN_JOB_ROUTES  # picture routes of the reference rows (--pixel-route)
+
+    def references(self, tokens, data_hash, source: str) -> dict:
+        """The routes a user could take instead of a token codec, measured once per run on the same tokens: fp8 /
+        int8 / int4 token quantization and the pictures coded and re-encoded by the ViT (where the pictures are
+        found), each with its decode cost: {"points": [...], "skipped": why pixel rows are missing, or None}."""
+        from ..evaluate import pixel_reference, quant_reference, route_costs
+        from ..evaluate.rate_distortion import measure, pixel_rows, series_of
+
+        def run():
+            points = [rate_point(measure(n, c, tokens, with_saliency=False), QUANT_SERIES, "cpu (NumPy)",
+                                 cost_of(c, tokens)) for n, c in quant_reference.reference_codecs().items()]
+            routes = pixel_reference.check_routes(self.pixel_routes)
+            try:
+                pictures = pixel_reference.matched_pictures(tokens) if routes else None
+            except NtcError as e:
+                return {"points": points, "skipped": f"pixel rows: {e}"}
+            rows = pixel_rows(tokens, pictures, routes, with_saliency=False) if routes else []
+            costs = route_costs.pixel_costs(rows, tokens, pictures) if rows else []
+            points += [rate_point(r, series_of(r), "cpu (Pillow + ViT in ONNX Runtime)", c)
+                       for r, c in zip(rows, costs)]
+            return {"points": points, "skipped": None}
+
+        return self.pipe.stage("references/compression", {"data": data_hash, "source": source,
+                                                          "routes": [r for r in self.pixel_routes],
+                                                          "versions": self.versions}, run)
 
     def extra_graph(self, name, parent, graph, tokens, data_hash) -> tuple[list[dict], list[dict]]:
         """(records, engines) of a graph shipped beside `parent`'s deployable one (`extra_graphs`): exported fp32/fp16,
@@ -383,10 +424,13 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  command: str | None = None, target_cosine: float | None = None,
                  max_calib_samples: int | None = None,
                  executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo",
-                 grid=None) -> dict:
+                 grid=None, min_cosine: float = 0.99, decode_budget_ms: float | None = None,
+                 pixel_routes=None) -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
     written to OUT/report.json). `grid`: the engine profiles' token grid (min, opt, max (h, w)); None: the default
-    widened to admit every grid of the validation data."""
+    widened to admit every grid of the validation data. `min_cosine`, `decode_budget_ms`: the payload decision's
+    token-fidelity floor and decode-cost budget (ms on each target, read against its roofline bound);
+    `pixel_routes`: the picture routes of the reference rows (None: MAIN_JOB_ROUTES, () none)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
@@ -409,6 +453,11 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
                   calib_method, quiet, target_cosine, exporter)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
+    if pixel_routes is not None:
+        job.pixel_routes = tuple(pixel_routes)
+    from ..evaluate.pixel_reference import check_routes
+
+    check_routes(job.pixel_routes)  # a bad route or a Pillow without AVIF: before any work
 
     # Models that read the ViT's CLS attention / keys beside the tokens (token_fields): the built-in splits load
     # with them, a token file must hold them (checked here, before any work).
@@ -444,6 +493,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     from ..report import write_report
 
     records, engines, latency, drift, compression = [], [], {}, {}, []
+    references_skipped = None  # why the pixel reference rows are missing, where they are
     fit = None  # training-side tokens of the PCA reference line, loaded with the first compressor
     job.model_hashes = {name: sha256_file(path) for name, (path, _) in modules.items()}
     for name, (path, module) in modules.items():
@@ -458,6 +508,10 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         if module.is_compressor:
             if fit is None:  # the calibration split: disjoint from the validation tokens
                 fit = calib if calib is not None else load_data(calib_data, "calib")[0]
+            if not compression:  # the routes every codec is read against, once per run
+                refs = job.references(tokens, data_hash, source)
+                compression += refs["points"]
+                references_skipped = refs["skipped"]
             compression += job.compression(name, module, tokens, data_hash, fit, token_hash(fit))
         built, engine_records = job.build(name, module, onnx_paths)
         engines += [{**e, "latency": engine_latency(job.out_dir, e, largest_group(feeds))} for e in built]
@@ -480,6 +534,8 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         "latency": latency,
         "drift": drift,
         "compression": compression,
+        "references_skipped": references_skipped,
+        "payload_rule": {"min_cosine": min_cosine, "decode_budget_ms": decode_budget_ms},
         "refused": job.refused + uncalibrated + job.not_quantized,
         "pass": not failures(records),
         "stages": job.pipe.summary(),
@@ -492,13 +548,14 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     manifest = {
         "inputs": {**{n: r["sha256"] for n, r in report["models"].items()}, "data": data_hash,
                    "calibration_data": calib_hash},
-        "data_sources": {"validation": source, "calibration": calib_source},
+        "data_sources": {"validation": portable_source(source, job.out_dir),
+                         "calibration": portable_source(calib_source, job.out_dir)},
         "versions": job.versions,
         "stages": report["stages"],
         "stages_run": [s["name"] for s in report["stages"] if s["status"] == "ran"],
         "stages_skipped": [s["name"] for s in report["stages"] if s["status"] == "skipped"],
         "seconds": time.perf_counter() - started,
-        "command": report["command"],
+        "command": portable_command(report["command"], job.out_dir),
         "config_hash": sha256_json({"precisions": job.precisions, "attention": attention,
                                     "targets": [t.name for t, _ in job.todo]}),
     }

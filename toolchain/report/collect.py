@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import token_reduction
 from .decision import decision
+from .payload import payload_decision
 from .latency_flags import is_batch_key, no_faster_than_fp16
 from .not_run import general_reason, not_run
 from .paths import portable, portable_command, portable_source, strip_build_dir
@@ -173,8 +174,10 @@ def rate_points(acc: list[dict], compression: list[dict] = ()) -> list[dict]:
     """Compressor points: the main job's reconstruction-vs-input measurements, else records carrying bytes."""
     if compression:
         return [{"model": c["model"], "series": c.get("series", c["model"]), "precision": c["precision"],
+                 "family": c.get("family"), "arch": c.get("arch"),
                  "target": c.get("target", "cpu"), "output": "tokens_out", "bytes_per_image": c["bytes_per_image"],
-                 "cosine": c["cosine"], "task_metric": c.get("task_metric")} for c in compression]
+                 "cosine": c["cosine"], "task_metric": c.get("task_metric"), "decode_cost": c.get("decode_cost"),
+                 "decode_flops": (c.get("decode_cost") or {}).get("flops")} for c in compression]
     return [{"model": r["model"], "precision": r["precision"], "target": r["target"], "output": r["output"],
              "bytes_per_image": r["bytes_per_image"], "cosine": r["cosine"], "task_metric": r["task_metric"]}
             for r in acc if r["executed"] and r.get("bytes_per_image") is not None]
@@ -235,6 +238,9 @@ def build_view(out_dir, report: dict) -> dict:
                             for c in report.get("calibrated_graphs") or [] if c.get("int8_interface")],
     }
     view["tradeoff"] = tradeoff_points(view["decision"], view["pareto"], acc)
+    view["payload"] = payload_decision(view["rate_distortion"], view["decision"]["targets"],
+                                       report.get("payload_rule"))
+    view["references_skipped"] = report.get("references_skipped")
     return strip_build_dir(view, out_dir)
 
 

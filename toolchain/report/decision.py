@@ -4,9 +4,11 @@ latency in one row, and the precision to ship (the smallest engine whose every v
 
 from .latency_flags import is_batch_key
 
+SIZE_MARGIN = 0.10  # engines closer in size than this are not told apart by size (our small graphs: a few %)
 RULE = ("Recommended per target and model: the smallest engine (bytes) among the precisions whose every output, "
-        "validated in ONNX Runtime on the held-out data, meets its precision's threshold; ties go to the higher "
-        "worst-output SNR.")
+        "validated in ONNX Runtime on the held-out data, meets its precision's threshold; where passing engines "
+        f"differ by under {SIZE_MARGIN:.0%} in size, size does not decide: the measured engine latency does where "
+        "every one of them has one, else the higher worst-output SNR.")
 
 
 def _validation(acc: list[dict], model: str, precision: str, onnx: str | None) -> list[dict]:
@@ -70,14 +72,25 @@ def recommend(rows: list[dict]) -> dict:
     passing = [r for r in rows if r["meets_thresholds"] and r["engine_bytes"] is not None]
     if not passing:
         return {**out, "why": "no precision meets its threshold"}
-    best = min(passing, key=lambda r: (r["engine_bytes"], -(r["worst_snr_db"] or float("-inf"))))
+    smallest = min(r["engine_bytes"] for r in passing)
+    close = [r for r in passing if r["engine_bytes"] <= smallest * (1 + SIZE_MARGIN)]
+    timed = all(r["latency_ms"] is not None for r in close)
+    snr = lambda r: r["worst_snr_db"] if r["worst_snr_db"] is not None else float("-inf")  # noqa: E731
+    best = min(close, key=lambda r: (r["latency_ms"], -snr(r)) if timed else (-snr(r), r["engine_bytes"]))
     best["recommended"] = True
-    smaller = [r["precision"] for r in rows if r["engine_bytes"] is not None and r["engine_bytes"] < best["engine_bytes"]]
-    why = "smallest passing engine" + (f"; smaller but below threshold: {', '.join(smaller)}" if smaller else "")
+    smaller = [r["precision"] for r in rows if r["engine_bytes"] is not None and r["engine_bytes"] < best["engine_bytes"]
+               and not r["meets_thresholds"]]
+    if len(close) > 1:
+        names = ", ".join(r["precision"] for r in close)
+        why = (f"{names} within {SIZE_MARGIN:.0%} in engine size, so size does not decide: "
+               + ("lowest measured latency" if timed else "highest worst-output SNR (no latency measured for all)"))
+    else:
+        why = "smallest passing engine"
+    why += f"; smaller but below threshold: {', '.join(smaller)}" if smaller else ""
     others = sorted((r for r in passing if r is not best), key=lambda r: r["engine_bytes"])
     if others:  # what the next-smallest passing engine would cost and give, to weigh against the rule's choice
         nxt = others[0]
-        why += (f"; next: {nxt['precision']} +{nxt['engine_bytes'] / best['engine_bytes'] - 1:.1%} bytes, "
+        why += (f"; next: {nxt['precision']} {nxt['engine_bytes'] / best['engine_bytes'] - 1:+.1%} bytes, "
                 f"{_db(nxt['worst_snr_db'])} vs {_db(best['worst_snr_db'])}")
     return {**out, "precision": best["precision"], "engine_bytes": best["engine_bytes"],
             "worst_snr_db": best["worst_snr_db"], "task_metric": best["task_metric"], "why": why}

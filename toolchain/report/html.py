@@ -7,6 +7,7 @@ from . import token_reduction
 from .collect import hashed_inputs
 from .decision import sized_targets
 from .fmt import batches, mib, ms, num, precisions, size, task
+from .payload import RULE as PAYLOAD_RULE, budget_text, route_text
 
 SECTIONS = [("decision", "What to ship"), ("summary", "Summary"), ("devices", "Where each number was measured"),
             ("not-run", "Not run"), ("accuracy", "Accuracy against the PyTorch golden"), ("drift", "Per-layer drift"),
@@ -36,7 +37,7 @@ div.decide{display:flex;gap:10px;align-items:flex-start}div.decide>div{flex:0 0 
 table.matrix{width:auto;margin:0}table.matrix td{white-space:nowrap;padding:3px 6px}td.none{color:#b3261e}
 tr.recommended td{background:#e3f4e6;font-weight:600}
 img#tradeoff-plot{border:none;flex:1 1 400px;min-width:0;max-width:640px;height:auto}
-details{margin:6px 0 10px}summary{cursor:pointer;font-weight:600;color:#24418f}
+details{margin:6px 0 10px}table.payload td{white-space:nowrap;font-size:12px;padding:3px 6px}summary{cursor:pointer;font-weight:600;color:#24418f}
 """
 
 
@@ -101,10 +102,35 @@ def _decision_rows(rows: list[dict]) -> str:
     return _table(head, body)
 
 
+def _payload(v: dict) -> str:
+    """Which payload to ship per target, and the reference routes it beats or loses to at the same fidelity."""
+    p = v.get("payload")
+    if not p:
+        return ""
+    kinds = list(dict.fromkeys(r["kind"] for t in p["targets"] for r in t["references"]))
+    body = []
+    for t in p["targets"]:
+        refs = {r["kind"]: r for r in t["references"]}
+        ship = t["choice"]
+        cells = [_td(t["target"]), f'<td title="token cosine {ship["cosine"]:.4f}; {escape(t["why"])}"><b>'
+                 f'{escape(route_text(ship, cosine=False))}</b></td>' if ship else
+                 _td(f'<span class="muted">{escape(t["why"])}</span>', raw=True)]
+        cells += [f'<td title="token cosine {refs[k]["cosine"]:.4f}">{escape(route_text(refs[k], cosine=False))} — '
+                  f'<i>{escape(refs[k]["verdict"])}</i></td>' if k in refs else _td("—") for k in kinds]
+        body.append(_tr(cells))
+    rule_text = PAYLOAD_RULE.format(floor=p["min_cosine"], budget=budget_text(p.get("decode_budget_ms")))
+    rule = _fold(f"<b>Payload</b>: the smallest compressor payload reaching token cosine ≥ {p['min_cosine']:g}, "
+                 "per target, against the routes a user could take instead (decode: roofline bound ≥)",
+                 f'<p class="rule">{escape(rule_text)}</p>')
+    skipped = (f'<p class="muted">{escape(v["references_skipped"])}</p>' if v.get("references_skipped") else "")
+    table = _table(["target", f"ship (cos ≥ {p['min_cosine']:g})"] + [f"vs {k}" for k in kinds], body)
+    return rule + table.replace("<table>", '<table id="payload-table" class="payload">', 1) + skipped
+
+
 def _decision(v: dict, png: bytes | None) -> str:
     d = v["decision"]
     if not d["rows"]:
-        return "<p class=\"muted\">No engines or bundles in this build: nothing to decide between.</p>"
+        return _payload(v) + "<p class=\"muted\">No engines or bundles in this build: nothing to decide between.</p>"
     recs = {(r["target"], r["model"]): r for r in d["recommendations"]}
     models = sorted({m for _, m in recs})
     sized = sized_targets(d)
@@ -116,9 +142,10 @@ def _decision(v: dict, png: bytes | None) -> str:
     note = (f'<p class="muted">{_e(", ".join(unsized))}: deploy bundles only (engines are built on the device), so '
             "no engine size to rank; each precision's fidelity is in the rows below.</p>" if unsized else "")
     limits = "; ".join(f"{p}: {t}" for p, t in d["thresholds"].items())
-    rule = (f'<p class="rule">{_e(d["rule"])} Thresholds in use: {_e(limits)}. Each cell: the recommended '
-            "precision, its engine size and worst-output SNR (hover: why, and the task accuracy where the model has "
-            "a task head).</p>")
+    rule = _fold("<b>Precision</b> per target and model: the smallest engine meeting its threshold (each cell: "
+                 "precision, engine size, worst-output SNR; hover: why)",
+                 f'<p class="rule">{_e(d["rule"])} Thresholds in use: {_e(limits)}. The task accuracy, where the model '
+                 "has a task head, is in each cell's hover text.</p>")
     folds = []
     for t in d["targets"]:
         rows = [r for r in d["rows"] if r["target"] == t]
@@ -128,7 +155,7 @@ def _decision(v: dict, png: bytes | None) -> str:
         folds.append(_fold(f"{_e(t)}: {len(rows)} rows ({_e(precs)} per model){_e(lat)}", _decision_rows(rows),
                            f"decision-{escape(t)}"))
     side = _img(png, "fidelity vs engine size and latency", "tradeoff-plot", 640, 360)
-    return (rule + f'<div class="decide"><div>{matrix}{note}</div>{side}</div>' + "".join(folds))
+    return (_payload(v) + rule + f'<div class="decide"><div>{matrix}{note}</div>{side}</div>' + "".join(folds))
 
 
 def _summary(v: dict) -> str:

@@ -4,6 +4,7 @@ from . import token_reduction
 from .collect import hashed_inputs
 from .decision import sized_targets
 from .fmt import batches, mib, ms, num, precisions, size, task
+from .payload import RULE, budget_text, route_text
 
 
 def _row(cells) -> str:
@@ -26,9 +27,24 @@ def _cell(rec: dict) -> str:
     return f"**{rec['precision']}** {mib(rec['engine_bytes'])} · {num(rec['worst_snr_db'], '.1f')} dB{task}"
 
 
+def _payload(view: dict) -> list[str]:
+    p = view.get("payload")
+    if not p:
+        return []
+    kinds = list(dict.fromkeys(r["kind"] for t in p["targets"] for r in t["references"]))
+    rows = []
+    for t in p["targets"]:
+        refs = {r["kind"]: r for r in t["references"]}
+        rows.append(_row([t["target"], f"**{route_text(t['choice'])}**" if t["choice"] else t["why"]]
+                         + [f"{route_text(refs[k])} — {refs[k]['verdict']}" if k in refs else "—" for k in kinds]))
+    lines = ["**Payload** " + RULE.format(floor=p["min_cosine"], budget=budget_text(p.get("decode_budget_ms"))), ""]
+    lines += _table(["target", f"ship (cos ≥ {p['min_cosine']:g})", *[f"vs {k}" for k in kinds]], rows)
+    return lines + ([view["references_skipped"], ""] if view.get("references_skipped") else [])
+
+
 def _decision(view: dict, image_files: dict[str, str]) -> list[str]:
     d = view["decision"]
-    lines = ["## What to ship", ""]
+    lines = ["## What to ship", ""] + _payload(view)
     if not d["rows"]:
         return lines + ["No engines or bundles in this build: nothing to decide between.", ""]
     limits = "; ".join(f"{p}: `{t}`" for p, t in d["thresholds"].items())

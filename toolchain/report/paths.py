@@ -58,3 +58,34 @@ def strip_build_dir(value, build_dir):
     if isinstance(value, list):
         return [strip_build_dir(v, build_dir) for v in value]
     return value
+
+
+NEAR = 2  # a checkpoint at most this many folders above the build directory is named relative to it
+
+
+def portable_checkpoint(path, build_dir) -> str | None:
+    """A checkpoint relative to the build directory when inside it or in a folder just above it ("../model.pt"),
+    else its name (the zoo's checkpoints, files elsewhere: found again by name and sha256)."""
+    if path is None or not os.path.isabs(str(path)):
+        return path
+    rel = Path(os.path.relpath(os.path.realpath(str(path)), os.path.realpath(str(build_dir))))
+    ups = rel.parts.count("..")
+    if ups <= NEAR and len(rel.parts) == ups + 1 or ups == 0:  # in the build directory, or beside one above it
+        return rel.as_posix()
+    return Path(str(path)).name
+
+
+def portable_report(report: dict, build_dir) -> dict:
+    """The main job's report dict with no machine path: files inside the build directory relative to it, checkpoints
+    as portable_checkpoint names them, other files outside (a token file elsewhere) by name (their sha256 sits
+    beside them), the command portable."""
+    out = strip_build_dir(report, build_dir)
+    out["models"] = {n: {**m, "path": portable_checkpoint(m.get("path"), build_dir)}
+                     for n, m in (report.get("models") or {}).items()}
+    if isinstance(report.get("data"), dict):
+        out["data"] = {**out["data"], "source": portable_source(report["data"].get("source"), build_dir)}
+    if isinstance(report.get("calibration_data"), dict):
+        out["calibration_data"] = {**out["calibration_data"],
+                                   "source": portable_source(report["calibration_data"].get("source"), build_dir)}
+    out["command"] = portable_command(report.get("command"), build_dir)
+    return out

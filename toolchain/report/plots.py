@@ -61,32 +61,70 @@ def pareto_plot(points: list[dict]) -> tuple[bytes, str] | None:
     return _render(plt, fig)
 
 
+REFERENCE_STYLE = {"pca": (":", "0.45"), "quant": ("", "0.2"), "pixels": ("--", None)}  # family -> (line, colour)
+
+
+def _reference(p: dict) -> str | None:
+    """The reference family a point belongs to (PCA line, token quantization, picture codec + ViT), else None."""
+    family = p.get("family") or ""
+    series = str(p.get("series", p["model"]))
+    return family if family in REFERENCE_STYLE else ("pca" if series.startswith("pca") else None)
+
+
+def _rd_series(ax, points: list[dict], x_key: str, label_suffix: str = "") -> None:
+    """One line per series (a learned family, a picture codec, the PCA line); quantization rows as lone markers."""
+    for series in sorted({p.get("series", p["model"]) for p in points}):
+        mine = sorted((p for p in points if p.get("series", p["model"]) == series), key=lambda p: p[x_key])
+        ref = _reference(mine[0])
+        ls, colour = REFERENCE_STYLE.get(ref, ("-", None))
+        ax.plot([p[x_key] for p in mine], [p["cosine"] for p in mine], marker="x" if ref == "quant" else "o",
+                ls=ls or "none", color=colour, ms=4 if ref else 5, lw=1.0 if ref else 1.6,
+                label=f"{series}{label_suffix}")
+        if ref == "quant":
+            for p in mine:
+                ax.annotate(p.get("arch") or p["model"], (p[x_key], p["cosine"]), textcoords="offset points",
+                            xytext=(3, -8), fontsize=6, color="0.25")
+
+
 def rate_distortion_plot(points: list[dict]) -> tuple[bytes, str] | None:
-    """Cosine (and probe accuracy where present) against bytes per image; None without compressor records."""
+    """Token cosine against bytes per image (left; probe accuracy dashed where present) and against decode FLOPs per
+    image (right, where the points carry a decode cost): learned families solid, the PCA line dotted, pictures coded
+    and re-encoded by the ViT dashed, token quantization as crosses. None without points."""
     if not points:
         return None
-    plt, fig = _figure()
-    ax = fig.add_subplot(111)
-    with_task = any(p["task_metric"] is not None for p in points)
-    ax2 = ax.twinx() if with_task else None
-    for model in sorted({p.get("series", p["model"]) for p in points}):  # one line per compressor family
-        mine = sorted((p for p in points if p.get("series", p["model"]) == model), key=lambda p: p["bytes_per_image"])
-        x = [p["bytes_per_image"] for p in mine]
-        reference = model.startswith("pca")  # the linear baseline every learned curve is read against
-        line, = ax.plot(x, [p["cosine"] for p in mine], marker="o", label=f"{model} cosine",
-                        ls=":" if reference else "-", color="0.45" if reference else None)
-        if ax2 is not None:
-            ax2.plot(x, [p["task_metric"] if p["task_metric"] is not None else float("nan") for p in mine],
-                     marker="^", ls="--", color=line.get_color(), label=f"{model} probe accuracy")
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per image")
-    ax.set_ylabel("token cosine vs the original tokens")
-    if ax2 is not None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    costed = [p for p in points if (p.get("decode_flops") or 0) > 0]
+    fig = plt.figure(figsize=(11.0 if costed else 7.5, 4.8), dpi=100)
+    ax = fig.add_subplot(1, 2 if costed else 1, 1)
+    _rd_series(ax, points, "bytes_per_image")
+    with_task = [p for p in points if p.get("task_metric") is not None]
+    if with_task:
+        ax2 = ax.twinx()
+        for series in sorted({p.get("series", p["model"]) for p in with_task}):
+            mine = sorted((p for p in with_task if p.get("series", p["model"]) == series),
+                          key=lambda p: p["bytes_per_image"])
+            ax2.plot([p["bytes_per_image"] for p in mine], [p["task_metric"] for p in mine], marker="^", ls="--",
+                     lw=0.8, label=f"{series} probe")
         ax2.set_ylabel("probe accuracy")
-        ax2.legend(fontsize=8, loc="lower center")
-    ax.set_title("Rate-distortion of the token compressors")
+        ax2.legend(fontsize=6.5, loc="lower center")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per image (payload, or coded picture)")
+    ax.set_ylabel("token cosine vs the original tokens")
+    ax.set_title("Bytes vs token fidelity", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=6.5, loc="lower right", ncol=2)
+    if costed:
+        bx = fig.add_subplot(1, 2, 2, sharey=ax)
+        _rd_series(bx, costed, "decode_flops")
+        bx.set_xscale("log")
+        bx.set_xlabel("decode FLOPs per image (counted by onnx-tool; pictures: the ViT)")
+        bx.set_title("Decode cost vs token fidelity", fontsize=10)
+        bx.grid(True, which="both", alpha=0.3)
+    fig.suptitle("Rate-distortion of the token compressors beside the routes a user could take instead", fontsize=10)
     return _render(plt, fig)
 
 
