@@ -79,14 +79,24 @@ def test_pca_reference_fits_its_budget_and_improves_with_rate(token_files):
     assert token_cosine(full.decode(full.encode(val)), val) > 0.999
 
 
-def test_rd_rows_and_probe(token_files, tmp_path):
+def test_rd_rows_and_probe(token_files, tmp_path, capsys):
     assert main(["rd", str(ZOO_DIR / "bcae_x16.pt"), str(ZOO_DIR / "bcae_x64.pt"), "--data", str(token_files["val"]),
                  "--fit", str(token_files["train"]), "--out", str(tmp_path / "rd.json"),
                  "--plot", str(tmp_path / "rd.png")]) == 0
+    # the token file names no way to its pictures: one line, and every other row still runs
+    assert "pixel rows skipped:" in capsys.readouterr().err
     rows = json.loads((tmp_path / "rd.json").read_text())["rows"]
-    assert [r["family"] for r in rows] == ["original", "bc_autoencoder", "bc_autoencoder", "pca", "pca"]
+    assert [r["family"] for r in rows] == ["original", "bc_autoencoder", "bc_autoencoder", "pca", "pca"] + [
+        "quant"] * 3
     for r in rows:
         assert 0 <= r["probe_accuracy"] <= 1 and -1 <= r["saliency_r"] <= 1
+    for r in rows[1:]:  # a decode cost on every row: counted, timed and bounded
+        cost = r["decode_cost"]
+        assert cost["flops"] > 0 and cost["bytes_moved"] > 0 and set(cost["p50_ms"]) == {
+            "t1_b1", "t1_b16", "tall_b1", "tall_b16"}
+        assert cost["bound_ms"]["rtx-ada"]["bound_ms"] > 0
+    quant = {r["arch"]: r for r in rows if r["family"] == "quant"}
+    assert quant["int8-token"]["cosine"] > 0.9999 and 3.5 < quant["int4-g32"]["rate"] < 3.6
     learned = {round(r["rate"]): r for r in rows if r["family"] == "bc_autoencoder"}
     assert set(learned) == {16, 63}
     assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
@@ -103,7 +113,8 @@ def test_pca_of_token_cells_fits_its_budget_and_round_trips(token_files, tmp_pat
     payloads = codec.encode(val)
     assert 8 * len(unpack(payloads[0]).body) <= 256 * 384 * 16 / 16 + 7
     assert codec.decode(payloads).shape == val.shape and codec.arch.endswith("@2x2")
-    args = ["--data", str(token_files["val"]), "--fit", str(token_files["train"]), "--no-saliency", "--pca-cell", "2"]
+    args = ["--data", str(token_files["val"]), "--fit", str(token_files["train"]), "--no-saliency", "--pca-cell", "2",
+            "--no-quant", "--no-cost", "--no-pixels"]
     assert main(["rd", str(ZOO_DIR / "bcae_x16.pt"), *args, "--out", str(tmp_path / "rd.json")]) == 0
     rows = json.loads((tmp_path / "rd.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["original tokens (fp16)", "bcae_x16", "pca2x2@16x"]

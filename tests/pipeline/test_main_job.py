@@ -127,7 +127,7 @@ def test_int8_fp8_calibration_stage(setup):
     assert all(0.998 <= r["cosine"] <= 1.0 and r["pass"] for r in ort.values())
     assert report["calibration_data"]["samples"] == 32
     manifest = json.loads((setup / "out" / "manifest.json").read_text())
-    assert manifest["data_sources"]["calibration"] == str(setup / "calib.npz")
+    assert manifest["data_sources"]["calibration"] == "calib.npz"  # no machine path in the build directory
     graphs = report["calibrated_graphs"]
     assert {(c["precision"], c["target_cosine"]) for c in graphs} == {("int8", None), ("fp8", None)}
     assert all(c["quantized_layers"] > 0 and c["kept_high_precision"] == [] for c in graphs)
