@@ -113,6 +113,43 @@ def test_rule_on_known_rows():
         "precision"] == "int8"
 
 
+def test_engines_close_in_size_are_decided_by_latency_or_snr():
+    acc = [_acc("fp16", 0.9999, 40.0), _acc("int8", 0.9995, 30.0), _acc("fp8", 0.9993, 27.0)]
+    close = [_eng("fp16", 1300), _eng("int8", 1040), _eng("fp8", 1000)]  # int8 within 10% of fp8, fp16 is not
+    rec = decision(acc, close)["recommendations"][0]
+    assert rec["precision"] == "int8" and "fp8, int8 within 10% in engine size" in rec["why"]
+    assert "highest worst-output SNR" in rec["why"]
+    timed = [{**e, "latency": {"b1": {"p50_ms": ms}}, "executed": True} for e, ms in zip(close, (1.0, 0.9, 0.7))]
+    rec = decision(acc, timed)["recommendations"][0]
+    assert rec["precision"] == "fp8" and "lowest measured latency" in rec["why"]
+
+
+def test_payload_decision_names_the_routes_it_beats_or_loses_to():
+    from ntc_export.report.payload import payload_decision
+
+    def point(model, family, nbytes, cosine, bound):
+        return {"model": model, "family": family, "bytes_per_image": nbytes, "cosine": cosine,
+                "decode_cost": {"bound_ms": {"rtx-ada": {"bound_ms": bound}}}}
+
+    points = [point("vq_x16", "vq", 12000, 0.993, 0.004), point("vq_x64", "vq", 3000, 0.970, 0.003),
+              point("hp_x14", "hyperprior", 9000, 0.991, 0.002), point("avif q50", "pixels", 3000, 0.9926, 0.09),
+              point("jpeg q95", "pixels", 18000, 0.999, 0.09), point("int8", "quant", 99000, 0.99997, 0.0005),
+              point("pca@16x", "pca", 12000, 0.966, 0.001)]
+    t, = payload_decision(points, ["rtx-ada"], {"min_cosine": 0.99})["targets"]
+    assert t["choice"]["model"] == "hp_x14"  # the smallest payload reaching 0.99, not the one with the best cosine
+    refs = {r["kind"]: r for r in t["references"]}
+    assert set(refs) == {"picture + ViT", "token quantization"}  # the PCA line never reaches 0.99 here
+    assert refs["picture + ViT"]["model"] == "avif q50" and refs["picture + ViT"]["verdict"].startswith("trades")
+    assert refs["token quantization"]["verdict"].startswith("trades (11x bytes, 0.25x decode)")
+    # a decode budget below hp_x14's bound leaves no codec: said in one line, references still listed
+    t, = payload_decision(points, ["rtx-ada"], {"min_cosine": 0.99, "decode_budget_ms": 0.001})["targets"]
+    assert t["choice"] is None and "within 0.001 ms" in t["why"] and len(t["references"]) == 2
+    t, = payload_decision(points, ["rtx-ada"], {"min_cosine": 0.95})["targets"]
+    verdicts = {r["kind"]: r["verdict"] for r in t["references"]}
+    assert t["choice"]["model"] == "vq_x64" and verdicts["PCA line"] == "trades (4x bytes, 0.333x decode)"
+    assert verdicts["picture + ViT"] == "beats it (1x bytes, 30x decode)"  # as few bytes, a far cheaper decode
+
+
 def test_threshold_lines_in_snr():
     assert threshold_snr_db("rel_l2 <= 1e-05") == pytest.approx(100.0)
     assert threshold_snr_db("cosine >= 0.999") == pytest.approx(-10 * np.log10(1 - 0.999 ** 2))
@@ -140,7 +177,8 @@ def test_no_absolute_path_of_the_build_machine(run):
     tmp, out, _ = run
     roots = {str(tmp), os.path.realpath(tmp), os.getcwd(), str(Path.home()), sys.prefix,
              os.environ["NTC_EXPORT_CACHE"], str(Path(__file__).resolve().parents[2])}
-    files = [out / "report" / n for n in ("report.json", "report.md", "index.html")] + [out / "report.md"]
+    files = [out / "report" / n for n in ("report.json", "report.md", "index.html")] + [
+        out / n for n in ("report.md", "report.json", "manifest.json")]
     for f in files:
         text = f.read_text()
         for root in roots:

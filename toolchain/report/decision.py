@@ -81,7 +81,7 @@ def recommend(rows: list[dict]) -> dict:
     smaller = [r["precision"] for r in rows if r["engine_bytes"] is not None and r["engine_bytes"] < best["engine_bytes"]
                and not r["meets_thresholds"]]
     if len(close) > 1:
-        names = ", ".join(r["precision"] for r in close)
+        names = ", ".join(r["precision"] for r in sorted(close, key=lambda r: r["engine_bytes"]))
         why = (f"{names} within {SIZE_MARGIN:.0%} in engine size, so size does not decide: "
                + ("lowest measured latency" if timed else "highest worst-output SNR (no latency measured for all)"))
     else:
