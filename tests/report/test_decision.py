@@ -146,7 +146,7 @@ def test_payload_decision_names_the_routes_it_beats_or_loses_to():
     assert t["choice"] is None and "within 0.001 ms" in t["why"] and len(t["references"]) == 2
     t, = payload_decision(points, ["rtx-ada"], {"min_cosine": 0.95})["targets"]
     verdicts = {r["kind"]: r["verdict"] for r in t["references"]}
-    assert t["choice"]["model"] == "vq_x64" and verdicts["PCA line"] == "trades (4x bytes, 0.333x decode)"
+    assert t["choice"]["model"] == "vq_x64" and verdicts["PCA line"] == "trades (4x bytes, 0.33x decode)"
     assert verdicts["picture + ViT"] == "beats it (1x bytes, 30x decode)"  # as few bytes, a far cheaper decode
 
 

@@ -206,7 +206,7 @@ def test_decision_table_and_chart_are_above_the_fold(report_dir, tmp_path):
     # a far larger decode bound: a trade) and int8 token quantization (more bytes, a smaller bound: a trade)
     payload = re.search(r'<table id="payload-table".*?</table>', dom, re.S).group(0)
     assert payload.count("<b>vq_x16 ") == 4 and payload.count("avif q50 -&gt; ViT") == 4
-    assert "trades (0.25x bytes, 200x decode)" in payload
+    assert 'title="token cosine 0.9926; trades (0.25x bytes, 200x decode)"' in payload and "<i>trades</i>" in payload
     left, top, right, bottom = rects["tradeoff-plot"]
     chart = pixels[top:bottom, left:right].reshape(-1, 3)
     coloured = (chart.max(axis=1) - chart.min(axis=1)) > 80  # model colours of the markers, not grey text

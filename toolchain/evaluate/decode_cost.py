@@ -230,11 +230,12 @@ def graph_timings(graphs: list[DecodeGraph], batches=(1, 16), threads=(1, 0),
 
 # ---- the graphs of a trained compressor ----------------------------------------------------------------------------
 
-def compressor_graphs(module, patch_tokens_1) -> list[DecodeGraph]:
+def compressor_graphs(module, patch_tokens_1, exported: dict | None = None) -> list[DecodeGraph]:
     """The decode route of a trained token compressor for one image (patch tokens [1, h, w, D]), in the order the
     host decoder runs it: the decode-side graphs it ships beside its decoder (`module.decode_graph_names`, e.g. the
     hyperprior's "hyper_synthesis", whose scales steer the range decoder), then the deployable decoder ("decoder"),
-    each exported fp32 and fed from that image by its own `prepare_inputs`."""
+    each exported fp32 (or taken from `exported`: name -> the fp32 ONNX model a build already holds) and fed from
+    that image by its own `prepare_inputs`."""
     from ..backend.onnx.export import to_onnx_fp32
 
     if not getattr(module, "is_compressor", False):
@@ -248,7 +249,8 @@ def compressor_graphs(module, patch_tokens_1) -> list[DecodeGraph]:
         raise NtcError(f"{module.arch}: decode graph(s) {', '.join(unknown)} are not among its extra graphs "
                        f"({', '.join(extras) or 'none'})")
     parts = [(name, extras[name].eval()) for name in module.decode_graph_names] + [("decoder", module.eval())]
-    return [DecodeGraph(name, to_onnx_fp32(part),
+    exported = exported or {}
+    return [DecodeGraph(name, exported[name] if name in exported else to_onnx_fp32(part),
                         {k: np.asarray(v) for k, v in part.prepare_inputs(patch_tokens_1).items()})
             for name, part in parts]
 

@@ -13,17 +13,18 @@ def sample_group(tokens):
     return max(tokens.by_grid(), key=lambda group: len(group[0]))
 
 
-def codec_graphs(codec, patch_tokens_1) -> list:
+def codec_graphs(codec, patch_tokens_1, exported: dict | None = None) -> list:
     """The ONNX graphs that turn one image's payload into tokens: a reference codec names its own, a trained
-    compressor its deployable decoder and decode-side graphs."""
+    compressor its deployable decoder and decode-side graphs (`exported`: those a build already holds, by name)."""
     if hasattr(codec, "decode_graphs"):
         return codec.decode_graphs(patch_tokens_1)
-    return decode_cost.compressor_graphs(codec, patch_tokens_1)
+    return decode_cost.compressor_graphs(codec, patch_tokens_1, exported)
 
 
-def codec_cost(codec, tokens) -> dict:
+def codec_cost(codec, tokens, batches=(1, 16), exported: dict | None = None) -> dict:
     _, ts = sample_group(tokens)
-    return decode_cost.route_cost(codec_graphs(codec, np.ascontiguousarray(ts.grid_tokens[:1])))
+    graphs = codec_graphs(codec, np.ascontiguousarray(ts.grid_tokens[:1]), exported)
+    return decode_cost.route_cost(graphs, batches=batches)
 
 
 def vit_graph(picture: np.ndarray, grid: tuple[int, int]):
@@ -38,8 +39,8 @@ def vit_graph(picture: np.ndarray, grid: tuple[int, int]):
                                    {vit.IMAGE_INPUT: preprocess([picture], size)})
 
 
-def pixel_costs(rows: list[dict], tokens, pictures) -> list[dict]:
+def pixel_costs(rows: list[dict], tokens, pictures, batches=(1, 16)) -> list[dict]:
     """Each pixel row's cost: its measured picture decode (host) then the ViT, counted and timed once per grid."""
     idx, ts = sample_group(tokens)
     vit = vit_graph(pictures[int(idx[0])], ts.grid)
-    return [decode_cost.route_cost([vit], host_ms=r["image_decode_ms"]) for r in rows]
+    return [decode_cost.route_cost([vit], host_ms=r["image_decode_ms"], batches=batches) for r in rows]

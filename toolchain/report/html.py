@@ -115,12 +115,13 @@ def _payload(v: dict) -> str:
         cells = [_td(t["target"]), f'<td title="token cosine {ship["cosine"]:.4f}; {escape(t["why"])}"><b>'
                  f'{escape(route_text(ship, cosine=False))}</b></td>' if ship else
                  _td(f'<span class="muted">{escape(t["why"])}</span>', raw=True)]
-        cells += [f'<td title="token cosine {refs[k]["cosine"]:.4f}">{escape(route_text(refs[k], cosine=False))} — '
-                  f'<i>{escape(refs[k]["verdict"])}</i></td>' if k in refs else _td("—") for k in kinds]
+        cells += [f'<td title="token cosine {refs[k]["cosine"]:.4f}; {escape(refs[k]["verdict"])}">'
+                  f'{escape(route_text(refs[k], cosine=False))} · <i>{escape(refs[k]["verdict"].split(" (")[0])}</i>'
+                  "</td>" if k in refs else _td("—") for k in kinds]
         body.append(_tr(cells))
     rule_text = PAYLOAD_RULE.format(floor=p["min_cosine"], budget=budget_text(p.get("decode_budget_ms")))
-    rule = _fold(f"<b>Payload</b>: the smallest compressor payload reaching token cosine ≥ {p['min_cosine']:g}, "
-                 "per target, against the routes a user could take instead (decode: roofline bound ≥)",
+    rule = _fold(f"<b>Payload</b> per target: the smallest reaching token cosine ≥ {p['min_cosine']:g}, against "
+                 "the routes a user could take instead (hover: bytes and decode as multiples of ours)",
                  f'<p class="rule">{escape(rule_text)}</p>')
     skipped = (f'<p class="muted">{escape(v["references_skipped"])}</p>' if v.get("references_skipped") else "")
     table = _table(["target", f"ship (cos ≥ {p['min_cosine']:g})"] + [f"vs {k}" for k in kinds], body)

@@ -9,6 +9,11 @@ GPU, and no GPU ran here; the report labels it as a bound.
 from .fmt import size
 
 
+def times(ratio: float) -> str:
+    """A ratio as a multiple: two significant digits, whole numbers from 10 up."""
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
 def duration(ms: float) -> str:
     """A time in ms, or in µs below 0.1 ms (decode bounds of small graphs)."""
     return f"{ms:.3g} ms" if ms >= 0.1 else f"{ms * 1e3:.3g} µs"
@@ -60,13 +65,13 @@ def _line(p: dict | None, target: str) -> dict | None:
 def _verdict(ours: dict, ref: dict) -> str:
     """How our choice compares with a reference route meeting the same floor: beats it, loses to it, or trades
     (its bytes and decode bound as multiples of ours)."""
-    b = f"{ref['bytes_per_image'] / ours['bytes_per_image']:.2g}x bytes"
+    b = f"{times(ref['bytes_per_image'] / ours['bytes_per_image'])} bytes"
     fewer_bytes = ours["bytes_per_image"] <= ref["bytes_per_image"]
     if ours["bound_ms"] is None or ref["bound_ms"] is None or ours["bound_ms"] <= 0:
         return f"{'beats it' if fewer_bytes else 'loses to it'} on bytes ({b}; decode bound unknown)"
     cheaper = ours["bound_ms"] <= ref["bound_ms"]
     word = "beats it" if fewer_bytes and cheaper else "loses to it" if not (fewer_bytes or cheaper) else "trades"
-    return f"{word} ({b}, {ref['bound_ms'] / ours['bound_ms']:.3g}x decode)"
+    return f"{word} ({b}, {times(ref['bound_ms'] / ours['bound_ms'])} decode)"
 
 
 def choose(points: list[dict], target: str, min_cosine: float, budget_ms: float | None) -> dict:
