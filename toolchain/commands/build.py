@@ -117,9 +117,13 @@ def _check_sources(sources: dict, shapes: dict | None, batch, grid) -> None:
               help="Engine builds at once (local: worker processes; ray with a local cluster: its CPUs).")
 @click.option("--ray-address", default=None,
               help="Ray cluster to submit builds to (nodes advertise sm_<N> resources); default: a local one.")
+@click.option("--epcontext", is_flag=True,
+              help="Also write <model>.<precision>.ctx.onnx beside each TensorRT-RTX engine: an ONNX Runtime EPContext "
+                   "model that apps load with the TensorRT-RTX execution provider (engines up to 1 MiB embedded, "
+                   "larger ones referenced by file name); the manifest records it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_data, calib_method, skip_unsupported,
-            executor, n_jobs, ray_address, as_json):
+            executor, n_jobs, ray_address, epcontext, as_json):
     """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
     from ..backend.onnx.inspect import onnx_precision
     from ..backend.trt.bundle import write_bundle
@@ -166,6 +170,12 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
         results.append({"target": t.name, "precision": p, "status": f"engine ({r['cache']})",
                         "path": r["engine_path"], "bytes": r["engine_bytes"], "seconds": r["build_seconds"],
                         "layers": r["layer_summary"]["layers"]})
+        if epcontext:
+            from ..backend.trt.epcontext import write_epcontext
+
+            ctx = write_epcontext(r, out_dir)
+            results[-1].update(status=f"engine ({r['cache']}) + ctx.onnx (embed_mode {ctx['embed_mode']})",
+                               epcontext=str(out_dir / "engines" / ctx["path"]))
     for t, p in todo:
         onnx_path = sources[(t.attention, p)]
         extra = provenance if p in QUANTIZED else None

@@ -61,10 +61,13 @@ from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_opt
                    "data's order) to validate against instead of the file's own ONNX Runtime fp32 outputs.")
 @click.option("--triton-repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="At the end, write a Triton model repository of the built engines here (`ntc-export triton`).")
+@click.option("--epcontext", is_flag=True,
+              help="Write an ONNX Runtime EPContext model (<model>.<precision>.ctx.onnx) beside each TensorRT-RTX "
+                   "engine, for apps running the TensorRT-RTX execution provider (see `ntc-export build`).")
 @quiet_option
 def command(models, data, calib_data, precisions, targets, no_build, grid, attention, exporter, calib_method,
             target_cosine, min_cosine, decode_budget_ms, pixel_routes, max_samples, max_calib_samples, out_dir,
-            executor, n_jobs, ray_address, golden, triton_repo, quiet):
+            executor, n_jobs, ray_address, golden, triton_repo, epcontext, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     MODEL: our checkpoint (.pt), a torch.export program (.pt2), an ONNX file (export skipped; validated against
@@ -81,7 +84,8 @@ def command(models, data, calib_data, precisions, targets, no_build, grid, atten
                           executor=(executor, n_jobs, ray_address),
                           golden=golden, exporter=exporter, grid=grid, min_cosine=min_cosine,
                           decode_budget_ms=decode_budget_ms,
-                          pixel_routes=(() if pixel_routes == ("none",) else pixel_routes) or None)
+                          pixel_routes=(() if pixel_routes == ("none",) else pixel_routes) or None,
+                          epcontext=epcontext)
     if triton_repo is not None:
         from ..serving.repository import write_repository
 

@@ -37,10 +37,13 @@ QUANT_SERIES = "token quantization (reference)"
 MAIN_JOB_ROUTES = ("avif:30", "avif:50", "avif:70", "jpeg:95")  # picture routes the report reads codecs against
 
 
-def cost_of(codec, tokens) -> dict:
+COST_BATCHES = (1,)  # the report ranks routes by their bounds; rd times batch 16 too
+
+
+def cost_of(codec, tokens, exported: dict | None = None) -> dict:
     from ..evaluate import route_costs
 
-    return route_costs.codec_cost(codec, tokens)
+    return route_costs.codec_cost(codec, tokens, COST_BATCHES, exported)
 
 
 def rate_point(row: dict, series: str, target: str, cost: dict | None) -> dict:
@@ -280,10 +283,12 @@ class MainJob:
                                {"onnx": {p: sha256_file(f) for p, f in paths.items()}, "data": data_hash,
                                 "versions": self.versions}, run)
 
-    def compression(self, name, module, tokens, data_hash, fit, fit_hash) -> list[dict]:
+    def compression(self, name, module, tokens, data_hash, fit, fit_hash, fp32_onnx: Path | None = None) -> list[dict]:
         """For compressors: bytes per image of real payloads and how close the decoded tokens are to the original
         ones, beside the PCA reference at the same rate (fitted on `fit`, tokens disjoint from the measured ones),
-        each with its decode cost."""
+        each with its decode cost (the decoder's graph: the build's own fp32 ONNX, `fp32_onnx`)."""
+        import onnx
+
         from ..evaluate import pca_reference
         from ..evaluate.rate_distortion import measure
 
@@ -294,7 +299,8 @@ class MainJob:
                 self.pca_bases[fit_hash] = pca_reference.fit_basis(units)
             codec = pca_reference.for_rate(units, row["rate"], self.pca_bases[fit_hash])
             ref = measure(f"pca@{row['rate']:.1f}x", codec, tokens, with_saliency=False)
-            return [rate_point(row, module.arch, "cpu (PyTorch)", cost_of(module, tokens)),
+            exported = {"decoder": onnx.load(str(fp32_onnx))} if fp32_onnx else None
+            return [rate_point(row, module.arch, "cpu (PyTorch)", cost_of(module, tokens, exported)),
                     rate_point(ref, PCA_SERIES, "cpu (NumPy)", cost_of(codec, tokens))]
 
         return self.pipe.stage(f"{name}/compression", {"model": self.model_hashes[name], "data": data_hash,
@@ -318,7 +324,7 @@ class MainJob:
             except NtcError as e:
                 return {"points": points, "skipped": f"pixel rows: {e}"}
             rows = pixel_rows(tokens, pictures, routes, with_saliency=False) if routes else []
-            costs = route_costs.pixel_costs(rows, tokens, pictures) if rows else []
+            costs = route_costs.pixel_costs(rows, tokens, pictures, COST_BATCHES) if rows else []
             points += [rate_point(r, series_of(r), "cpu (Pillow + ViT in ONNX Runtime)", c)
                        for r, c in zip(rows, costs)]
             return {"points": points, "skipped": None}
@@ -352,6 +358,7 @@ class MainJob:
 
     executor: tuple | None = None  # (executor, jobs, ray address): a model's engine builds run there together
     grid: tuple = DEFAULT_GRID  # engine profiles' token grid: min, opt, max (h, w) (--grid)
+    epcontext: bool = False  # an ONNX Runtime EPContext model beside each RTX engine (--epcontext)
 
     def prebuild(self, name, module, onnx_paths) -> dict:
         """Every RTX engine of one model built at once by the build executor, when one is set: (target, precision)
@@ -389,6 +396,10 @@ class MainJob:
                 # A build the executor ran before this loop: its own build time, not the lookup's.
                 took = entry["build_seconds"] if (target.name, precision) in prebuilt else time.perf_counter() - start
                 self.pipe.note(stage, entry.get("cache") == "hit", took, "engine cache hit")
+                if self.epcontext:
+                    from ..backend.trt.epcontext import write_epcontext
+
+                    entry = {**entry, "epcontext": write_epcontext(entry, self.out_dir)}
             else:
                 bundle_dir = self.out_dir / "engines" / target.name / f"{name}.{precision}.bundle"
                 entry = self.pipe.stage(
@@ -425,12 +436,13 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  max_calib_samples: int | None = None,
                  executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo",
                  grid=None, min_cosine: float = 0.99, decode_budget_ms: float | None = None,
-                 pixel_routes=None) -> dict:
+                 pixel_routes=None, epcontext: bool = False) -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
     written to OUT/report.json). `grid`: the engine profiles' token grid (min, opt, max (h, w)); None: the default
     widened to admit every grid of the validation data. `min_cosine`, `decode_budget_ms`: the payload decision's
     token-fidelity floor and decode-cost budget (ms on each target, read against its roofline bound);
-    `pixel_routes`: the picture routes of the reference rows (None: MAIN_JOB_ROUTES, () none)."""
+    `pixel_routes`: the picture routes of the reference rows (None: MAIN_JOB_ROUTES, () none); `epcontext`: write
+    an ONNX Runtime EPContext model beside each RTX engine."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
@@ -453,6 +465,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
                   calib_method, quiet, target_cosine, exporter)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
+    job.epcontext = epcontext
     if pixel_routes is not None:
         job.pixel_routes = tuple(pixel_routes)
     from ..evaluate.pixel_reference import check_routes
@@ -512,7 +525,8 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                 refs = job.references(tokens, data_hash, source)
                 compression += refs["points"]
                 references_skipped = refs["skipped"]
-            compression += job.compression(name, module, tokens, data_hash, fit, token_hash(fit))
+            fp32 = next((p["fp32"] for p in onnx_paths.values() if "fp32" in p), None)
+            compression += job.compression(name, module, tokens, data_hash, fit, token_hash(fit), fp32)
         built, engine_records = job.build(name, module, onnx_paths)
         engines += [{**e, "latency": engine_latency(job.out_dir, e, largest_group(feeds))} for e in built]
         records += engine_records
