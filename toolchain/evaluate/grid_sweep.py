@@ -3,8 +3,6 @@ at token grids of every shape against PyTorch, on real ViT tokens of real photog
 
 from pathlib import Path
 
-import numpy as np
-
 from ..util.errors import NtcError
 
 # Grids of the issue: the smallest, odd and non-square, LLaVA-1.5 (24x24), Qwen2.5-VL 1280x720 after the merger
