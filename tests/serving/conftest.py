@@ -1,18 +1,18 @@
-"""Shared fixtures: fp32 engines of a compressor decoder and a projector built here (TensorRT-RTX, ahead of time),
-their Triton repository, and a real tritonserver serving its CPU twins."""
+"""Shared fixtures: fp32 engines of a compressor decoder of every family and a projector built here (TensorRT-RTX,
+ahead of time), their Triton repository, and a real tritonserver serving its CPU twins."""
 
 import re
 import shutil
 
 import pytest
-
-pytest.importorskip("tensorrt_rtx_bindings", reason="tensorrt_rtx (TensorRT-RTX wheel) is not installed")
-
-from ntc_export.models import load  # noqa: E402
-from ntc_export.util.errors import NtcError  # noqa: E402
-from ntc_export.util.paths import ZOO_DIR  # noqa: E402
+from ntc_export.models import load
+from ntc_export.util.errors import NtcError
+from ntc_export.util.paths import ZOO_DIR
 
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"
+# One zoo compressor per other family (VQ indices, range-coded hyperprior latents, int4 latent textures): their plan
+# configs are written as COMPRESSOR's, so one target each keeps the build short.
+FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x14", "ntc_grid": "ntc_x16"}
 # The batching test's 64 concurrent requests must meet in batches even when a loaded machine sends them slowly.
 BATCHING_DELAY_US = 500_000
 TARGETS = ("rtx-ampere", "rtx-ada")
@@ -20,13 +20,16 @@ TARGETS = ("rtx-ampere", "rtx-ada")
 
 @pytest.fixture(scope="session")
 def served_build(tmp_path_factory):
-    """A build directory with fp32 engines of COMPRESSOR and PROJECTOR for TARGETS (two local build workers)."""
+    """A build directory with fp32 engines of COMPRESSOR and PROJECTOR for TARGETS and of each FAMILIES compressor for
+    the last target (two local build workers)."""
+    pytest.importorskip("tensorrt_rtx_bindings", reason="tensorrt_rtx (TensorRT-RTX wheel) is not installed")
     from ntc_export.cli import main
 
     out = tmp_path_factory.mktemp("serving_build")
-    for model in (COMPRESSOR, PROJECTOR):
+    builds = [(COMPRESSOR, TARGETS), (PROJECTOR, TARGETS), *((m, TARGETS[-1:]) for m in FAMILIES.values())]
+    for model, targets in builds:
         args = ["build", str(ZOO_DIR / f"{model}.pt"), "--precision", "fp32", "--out", str(out), "--jobs", "2",
-                "--json", *[a for t in TARGETS for a in ("--target", t)]]
+                "--json", *[a for t in targets for a in ("--target", t)]]
         assert main(args) == 0
     return out
 
@@ -42,7 +45,7 @@ def served_repo(served_build, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def modules():
-    return {name: load(ZOO_DIR / f"{name}.pt").eval() for name in (COMPRESSOR, PROJECTOR)}
+    return {name: load(ZOO_DIR / f"{name}.pt").eval() for name in (COMPRESSOR, PROJECTOR, *FAMILIES.values())}
 
 
 @pytest.fixture(scope="session")

@@ -9,17 +9,20 @@ import pytest
 from ntc_export.backend.trt.targets import DEFAULT_TARGETS, get_target
 from ntc_export.models import load
 from ntc_export.util.errors import NtcError
+from ntc_export.util.hashing import sha256_file
 from ntc_export.util.paths import ZOO_DIR
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed")
 from google.protobuf import text_format  # noqa: E402
 
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"  # what conftest builds
+FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x14", "ntc_grid": "ntc_x16"}  # ... and one compressor per other family
+COMPRESSORS = (COMPRESSOR, *FAMILIES.values())
 DEMO_TARGETS = tuple(t for t in DEFAULT_TARGETS if get_target(t).backend == "tensorrt_rtx")
 # One zoo model per distinct engine signature, which is all a config is written from (the other checkpoints repeat
 # one of them): a token model, twice so ensembles are a product (every projector has mlp2x_gelu's tensors); the
-# BC-block decoder with its plugins (vq, hp: one dynamic int32 / fp16 input, alike); two static int32 inputs, the
-# first named "blocks" yet no decoder (ntc_x16 alike); a reducer with three inputs and an int64 output (tome: fewer).
+# BC-block decoder with its plugins (vq, hp: one dynamic int32 / fp16 input, alike); a decoder of two int32 inputs
+# (ntc_x16 alike); a reducer with three inputs and an int64 output (tome: fewer).
 DEMO_MODELS = ("bcae_x16", "mlp2x_gelu", "ntc_bc5_x32", "ovis_vet_512", "visionzip_16")
 
 
@@ -64,17 +67,19 @@ def check_plan_configs(build: Path, repo: Path) -> int:
 def test_every_config_parses(served_repo):
     repo, index = served_repo
     configs = sorted(repo.glob("*/config.pbtxt")) + sorted(repo.glob("*/configs/*.pbtxt"))
-    assert len(configs) == 2 * 2 + 3  # two plan models with CPU twins, the payload step, the grid step, the ensemble
+    # plan models with CPU twins, and per compressor its payload step, its grid step and its ensemble
+    assert len(configs) == 2 * (len(COMPRESSORS) + 1) + 3 * len(COMPRESSORS)
     for path in configs:
         config = parse(path)
         assert config.name == path.parts[len(repo.parts)]
-    assert set(index["models"]) == {f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32", f"{COMPRESSOR}_unpack",
-                                    f"{COMPRESSOR}_fp32_grid", f"{COMPRESSOR}_{PROJECTOR}_fp32"}
+    assert set(index["models"]) == {f"{PROJECTOR}_fp32", *(f"{c}{suffix}" for c in COMPRESSORS for suffix in (
+        "_fp32", "_unpack", "_fp32_grid", f"_{PROJECTOR}_fp32"))}
+    assert not index["skipped"]
 
 
 def test_plan_configs_match_the_engines(served_build, served_repo):
     repo, _ = served_repo
-    assert check_plan_configs(served_build, repo) == 2
+    assert check_plan_configs(served_build, repo) == len(COMPRESSORS) + 1
 
 
 def test_cpu_twins_mirror_the_plan_configs(served_repo):
@@ -95,6 +100,32 @@ def test_ensemble_chains_payload_to_embeddings(served_repo):
     assert [t.name for t in config.input] == ["payload"] and [t.name for t in config.output] == ["tokens", "embeddings"]
     unpack = parse(repo / f"{COMPRESSOR}_unpack" / "config.pbtxt")
     assert unpack.parameters["fingerprint"].string_value and unpack.backend == "python"
+
+
+@pytest.mark.parametrize("compressor", COMPRESSORS)
+def test_payload_steps_return_what_each_decoder_takes(served_repo, compressor):
+    """Every family's payload step: the decoder's inputs (names, types, dims) + the grid, the checkpoint's family
+    and fingerprint; the range-decoding step carries the checkpoint itself."""
+    repo, index = served_repo
+    module = load(ZOO_DIR / f"{compressor}.pt")
+    unpack = parse(repo / f"{compressor}_unpack" / "config.pbtxt")
+    decoder = parse(repo / f"{compressor}_fp32" / "config.pbtxt")
+    assert [(t.name, t.data_type, list(t.dims)) for t in unpack.output] == \
+        [(t.name, t.data_type, list(t.dims)) for t in decoder.input] + [("grid", model_config_pb2.TYPE_INT32, [2])]
+    assert [t.name for t in decoder.input] == module.input_names
+    assert unpack.parameters["family"].string_value == module.family
+    assert unpack.parameters["fingerprint"].string_value == module.fingerprint().hex()
+    weights = repo / f"{compressor}_unpack" / "1" / "model.pt"
+    assert weights.is_file() == (module.family == "hyperprior")
+    if weights.is_file():
+        assert weights.read_bytes() == (ZOO_DIR / f"{compressor}.pt").read_bytes()
+        assert index["models"][f"{compressor}_unpack"]["files"]["model.pt"] == sha256_file(weights)
+    steps = parse(repo / f"{compressor}_{PROJECTOR}_fp32" / "config.pbtxt").ensemble_scheduling.step
+    assert dict(steps[1].input_map) == {n: n for n in module.input_names}  # unpack's outputs feed the decoder
+    # no ensemble output is read by a later step (2.51 would prune the steps behind it when a request leaves it out)
+    read = {tensor for step in steps for tensor in step.input_map.values()}
+    outputs = {t.name for t in parse(repo / f"{compressor}_{PROJECTOR}_fp32" / "config.pbtxt").output}
+    assert outputs == {"tokens", "embeddings"} and not read & outputs
 
 
 def test_readme_has_both_launch_lines(served_repo):
@@ -152,9 +183,9 @@ def test_demo_models_gpu_configs(demo_build, tmp_path):
     for name in zoo:
         assert [p["target"] for p in index["models"][f"{name}_fp16"]["plans"]] == list(DEMO_TARGETS)
     ensembles = [n for n, m in index["models"].items() if "ensemble" in m]
-    # payload -> decoder -> projector chains exist for BC-block decoders; the other families' payload steps (index
-    # unpacking, range decoding + hyper-synthesis) are not served yet
-    compressors = [n for n in zoo if n.startswith("bcae")]
+    # payload -> decoder -> projector chains exist for every compressor (BC blocks, BC5 latent textures)
+    compressors = [n for n in zoo if load(ZOO_DIR / f"{n}.pt").is_compressor]
+    assert len(compressors) == 2
     # token -> embedding models (projectors, ovis_vet); the reducers also take the ViT's attention / keys
     projectors = [n for n in zoo if (m := load(ZOO_DIR / f"{n}.pt")).input_names == ["tokens"] and not m.is_compressor]
     assert len(ensembles) == len(compressors) * len(projectors)

@@ -1,6 +1,7 @@
-"""A real tritonserver (nvidia-pytriton's 2.51, Python backend) serving the CPU twins of a compressor decoder, a
-projector and their payload -> tokens -> embeddings ensemble: HTTP and gRPC answers against PyTorch, dynamic
-batching in the server's statistics, and the server's own errors for bad requests."""
+"""A real tritonserver (nvidia-pytriton's 2.51, Python backend) serving the CPU twins of a compressor decoder of every
+family, a projector and their payload -> tokens -> embeddings ensembles: HTTP and gRPC answers against PyTorch (each
+family's own decode, then the projector), dynamic batching in the server's statistics, and the server's own errors
+for bad requests, a corrupt payload's one-line reason through every ensemble included."""
 
 import json
 import threading
@@ -15,10 +16,13 @@ grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc]
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"  # what conftest builds
+FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x14", "ntc_grid": "ntc_x16"}  # ... and one compressor per other family
 DECODER, PROJ = f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32"
 ENSEMBLE = f"{COMPRESSOR}_{PROJECTOR}_fp32"
 REL_L2 = 1e-5
 CONCURRENT = 64
+GRID = (11, 18)  # no multiple of any family's cells: every ensemble pads and crops
+NO_HEADER = "payload 0: not an ntc-export compressed-token payload (no NTCP header)"
 
 
 def rel_l2(a, b) -> float:
@@ -70,9 +74,30 @@ def payload_case(modules):
             "tokens": compressor.decode(payloads)}
 
 
+def rows(payloads: list[bytes]) -> np.ndarray:
+    """One request's payload tensor: a row per image, zero-padded to the longest (range-coded ones differ)."""
+    size = max(map(len, payloads))
+    return np.stack([np.frombuffer(p + bytes(size - len(p)), np.uint8) for p in payloads])
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_case(request, modules):
+    """A family's payloads of 3 images on GRID and the PyTorch golden: its own decode, then the projector."""
+    name = FAMILIES[request.param]
+    module = modules[name]
+    x = np.random.default_rng(4).standard_normal((3, *GRID, 384)).astype(np.float32)
+    payloads = module.encode(x, steps=2) if request.param == "ntc_grid" else module.encode(x)  # a short optimisation
+    decoded = module.decode(payloads).reshape(3, *GRID, -1)
+    return {"family": request.param, "ensemble": f"{name}_{PROJECTOR}_fp32", "payloads": payloads,
+            "tokens": decoded, "embeddings": golden(modules[PROJECTOR], decoded)}
+
+
 def test_models_ready(triton, http):
     for model in (DECODER, PROJ, f"{COMPRESSOR}_unpack", ENSEMBLE):
         assert http.is_model_ready(model), model
+    for name in FAMILIES.values():
+        for model in (f"{name}_fp32", f"{name}_unpack", f"{name}_fp32_grid", f"{name}_{PROJECTOR}_fp32"):
+            assert http.is_model_ready(model), model
     config = http.get_model_config(DECODER)
     assert config["backend"] == "python" and config["max_batch_size"] == 8  # the CPU twin of configs/cpu.pbtxt
 
@@ -98,6 +123,32 @@ def test_ensemble_payload_to_embeddings_matches_pytorch(protocol, http, grpc, mo
     assert out["tokens"].shape == (3, 16, 16, 384)  # the payloads' own grid, as the projector takes it
     assert rel_l2(out["tokens"].reshape(3, 256, 384), payload_case["tokens"]) <= REL_L2
     assert rel_l2(out["embeddings"], golden(modules[PROJECTOR], payload_case["tokens"])) <= REL_L2
+
+
+def test_every_family_payload_to_embeddings_over_grpc(grpc, family_case):
+    """Payload bytes in, tokens and embeddings out, equal to PyTorch; asking for the embeddings alone works too."""
+    data = rows(family_case["payloads"])
+    out = infer(grpc, grpcclient, family_case["ensemble"], "payload", data, ["tokens", "embeddings"])
+    assert out["tokens"].shape == (3, *GRID, 384)
+    assert rel_l2(out["tokens"], family_case["tokens"]) <= REL_L2
+    assert rel_l2(out["embeddings"], family_case["embeddings"]) <= REL_L2
+    alone = infer(grpc, grpcclient, family_case["ensemble"], "payload", data, ["embeddings"])["embeddings"]
+    assert rel_l2(alone, family_case["embeddings"]) <= REL_L2
+
+
+def test_every_familys_corrupt_payload_gets_the_payload_steps_error(grpc, family_case):
+    corrupt = rows(family_case["payloads"])
+    corrupt[:, :4] = 0  # no NTCP magic
+    message = _server_error(lambda: infer(grpc, grpcclient, family_case["ensemble"], "payload", corrupt,
+                                          ["embeddings"]))
+    assert f"in ensemble '{family_case['ensemble']}', {NO_HEADER}" in message, message
+    if family_case["family"] == "hyperprior":  # a flipped byte in the y stream: the range decoder's check
+        flipped = rows(family_case["payloads"])
+        flipped[0, len(family_case["payloads"][0]) // 2] ^= 0x5A  # mid-stream (the last words may not matter)
+        message = _server_error(lambda: infer(grpc, grpcclient, family_case["ensemble"], "payload", flipped,
+                                              ["tokens"]))
+        assert "corrupt" in message and "\n" not in message, message
+    assert grpc.is_server_live()
 
 
 def test_dynamic_batching_under_concurrent_requests(grpc, modules, tmp_path_factory):
@@ -154,8 +205,10 @@ def test_bad_requests_get_the_servers_error(http, grpc, payload_case):
     bad_payload = _server_error(lambda: infer(http, httpclient, f"{COMPRESSOR}_unpack", "payload", corrupt,
                                               ["blocks"]))
     assert "payload 0: not an ntc-export compressed-token payload" in bad_payload, bad_payload
-    # Through the ensemble the step's error is an error response too (2.51 reports it as a stalled ensemble).
-    assert ENSEMBLE in _server_error(lambda: infer(grpc, grpcclient, ENSEMBLE, "payload", corrupt, ["embeddings"]))
+    # Through the ensemble: the step's own one-line reason, named by the ensemble.
+    for client, lib in ((http, httpclient), (grpc, grpcclient)):
+        message = _server_error(lambda: infer(client, lib, ENSEMBLE, "payload", corrupt, ["embeddings"]))
+        assert f"in ensemble '{ENSEMBLE}', {NO_HEADER}" in message, message
     # The server is still up and answering.
     assert http.is_server_live() and grpc.is_server_live()
     again = infer(http, httpclient, DECODER, "blocks", blocks, ["tokens_out"])["tokens_out"]

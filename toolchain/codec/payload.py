@@ -42,6 +42,15 @@ class Payload:
             + self.body
 
 
+def payload_length(row: bytes) -> int | None:
+    """Bytes of the payload at the start of `row` as its header states them (a payload in a longer buffer, e.g. a
+    zero-padded tensor row); None when there is no whole header."""
+    if len(row) < _HEAD.size or row[:len(MAGIC)] != MAGIC:
+        return None
+    start = _HEAD.size + _HEAD.unpack_from(row)[2]
+    return start + _TAIL.size + _TAIL.unpack_from(row, start)[3] if len(row) >= start + _TAIL.size else None
+
+
 def unpack(data: bytes, what: str = "payload") -> Payload:
     """The payload in `data`; a one-line NtcError when it is not one, is truncated or has trailing bytes."""
     data = bytes(data)

@@ -16,7 +16,8 @@ def _model_rows(index: dict) -> list[str]:
         elif m.get("host_step") == "tokens_to_grid":
             kind, plans = "decoded tokens → their payload's grid (Python, host)", ""
         else:
-            kind, plans = "payload → BC blocks + grid (Python, host)", ""
+            decoded = " + ".join(m.get("outputs") or ["decoder inputs", "grid"])
+            kind, plans = f"{m.get('family', 'compressor')} payload → {decoded} (Python, host)", ""
         rows.append(f"| {name} | {kind} | {m['version']} | {plans} |")
     return rows
 
@@ -59,6 +60,14 @@ def render(index: dict, repo: Path) -> str:
         "TensorRT-RTX, and plans built with TensorRT (the Jetson/datacenter deploy bundles' `build_engine.py`, run in "
         "the container) with the stock one. Not run here: this repository was written on a machine without a GPU.",
     ]
+    if any("ensemble" in m for m in index["models"].values()):
+        lines += ["", "## Payloads in, embeddings out", "",
+                  "An ensemble takes `payload` UINT8 [N, L]: one `ntc-export compress` payload per row, every image "
+                  "of a request on one token grid, rows zero-padded to the longest (range-coded payloads differ in "
+                  "length). It returns `tokens` [N, h, w, D] (the decoded tokens on the payloads' grid) and "
+                  "`embeddings` (the projector's output); ask for either or both. A payload that is not one, was "
+                  "written by another model or is cut short gets the payload step's one-line reason as the error "
+                  "(`in ensemble '<name>', payload 0: ...`)."]
     int8 = {n: m["int8_interface"] for n, m in sorted(index["models"].items()) if m.get("int8_interface")}
     if int8:  # token reducers' int8 graphs: int8 token streams at the interface (backend/onnx/int8_io.py)
         lines += ["", "## int8 token interfaces", "",

@@ -1,9 +1,10 @@
 """A Triton model repository from a build directory's engine manifest.
 
 Per (model, precision): `config.pbtxt` (tensorrt_plan, one plan per built compute capability), `configs/cpu.pbtxt`
-(the CPU twin: Python backend + ONNX Runtime on the plan's ONNX) and numbered version folders. Per compressor: a
-payload-unpacking host step, and an ensemble payload -> tokens -> embeddings with each projector of the same
-precision. The repository is written to a temp folder and renamed into place: never half-written.
+(the CPU twin: Python backend + ONNX Runtime on the plan's ONNX) and numbered version folders. Per compressor (every
+family: BC blocks, VQ indices, int4/BC latent textures, range-coded hyperprior latents): a payload host step, a crop
+step per decoder, and an ensemble payload -> tokens -> embeddings with each projector of the same precision. The
+repository is written to a temp folder and renamed into place: never half-written.
 """
 
 import json
@@ -20,7 +21,7 @@ from ..util.errors import NtcError
 from ..util.hashing import sha256_file
 from . import readme
 from .configs import io_signature, plan_config, plan_filename, python_config
-from .ensemble import EnsemblePlan, compressor_params, ensemble_models
+from .ensemble import EnsemblePlan, compressor_params, ensemble_models, graph_parts
 from .pbtxt import to_pbtxt
 
 INDEX = "repository.json"  # what was written: models, plans per target, ensembles, skipped pairs
@@ -109,10 +110,15 @@ def _write_plan_model(m: ServedModel, build_dir: Path, folder: Path, version: in
                        "backend": e["backend"], "backend_version": e["backend_version"]} for e in m.entries]}
 
 
-def _write_unpack_model(name: str, params: dict, signature: dict, folder: Path, version: int) -> dict:
+def _write_unpack_model(name: str, params: dict, signature: dict, files: dict, folder: Path, version: int) -> dict:
+    """config.pbtxt and <version>/ (model.py, and the checkpoint where the step decodes with the model's own code)."""
     write_text(folder / str(version) / "model.py", _python_model_source("payload_unpack.py"))
+    for file, source in files.items():
+        _link_or_copy(Path(source), folder / str(version) / file)
     write_text(folder / "config.pbtxt", to_pbtxt(python_config(name, signature, params)))
-    return {"host_step": "payload_unpack", "version": version, **params}
+    return {"host_step": "payload_unpack", "version": version, **params,
+            "outputs": [t["name"] for t in signature["output"]],
+            **({"files": {f: sha256_file(Path(src)) for f, src in files.items()}} if files else {})}
 
 
 def _write_grid_model(name: str, params: dict, signature: dict, folder: Path, version: int) -> dict:
@@ -158,10 +164,10 @@ def write_repository(build_dir, out, checkpoints: dict[str, Path] | None = None,
         index = {"build_dir": str(build_dir), "models": {}, "skipped": []}
         for m in served:
             index["models"][m.name] = _write_plan_model(m, build_dir, tmp / m.name, _next_version(previous, m.name))
-        unpack, grid_steps, ensembles, skipped = ensemble_models(served, compressor_params(served, build_dir,
-                                                                                          checkpoints))
-        for name, (params, signature) in unpack.items():
-            index["models"][name] = _write_unpack_model(name, params, signature, tmp / name,
+        unpack, grid_steps, ensembles, skipped = ensemble_models(
+            served, compressor_params(served, build_dir, checkpoints), graph_parts(served, build_dir))
+        for name, (params, signature, files) in unpack.items():
+            index["models"][name] = _write_unpack_model(name, params, signature, files, tmp / name,
                                                         _next_version(previous, name))
         for name, (params, signature) in grid_steps.items():
             index["models"][name] = _write_grid_model(name, params, signature, tmp / name,
