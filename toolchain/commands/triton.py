@@ -12,6 +12,10 @@ def _checkpoint(text: str) -> tuple[str, Path]:
     return path.stem, path
 
 
+HOST_STEPS = {"payload_unpack": "payload step (payload -> decoder inputs)",
+              "tokens_to_grid": "crop step (decoded tokens -> the payload's grid)"}
+
+
 @click.command("triton")
 @click.argument("build_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -29,7 +33,7 @@ def command(build_dir, out, checkpoints, plugin_lib):
     index = write_repository(build_dir, out, dict(_checkpoint(c) for c in checkpoints), plugin_lib)
     for name, m in sorted(index["models"].items()):
         what = ", ".join(p["target"] for p in m["plans"]) if "plans" in m else \
-            " -> ".join(m["ensemble"]) if "ensemble" in m else "payload step"
+            " -> ".join(m["ensemble"]) if "ensemble" in m else HOST_STEPS.get(m.get("host_step"), "host step")
         click.echo(f"{name} (version {m['version']}): {what}")
     for reason in index["skipped"]:
         click.echo(f"skipped: {reason}", err=True)
