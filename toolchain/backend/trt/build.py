@@ -22,6 +22,7 @@ from ..onnx.inspect import custom_ops, load_onnx_for, model_name, onnx_inputs
 from ..onnx.int8_io import interface_scales
 from . import build_log
 from . import env as trt_env
+from .epcontext import context_path
 from .manifest import cached_entry, update_manifest
 from .profiles import DEFAULT_BATCH, DEFAULT_GRID, check_profiles, grid_triple, input_profiles
 from .targets import TargetProfile, check_precision, get_target
@@ -211,6 +212,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
     engine_bytes = bytes(serialized)
     engine_path = engines_dir / f"{name}.{precision}.engine"
     write_bytes(engine_path, engine_bytes)
+    context_path(engine_path).unlink(missing_ok=True)  # an EPContext model of the engine this one replaces is stale
     layers, source = _layer_summary(trt, engine_bytes, logger)
     write_bytes(engines_dir / f"{name}.{precision}.build.log", logger.text().encode())
 
