@@ -36,10 +36,11 @@ def table():
     """model name -> row: every zoo compressor, PCA at RATES and at every measured rate (one pass over the codecs)."""
     corpus = _tokens(("calib", "val"), 8), _tokens(("train",), 4)
     models = {p.stem: m for p in sorted(ZOO_DIR.glob("*.pt")) if (m := load(p)).is_compressor}
-    rows = rate_distortion(models, *corpus, pca_rates=list(RATES), with_saliency=False)
+    rows = rate_distortion(models, *corpus, pca_rates=list(RATES), with_saliency=False, quant=False)
     # The PCA rows the other families are read against: their measured rates are known only now.
     measured = sorted({round(r["rate"], 1) for r in _other_families(rows)} - set(RATES))
-    rows += [r for r in rate_distortion({}, *corpus, pca_rates=measured, with_saliency=False) if r["family"] == "pca"]
+    rows += [r for r in rate_distortion({}, *corpus, pca_rates=measured, with_saliency=False, quant=False)
+             if r["family"] == "pca"]
     return {r["model"]: r for r in rows}
 
 

@@ -158,7 +158,8 @@ def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: 
     rows = [coded(name, module) for name, module in models.items()]
     rates = pca_rates or sorted({round(r["rate"], 1) for r in rows})
     rows.insert(0, original_row(tokens, probe))
-    rows += [coded(name, codec) for name, codec in reference_codecs(train, rates, pca_cell, quant).items()]
+    references = reference_codecs(train, rates, pca_cell, quant, one_per_codec=not pca_rates)
+    rows += [coded(name, codec) for name, codec in references.items()]
     if pictures is not None and routes:
         pixels = pixel_rows(tokens, pictures, routes, probe, with_saliency)
         if cost:
@@ -167,9 +168,10 @@ def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: 
     return rows
 
 
-def reference_codecs(train, rates, pca_cell: int = 1, quant: bool = True) -> dict:
+def reference_codecs(train, rates, pca_cell: int = 1, quant: bool = True, one_per_codec: bool = False) -> dict:
     """{row name: codec} of the references that need no training beyond a fit on `train`: PCA + uniform
-    quantization at each rate, and (`quant`) fp8 / int8 / int4 token quantization."""
+    quantization at each rate (`one_per_codec`: close rates that pick the same components and bits give one row),
+    and (`quant`) fp8 / int8 / int4 token quantization."""
     from . import quant_reference
 
     fit = pca_reference.fit_units(train, pca_cell)
@@ -179,7 +181,7 @@ def reference_codecs(train, rates, pca_cell: int = 1, quant: bool = True) -> dic
     for rate in rates:
         ref = pca_reference.for_rate(fit, rate, basis)
         codec = pca_reference.CellPcaCodec(ref, pca_cell) if pca_cell > 1 else ref
-        if codec.arch not in {c.arch for c in out.values()}:  # close rates may pick the same components and bits
+        if not one_per_codec or codec.arch not in {c.arch for c in out.values()}:
             out[f"{prefix}@{rate:g}x"] = codec
     return {**out, **(quant_reference.reference_codecs() if quant else {})}
 
