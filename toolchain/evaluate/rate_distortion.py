@@ -148,8 +148,9 @@ def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: 
     for name, module in models.items():
         if not getattr(module, "is_compressor", False):
             raise NtcError(f"{name} ({getattr(module, 'arch', '?')}) is not a compressor: rate-distortion needs one")
-    probe = fit_pooled_probe(pooled(train), train.labels) if train.labels is not None else None
     from . import route_costs
+
+    probe = fit_pooled_probe(pooled(train), train.labels) if train.labels is not None else None
 
     def coded(name, codec):
         r = measure(name, codec, tokens, probe, with_saliency)
@@ -163,7 +164,8 @@ def rate_distortion(models: dict, tokens, train, pca_rates=None, with_saliency: 
     if pictures is not None and routes:
         pixels = pixel_rows(tokens, pictures, routes, probe, with_saliency)
         if cost:
-            pixels = [{**r, "decode_cost": c} for r, c in zip(pixels, route_costs.pixel_costs(pixels, tokens, pictures))]
+            costs = route_costs.pixel_costs(pixels, tokens, pictures)
+            pixels = [{**r, "decode_cost": c} for r, c in zip(pixels, costs)]
         rows += pixels
     return rows
 
