@@ -1,7 +1,8 @@
 """`ntc-export rd MODEL... --data T.npz --out rd.json [--plot rd.png]`: rate-distortion of compressors beside the
 routes a user could take instead (the PCA line, fp8/int8/int4 token quantization, the pictures coded with
-JPEG/WebP/AVIF and re-encoded by the ViT), each with its decode cost; for token-count reducers and projectors, the token-reduction table (token ratio, saliency r,
-task probe accuracy, baselines at the same token counts, and with `--adaptive` the adaptive budget policy)."""
+JPEG/WebP/AVIF and re-encoded by the ViT), each with its decode cost; for token-count reducers and projectors, the
+token-reduction table (token ratio, saliency r, task probe accuracy, baselines at the same token counts, and with
+`--adaptive` the adaptive budget policy)."""
 
 from pathlib import Path
 

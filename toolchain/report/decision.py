@@ -78,8 +78,8 @@ def recommend(rows: list[dict]) -> dict:
     snr = lambda r: r["worst_snr_db"] if r["worst_snr_db"] is not None else float("-inf")  # noqa: E731
     best = min(close, key=lambda r: (r["latency_ms"], -snr(r)) if timed else (-snr(r), r["engine_bytes"]))
     best["recommended"] = True
-    smaller = [r["precision"] for r in rows if r["engine_bytes"] is not None and r["engine_bytes"] < best["engine_bytes"]
-               and not r["meets_thresholds"]]
+    smaller = [r["precision"] for r in rows if not r["meets_thresholds"] and r["engine_bytes"] is not None
+               and r["engine_bytes"] < best["engine_bytes"]]
     if len(close) > 1:
         names = ", ".join(r["precision"] for r in sorted(close, key=lambda r: r["engine_bytes"]))
         why = (f"{names} within {SIZE_MARGIN:.0%} in engine size, so size does not decide: "
