@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..util.errors import NtcError
-from ..util.paths import ZOO_DIR
 from .configs import ensemble_config
 from .payload_layout import step_params
 
@@ -34,15 +33,17 @@ def _report_models(build_dir: Path) -> dict:
     return json.loads(report.read_text()).get("models", {}) if report.is_file() else {}
 
 
-def _checkpoint_for(model: str, report: dict, checkpoints: dict) -> Path | None:
-    """The checkpoint of a built model: given, named in the build's report.json, or a zoo file of that name."""
+def _checkpoint_for(model: str, build_dir: Path, report: dict, checkpoints: dict) -> Path | None:
+    """The checkpoint of a built model: given, or as report.json names it (relative to the build directory, by name
+    in the working directory or the zoo, matched by sha256: evaluate.measure.checkpoint)."""
+    from ..evaluate.measure import checkpoint
+
     if model in checkpoints:
         return Path(checkpoints[model])
-    path = report.get(model, {}).get("path")
-    if path and Path(path).is_file():
-        return Path(path)
-    zoo = ZOO_DIR / f"{model}.pt"
-    return zoo if zoo.is_file() else None
+    try:
+        return checkpoint(build_dir, model, report.get(model))
+    except NtcError:
+        return None
 
 
 def graph_parts(served, build_dir: Path) -> set[str]:
@@ -58,7 +59,7 @@ def compressor_params(served, build_dir: Path, checkpoints: dict | None) -> dict
     report, checkpoints = _report_models(build_dir), checkpoints or {}
     parts, out = graph_parts(served, build_dir), {}
     for model in sorted({m.model for m in served} - parts):
-        path = _checkpoint_for(model, report, checkpoints)
+        path = _checkpoint_for(model, build_dir, report, checkpoints)
         arch = report.get(model, {}).get("arch") or (read_arch(path) if path else None)
         if arch is None:
             continue  # no checkpoint and no report: served as engines only (a compressor needs --checkpoint)
