@@ -1,17 +1,22 @@
 """`hyperprior`: learned transform coding of the token grid with a scale hyperprior (Ballé et al. 2018).
 
-Any grid h x w: tokens are padded by edge repetition to whole 2x2 cells (hp, wp even; gh, gw = hp/2, wp/2 latent
-cells), the decoded tokens cropped back to the image's own grid (the payload records it).
-analysis g_a:   tokens [B, h, w, D] -> 2x2 token cells m [B, gh*gw, 4D] -> y = ((m - center) @ basis.T + MLP(m))
-                * gain (per channel) -> y [B, M, gh, gw]  (basis: PCA of cells at init, tied with g_s; the
-                residual MLP is optional, enc_dim 0)
+Any grid h x w: tokens are padded by edge repetition to whole k x k cells (k = `merge`, 2 or 4; gh, gw = hp/k, wp/k
+latent cells), the decoded tokens cropped back to the image's own grid (the payload records it).
+analysis g_a:   tokens [B, h, w, D] -> k x k token cells m [B, gh*gw, k*k*D] -> y = (T(m - center) + MLP(m)) * gain
+                (per channel) -> y [B, M, gh, gw]. T is linear and tied with g_s: `dense`, one basis [M, k*k*D] (PCA
+                of cells at init); or `separable`, a basis over the cell's k*k positions times one over the token's
+                D features (PCA of tokens, then the Karhunen-Loeve transform of the k x k neighbourhood of each
+                component: the separable KLT of transform coding, Goyal, "Theoretical foundations of transform
+                coding", IEEE SPM 2001), M = k*k*D coefficients of which the rate keeps the few that matter: a
+                4 x 4 cell's redundancy for (k*k)^2 + D^2 weights, where a dense basis would need (k*k*D)^2. The
+                residual MLP is optional (enc_dim 0).
 hyper-analysis: |y| -> conv1x1 -> GELU -> conv3x3 stride 2 -> z [B, Nz, ceil(gh/2), ceil(gw/2)]
 hyper-synthesis h_s: z_hat -> transposed conv 4x4 (stride 2) -> GELU -> conv1x1 -> exp -> scales
                 [B, M, 2 ceil(gh/2), 2 ceil(gw/2)], cropped to y's [gh, gw] (an odd latent side leaves the last row
                 of scales unused; padding tokens to a multiple of 4 instead would code a whole row of y more)
                 (1x1 convs at the M-channel ends: the checkpoint's bytes go to latent channels)
-synthesis g_s:  y_hat / gain -> @ basis + center + Linear(LayerNorm(SwinBlocks(Linear up(.)))) -> unmerge
-                -> tokens_out [B, hp*wp, D]
+synthesis g_s:  y_hat / gain -> T^-1 (transposed bases) + center + Linear(LayerNorm(SwinBlocks(Linear up(.))))
+                -> unmerge -> tokens_out [B, hp*wp, D] (depth 0: no residual, g_s is linear)
 
 compress:   g_a, h_a in PyTorch; z symbols = round(z - median) on each channel's support (factorized prior, models/
             entropy_layers.EntropyBottleneck); scales = h_s(z_hat) per image, mapped to the scale table's index;
@@ -47,6 +52,8 @@ from .registry import register
 FP16_TOKEN_BYTES = 2
 MAX_LOG_SCALE = 9.0  # e^9 ~ 8100, above the scale table's 4096
 MAX_GRID_SIDE = 256  # a payload header naming a larger grid is corrupt, not decoded
+MERGES = (2, 4)  # token cell sides
+TRANSFORMS = ("dense", "separable")
 
 
 def _refresh_tables(module, incompatible_keys) -> None:
@@ -79,16 +86,17 @@ class HyperSynthesisGraph(nn.Module):
         self.h_s = owner.h_s
         self.arch = f"{owner.arch}.hyper_synthesis"
         self.input_dim = owner.input_dim  # the tokens `prepare_inputs` reads
-        self.grid_multiple = 4  # z_hat has ceil(h/4) x ceil(w/4) cells: one per 4 tokens a side
+        self.grid_multiple = 2 * owner.merge  # z_hat has one cell per 2 x 2 latent cells
         self._owner = [owner]  # not a submodule: the graph holds h_s only
 
     def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
         return self.h_s(z_hat)
 
     def example_inputs(self, batch: int = 2, grid=16) -> tuple:
-        """z_hat for a token grid (a side or (h, w)): ceil(h/4) x ceil(w/4), what `prepare_inputs` gives."""
+        """z_hat for a token grid (a side or (h, w)): one cell per 2k tokens a side, what `prepare_inputs` gives."""
         g = torch.Generator().manual_seed(0)
-        shape = (batch, self._owner[0].hyper, *(padded(s, 4) // 4 for s in grid_pair(grid)))
+        unit = self.grid_multiple
+        shape = (batch, self._owner[0].hyper, *(padded(s, unit) // unit for s in grid_pair(grid)))
         return (torch.round(torch.randn(shape, generator=g) * 2),)
 
     def dynamic_axes(self) -> dict:
@@ -112,10 +120,15 @@ class HyperpriorCoder(TokenModel):
     decode_graph_names = ("hyper_synthesis",)  # its scales steer the range decoder of y: a decode-side graph
 
     def __init__(self, input_dim=384, latent=128, hyper=32, merge=2, enc_dim=64, dim=64, depth=1, heads=4, window=4,
-                 mlp_ratio=2.0, target_rate=16.0, lam=30.0, lam_step=0.05, num_classes=0):
+                 mlp_ratio=2.0, target_rate=16.0, lam=30.0, lam_step=0.05, num_classes=0, transform="dense"):
         super().__init__()
-        if merge != 2:
-            raise NtcError(f"hyperprior codes 2x2 token cells (merge 2), got merge {merge}")
+        if merge not in MERGES:
+            raise NtcError(f"hyperprior codes 2x2 or 4x4 token cells (merge 2 or 4), got merge {merge}")
+        if transform not in TRANSFORMS:
+            raise NtcError(f"hyperprior transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
+        if transform == "separable" and latent != input_dim * merge * merge:
+            raise NtcError(f"hyperprior: the separable transform keeps every coefficient of a cell, latent "
+                           f"{input_dim * merge * merge}, got {latent}")
         if latent > input_dim * merge * merge or latent < 1 or hyper < 1 or dim % heads:
             raise NtcError(f"hyperprior: need 1 <= latent <= {input_dim * merge * merge}, hyper >= 1, dim divisible "
                            f"by heads (got {latent}, {hyper}, {dim}, {heads})")
@@ -123,14 +136,20 @@ class HyperpriorCoder(TokenModel):
             raise NtcError(f"hyperprior: target_rate and lam must be positive (got {target_rate}, {lam})")
         self.config = dict(input_dim=input_dim, latent=latent, hyper=hyper, merge=merge, enc_dim=enc_dim, dim=dim,
                            depth=depth, heads=heads, window=window, mlp_ratio=mlp_ratio, target_rate=target_rate,
-                           lam=lam, lam_step=lam_step, num_classes=num_classes)
+                           lam=lam, lam_step=lam_step, num_classes=num_classes, transform=transform)
         self.input_dim = self.output_dim = input_dim
         self.latent, self.hyper, self.merge = latent, hyper, merge
         self.grid_multiple = merge  # the deployable graph's latents: one cell per 2 tokens a side
         merged = input_dim * merge * merge
-        # g_a / g_s share the linear coder (PCA of cells when the recipe's init sets it).
+        # g_a / g_s share the linear coder (PCA of cells when the recipe's init sets it): one dense basis over the
+        # cell, or a spatial basis over its positions times a channel basis over the token's features.
+        self.transform = transform
         self.register_buffer("center", torch.zeros(merged))
-        self.basis = nn.Parameter(nn.init.orthogonal_(torch.empty(latent, merged)))
+        if transform == "dense":
+            self.basis = nn.Parameter(nn.init.orthogonal_(torch.empty(latent, merged)))
+        else:
+            self.spatial_basis = nn.Parameter(nn.init.orthogonal_(torch.empty(merge * merge, merge * merge)))
+            self.channel_basis = nn.Parameter(nn.init.orthogonal_(torch.empty(input_dim, input_dim)))
         # The analysis residual (optional: enc_dim 0 keeps g_a linear, its weights go to more latent channels).
         self.encoder = nn.Sequential(nn.LayerNorm(merged), nn.Linear(merged, enc_dim), nn.GELU(),
                                      nn.Linear(enc_dim, latent)) if enc_dim > 0 else None
@@ -140,13 +159,15 @@ class HyperpriorCoder(TokenModel):
         self.h_s = HyperSynthesis(hyper, latent)
         self.entropy_bottleneck = EntropyBottleneck(hyper)
         self.gaussian = GaussianConditional()
-        self.up = nn.Linear(latent, dim)
+        # The synthesis residual (optional: depth 0 keeps g_s linear, the tied inverse of g_a's transform).
+        self.up = nn.Linear(latent, dim) if depth > 0 else None
         self.blocks = nn.ModuleList(
             SwinBlock(dim, heads, window, shift=0 if i % 2 == 0 else window // 2, mlp_ratio=mlp_ratio)
             for i in range(depth))
-        self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, merged)
-        for residual_end in ([self.encoder[-1]] if self.encoder is not None else []) + [self.out]:
+        self.norm = nn.LayerNorm(dim) if depth > 0 else None
+        self.out = nn.Linear(dim, merged) if depth > 0 else None
+        ends = ([self.encoder[-1]] if self.encoder is not None else []) + ([self.out] if depth > 0 else [])
+        for residual_end in ends:
             nn.init.zeros_(residual_end.weight)  # residual branches start at zero: the linear coder
             nn.init.zeros_(residual_end.bias)
         # Rate control: log lambda, adapted by dual ascent in training; the final value is kept with the weights.
@@ -164,35 +185,52 @@ class HyperpriorCoder(TokenModel):
         return t
 
     def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
-        """(hp, wp): the grid of tokens (any grid) padded to whole 2x2 cells."""
+        """(hp, wp): the grid of tokens (any grid) padded to whole k x k cells."""
         return tuple(padded(s, self.merge) for s in self.check_token_grid(tokens))
 
     def cells(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, h, w, D] (any grid; or [B, h*w, D] square) -> 2x2 token cells of the grid padded to whole
-        cells, [B, (hp/2)*(wp/2), 4D]."""
+        """tokens [B, h, w, D] (any grid; or [B, h*w, D] square) -> k x k token cells of the grid padded to whole
+        cells, [B, (hp/k)*(wp/k), k*k*D]."""
         self._check_tokens(tokens)
         x, h, w = grid_tokens(tokens)
         g = pad_grid(x.reshape(x.shape[0], h, w, -1), self.merge)
         return merge_cells(g.flatten(1, 2), g.shape[1], g.shape[2], self.merge)
 
+    def project(self, m: torch.Tensor) -> torch.Tensor:
+        """Cells [B, n, k*k*D] -> linear coefficients [B, n, M] (separable: spatial component major)."""
+        if self.transform == "dense":
+            return (m - self.center) @ self.basis.T
+        x = (m - self.center).reshape(*m.shape[:2], self.merge * self.merge, self.input_dim)
+        return (self.spatial_basis @ x @ self.channel_basis.T).flatten(2)
+
+    def unproject(self, v: torch.Tensor) -> torch.Tensor:
+        """Coefficients [B, n, M] -> cells [B, n, k*k*D] (the transposed bases: the inverse while they stay
+        orthonormal, as PCA starts them)."""
+        if self.transform == "dense":
+            return v @ self.basis + self.center
+        x = v.reshape(*v.shape[:2], self.merge * self.merge, self.input_dim)
+        return (self.spatial_basis.T @ x @ self.channel_basis).flatten(2) + self.center
+
     def g_a(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (any grid) -> y [B, M, hp/2, wp/2]."""
+        """tokens (any grid) -> y [B, M, hp/k, wp/k] (k x k token cells)."""
         h, w = self._check_tokens(tokens)
         m = self.cells(tokens)
-        y = (m - self.center) @ self.basis.T
+        y = self.project(m)
         if self.encoder is not None:
             y = y + self.encoder(m)
         y = y * torch.exp(self.log_gain)
         return y.transpose(1, 2).reshape(len(tokens), self.latent, h // self.merge, w // self.merge)
 
     def g_s(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """y_hat [B, M, gh, gw] -> tokens [B, (2 gh)*(2 gw), D] on the padded grid."""
+        """y_hat [B, M, gh, gw] -> tokens [B, (k gh)*(k gw), D] on the padded grid."""
         b, _, gh, gw = y_hat.shape
         v = y_hat.flatten(2).transpose(1, 2) * torch.exp(-self.log_gain)
+        if self.up is None:
+            return unmerge_cells(self.unproject(v), gh, gw, self.merge)
         x = self.up(v)
         for block in self.blocks:
             x = block(x, gh, gw)
-        return unmerge_cells(v @ self.basis + self.center + self.out(self.norm(x)), gh, gw, self.merge)
+        return unmerge_cells(self.unproject(v) + self.out(self.norm(x)), gh, gw, self.merge)
 
     def scales(self, z_hat: torch.Tensor, grid, h_s=None) -> torch.Tensor:
         """h_s (or its float64 copy) on z_hat, cropped to y's latent grid `grid` (gh, gw)."""
@@ -221,7 +259,7 @@ class HyperpriorCoder(TokenModel):
     # ---- the deployable graph -----------------------------------------------------------------------------------
 
     def forward(self, latents: torch.Tensor):
-        """latents float32 [B, M, gh, gw] (y_hat) -> tokens [B, 2 gh * 2 gw, D] (+ logits)."""
+        """latents float32 [B, M, gh, gw] (y_hat) -> tokens [B, k gh * k gw, D] (+ logits)."""
         if not exporting():
             self._check_latents(latents)
         return self._with_head(self.g_s(latents))

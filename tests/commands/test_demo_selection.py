@@ -14,7 +14,7 @@ def test_one_checkpoint_per_architecture():
     archs = [read_arch(p) for p in picked]
     assert sorted(archs) == sorted({read_arch(p) for p in ZOO}) and len(archs) == len(set(archs))
     names = {p.stem for p in picked}
-    assert {"bcae_x4", "hp_x14", "ntc_x16", "vq_x16", "visionzip_16", "tome_64", "mlp2x_gelu"} <= names
+    assert {"bcae_x4", "hp_x16", "ntc_x16", "vq_x16", "visionzip_16", "tome_64", "mlp2x_gelu"} <= names
     assert len(picked) < len(ZOO)
 
 

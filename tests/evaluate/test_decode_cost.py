@@ -35,7 +35,7 @@ def vq():
 
 @pytest.fixture(scope="module")
 def hyperprior():
-    return zoo_route("hp_x30")
+    return zoo_route("hp_x28")
 
 
 # ---- (a) FLOPs against an independent count -------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def test_water_fill_against_brute_force():
 def test_recipe_config_and_summary(model, tokens):
     from ntc_export.train import hyperprior as recipe
 
-    c16, c100 = recipe.config_for_rate(14), recipe.config_for_rate(128)
+    c16, c100 = recipe.config_for_rate(14, transform="dense"), recipe.config_for_rate(128, transform="dense")
     assert c16["latent"] > c100["latent"] and c16["target_rate"] == 14.0
     with pytest.raises(NtcError, match="positive"):
         recipe.config_for_rate(0)

@@ -12,7 +12,7 @@ from ntc_export.util.paths import ZOO_DIR
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"
 # One zoo compressor per other family (VQ indices, range-coded hyperprior latents, int4 latent textures): their plan
 # configs are written as COMPRESSOR's, so one target each keeps the build short.
-FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x14", "ntc_grid": "ntc_x16"}
+FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x16", "ntc_grid": "ntc_x16"}
 # The batching test's 64 concurrent requests must meet in batches even when a loaded machine sends them slowly.
 BATCHING_DELAY_US = 500_000
 TARGETS = ("rtx-ampere", "rtx-ada")

@@ -18,7 +18,7 @@ from ntc_export.serving.repository import ServedModel
 from ntc_export.util.errors import NtcError
 from ntc_export.util.paths import ZOO_DIR
 
-MODELS = ("bcae_x16", "vq_x16", "hp_x14", "ntc_x16", "ntc_bc5_x32")  # every family; ntc in int4 and BC5 storage
+MODELS = ("bcae_x16", "vq_x16", "hp_x16", "ntc_x16", "ntc_bc5_x32")  # every family; ntc in int4 and BC5 storage
 GRID = (11, 18)  # odd and even sides: every family pads it (2x2 cells, 4x4 texels, 16x16 BC-block texels)
 
 
@@ -98,11 +98,11 @@ def test_extra_graphs_and_compressors_are_no_projectors(tmp_path):
     decoders: neither chains as a projector; a token model returning tokens_out does."""
     models = [served("vq_x16", {"indices": "int32"}, {"tokens_out": "fp32"}),
               served("vq_x16.encoder", {"tokens": "fp32"}, {"indices": "int32"}),
-              served("hp_x14.hyper_synthesis", {"z_hat": "fp32"}, {"scales": "fp32"}),
+              served("hp_x16.hyper_synthesis", {"z_hat": "fp32"}, {"scales": "fp32"}),
               served("mlp2x_gelu", {"tokens": "fp32"}, {"tokens_out": "fp32", "logits": "fp32"}),
               served("tokens_mixer", {"tokens": "fp32"}, {"tokens_out": "fp32"})]
-    (tmp_path / "report.json").write_text('{"models": {"hp_x14": {"arch": "hyperprior"}}}')
+    (tmp_path / "report.json").write_text('{"models": {"hp_x16": {"arch": "hyperprior"}}}')
     parts = graph_parts(models, tmp_path)
-    assert parts == {"vq_x16.encoder", "hp_x14.hyper_synthesis"}
+    assert parts == {"vq_x16.encoder", "hp_x16.hyper_synthesis"}
     compressors = {"vq_x16": ({}, {})}
     assert [m.model for m in models if is_projector(m, parts, compressors)] == ["mlp2x_gelu", "tokens_mixer"]

@@ -16,7 +16,7 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", rea
 from google.protobuf import text_format  # noqa: E402
 
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"  # what conftest builds
-FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x14", "ntc_grid": "ntc_x16"}  # ... and one compressor per other family
+FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x16", "ntc_grid": "ntc_x16"}  # ... and one compressor per other family
 COMPRESSORS = (COMPRESSOR, *FAMILIES.values())
 DEMO_TARGETS = tuple(t for t in DEFAULT_TARGETS if get_target(t).backend == "tensorrt_rtx")
 # One zoo model per distinct engine signature, which is all a config is written from (the other checkpoints repeat

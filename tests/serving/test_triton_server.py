@@ -16,7 +16,7 @@ grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc]
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 COMPRESSOR, PROJECTOR = "bcae_x16", "mlp2x_gelu"  # what conftest builds
-FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x14", "ntc_grid": "ntc_x16"}  # ... and one compressor per other family
+FAMILIES = {"vq": "vq_x16", "hyperprior": "hp_x16", "ntc_grid": "ntc_x16"}  # ... and one compressor per other family
 DECODER, PROJ = f"{COMPRESSOR}_fp32", f"{PROJECTOR}_fp32"
 ENSEMBLE = f"{COMPRESSOR}_{PROJECTOR}_fp32"
 REL_L2 = 1e-5

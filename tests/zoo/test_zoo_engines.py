@@ -33,7 +33,7 @@ CASES = {
     ("conv16x", "decomposed"): ("rtx-ada",),
     ("ovis_vet_512", "decomposed"): ("rtx-blackwell",),
     ("vq_x64", "decomposed"): ("rtx-ampere",),  # indices
-    ("hp_x70", "decomposed"): ("rtx-ada",),  # latents
+    ("hp_x86", "decomposed"): ("rtx-ada",),  # latents
     ("ntc_bc5_x32", "decomposed"): ("rtx-blackwell",),  # blocks + coarse_blocks, BcDecode plugins
     ("ntc_x16", "decomposed"): ("rtx-blackwell",),  # int4 codes + coarse, no plugin
     ("tome_64", "decomposed"): ("rtx-ampere",),  # tokens + keys -> tokens_out, sizes
