@@ -1,4 +1,5 @@
-"""`calibrate`: fp32 ONNX + real data -> strongly typed Q/DQ ONNX (INT8 or FP8 E4M3) and a scale cache.
+"""`calibrate`: fp32 ONNX + real data -> strongly typed Q/DQ ONNX (INT8 or FP8 E4M3) and a scale cache, or a
+weight-only fp16 graph (INT4 AWQ or NVFP4, weight_only.py) and its record.
 
 Data: float tokens for a model with one float input, or a feeds dict {input name: array} for any model (e.g. the
 BC-autoencoder decoder's INT32 blocks from `module.prepare_inputs(patch_tokens)`). Only MatMul/Gemm/Conv with
@@ -25,6 +26,7 @@ from .plugins import apply_to_plugin_graph, graph_tensors, non_float_tensors, pl
 from .qdq import constants, find_layers, insert_qdq, node_names, weight_scales
 from .selection import choose_methods, keep_until_target, layer_sensitivity
 from .stats import NUM_BINS, collect
+from .weight_only import WEIGHT_ONLY, check_block, quantize_weight_only
 
 AUTO_SAMPLES = 32  # calibration samples used to score per-tensor method choices
 
@@ -47,6 +49,8 @@ class CalibrationResult:
     plugin: dict | None = None
     plugin_model_path: Path | None = None
     messages: list = field(default_factory=list)
+    weight_bytes: dict | None = None  # graph -> bytes of its constants (weight-only formats: fp16 and low-bit)
+    fidelity_runtime: str | None = None  # what computed the fidelity (weight-only formats)
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -118,23 +122,70 @@ def _compute(model, layers, feeds, holdout, precision, method, target_cosine, ex
                        for n, l in by_name.items()}}
 
 
-def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir, target_cosine: float | None = None,
-              holdout=None, plugin_onnx=None, log=_default_log) -> CalibrationResult:
-    """Calibrate `onnx_fp32_path` on `calib_tokens` (float tokens, or a feeds dict {input name: array} naming every
-    model input) and write `<out_dir>/model.<precision>.onnx` (+ the plugin graph's Q/DQ copy
-    `model.<precision>.plugin.onnx` when `plugin_onnx` is given) and the cache `<out_dir>/calibration/<precision>.json`.
-    `holdout` (same kind) scores sensitivity and fidelity (default: the calibration data)."""
-    precision = check_precision(precision)
-    method = check_method(method, precision)
-    if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
-        raise NtcError(f"target cosine {target_cosine} is outside (0, 1]")
-    path = Path(onnx_fp32_path)
+def _load(path: Path) -> onnx.ModelProto:
     if not path.exists():
         raise NtcError(f"{path}: no such ONNX file")
     try:
-        model = node_names(onnx.load(str(path)))
+        return node_names(onnx.load(str(path)))
     except Exception as e:  # protobuf decode errors have no common type
         raise NtcError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+
+
+def _weight_only(path: Path, model, feeds, held, kind: str, precision: str, out_dir, target_cosine, block_size,
+                 log) -> CalibrationResult:
+    """INT4 (AWQ) / NVFP4 weight-only graph of `model` in fp16: written, recorded, returned (see weight_only.py)."""
+    from ..backend.onnx.export import to_fp16
+
+    block = check_block(precision, block_size)
+    layers = find_layers(model)
+    messages = []
+    _say(log, messages, f"{precision}: AWQ scale and clip search on {len(layers)} candidate layers, block {block}")
+    body = quantize_weight_only(model, to_fp16(model), layers, feeds, held, precision, block, target_cosine)
+    qmodel, reference = body.pop("model"), body.pop("reference_model")
+    qmodel.doc_string = f"ntc-export {precision} weight-only (AWQ, block {block}) of {path.name}"
+    out_dir = Path(out_dir)
+    out_path = out_dir / f"model.{precision}.onnx"
+    _save_model(qmodel, out_path)
+    if reference is not None:  # what ONNX Runtime validates: the same weights as float constants
+        reference.doc_string = f"ntc-export {precision} reference form (numpy-dequantized weights) of {path.name}"
+        _save_model(reference, out_dir / f"model.{precision}.reference.onnx")
+    cpath = cache.cache_path(out_dir, precision)
+    key = {"model_sha256": sha256_file(path), "data_sha256": feeds_hash(feeds), "holdout_sha256": feeds_hash(held),
+           "precision": precision, "method": "awq", "target_cosine": target_cosine,
+           "settings": {"block": block}, "versions": cache.tool_versions()}
+    cache.write(cpath, key, body)  # a record of the search: the codes are recomputed from the model each run
+    for k in body["kept_high_precision"]:
+        _say(log, messages, f"kept {k['layer']} in fp16: {k['reason']}")
+    return CalibrationResult(
+        precision=precision, method="awq", model_path=out_path, cache_path=cpath, reused=False,
+        cache_message=f"{precision}: weight-only search recorded in {cpath}", activations={}, weights=body["weights"],
+        quantized_layers=body["quantized_layers"], kept_high_precision=body["kept_high_precision"],
+        sensitivity=body["sensitivity"], fidelity=body["fidelity"],
+        evaluated_on=f"{'held-out' if held is not None else 'calibration'} {kind}", messages=messages,
+        weight_bytes=body["weight_bytes"], fidelity_runtime=body["fidelity_runtime"])
+
+
+def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir, target_cosine: float | None = None,
+              holdout=None, plugin_onnx=None, log=_default_log, block_size: int | None = None) -> CalibrationResult:
+    """Calibrate `onnx_fp32_path` on `calib_tokens` (float tokens, or a feeds dict {input name: array} naming every
+    model input) and write `<out_dir>/model.<precision>.onnx` (+ the plugin graph's Q/DQ copy
+    `model.<precision>.plugin.onnx` when `plugin_onnx` is given) and the cache `<out_dir>/calibration/<precision>.json`.
+    `holdout` (same kind) scores sensitivity and fidelity (default: the calibration data). int4/nvfp4 are weight-only
+    (`method` unused; `block_size`: int4's block, default 128)."""
+    if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
+        raise NtcError(f"target cosine {target_cosine} is outside (0, 1]")
+    path = Path(onnx_fp32_path)
+    if precision in WEIGHT_ONLY:
+        if plugin_onnx is not None:
+            raise NtcError(f"{precision} is weight-only: plugin graphs take int8/fp8 scales only")
+        model = _load(path)
+        kind = "feeds" if isinstance(calib_tokens, (dict, FeedGroups)) else "tokens"
+        held = load_feeds(holdout, model, "held-out") if holdout is not None else None
+        return _weight_only(path, model, load_feeds(calib_tokens, model), held, kind, precision, out_dir,
+                            target_cosine, block_size, log)
+    precision = check_precision(precision)
+    method = check_method(method, precision)
+    model = _load(path)
     feeds = load_feeds(calib_tokens, model)
     kind = "feeds" if isinstance(calib_tokens, (dict, FeedGroups)) else "tokens"
     held = load_feeds(holdout, model, "held-out") if holdout is not None else None

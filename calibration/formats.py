@@ -17,7 +17,8 @@ MIN_OPSET = {"int8": 13, "fp8": 19}
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise NtcError(f"unknown calibration precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        raise NtcError(f"unknown calibration precision {precision!r}; choose from {', '.join(PRECISIONS)}, int4, "
+                       "nvfp4")
     return precision
 
 

@@ -38,11 +38,13 @@ def choose_methods(model: onnx.ModelProto, layers: list[Layer], candidates: dict
 def layer_sensitivity(model: onnx.ModelProto, layers: list[Layer], act_scales, weight_scale, precision: str,
                       evaluator: Evaluator) -> dict[str, float]:
     """node -> output cosine with only that layer quantized (lower = more sensitive)."""
-    out = {}
-    for layer in layers:
-        fid = evaluator.fidelity(insert_qdq(model, [layer], act_scales, weight_scale, precision))
-        out[layer.node] = evaluator.min_cosine(fid)
-    return out
+    return sensitivity_of(layers, lambda active: insert_qdq(model, active, act_scales, weight_scale, precision),
+                          evaluator)
+
+
+def sensitivity_of(layers: list, make, evaluator: Evaluator) -> dict[str, float]:
+    """node -> output cosine of `make([layer])`, the model with only that layer quantized."""
+    return {layer.node: evaluator.min_cosine(evaluator.fidelity(make([layer]))) for layer in layers}
 
 
 def keep_until_target(model: onnx.ModelProto, layers: list[Layer], act_scales, weight_scale, precision: str,
@@ -50,9 +52,15 @@ def keep_until_target(model: onnx.ModelProto, layers: list[Layer], act_scales, w
     """(layers to quantize, kept records, fidelity of the final model). Kept records say why: the layer's own
     cosine and the model cosine before it was kept. `measure_sensitivity()` -> {layer: cosine} runs only when the
     fully quantized model misses the target (one evaluation per layer)."""
+    return keep_layers(layers, lambda active: insert_qdq(model, active, act_scales, weight_scale, precision),
+                       evaluator, measure_sensitivity, target)
+
+
+def keep_layers(layers: list, make, evaluator: Evaluator, measure_sensitivity, target: float | None):
+    """keep_until_target for any format: `make(active layers)` returns the model with those layers quantized."""
     active = list(layers)
     kept = []
-    fid = evaluator.fidelity(insert_qdq(model, active, act_scales, weight_scale, precision))
+    fid = evaluator.fidelity(make(active))
     if target is not None and evaluator.min_cosine(fid) < target:
         sensitivity = measure_sensitivity()
     while target is not None and active and evaluator.min_cosine(fid) < target:
@@ -62,6 +70,6 @@ def keep_until_target(model: onnx.ModelProto, layers: list[Layer], act_scales, w
                      "reason": f"most sensitive remaining layer (cosine {sensitivity[worst.node]:.6f} when quantized "
                                f"alone); model cosine {evaluator.min_cosine(fid):.6f} < target {target}"})
         active.remove(worst)
-        fid = evaluator.fidelity(insert_qdq(model, active, act_scales, weight_scale, precision))
+        fid = evaluator.fidelity(make(active))
         kept[-1]["model_cosine_after"] = evaluator.min_cosine(fid)
     return active, kept, fid

@@ -10,13 +10,13 @@ from ntc_export.util.errors import NtcError
 # The product card's table, written out independently of the module's rules.
 EXPECTED = {
     "rtx-turing": (75, "tensorrt_rtx", {"fp32", "fp16"}, "native"),
-    "rtx-ampere": (86, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8"}, "native"),
-    "rtx-ada": (89, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8", "fp8"}, "native"),
-    "rtx-blackwell": (120, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8", "fp8"}, "native"),
-    "gb10": (121, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8"}, "native"),
-    "jetson-orin": (87, "tensorrt", {"fp32", "fp16", "bf16", "int8"}, "plugin"),
-    "jetson-thor": (110, "tensorrt", {"fp32", "fp16", "bf16", "int8", "fp8"}, "plugin"),
-    "datacenter-hopper": (90, "tensorrt", {"fp32", "fp16", "bf16", "int8", "fp8"}, "native"),
+    "rtx-ampere": (86, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8", "int4"}, "native"),
+    "rtx-ada": (89, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8", "fp8", "int4"}, "native"),
+    "rtx-blackwell": (120, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8", "fp8", "int4", "nvfp4"}, "native"),
+    "gb10": (121, "tensorrt_rtx", {"fp32", "fp16", "bf16", "int8", "int4", "nvfp4"}, "native"),
+    "jetson-orin": (87, "tensorrt", {"fp32", "fp16", "bf16", "int8", "int4"}, "plugin"),
+    "jetson-thor": (110, "tensorrt", {"fp32", "fp16", "bf16", "int8", "fp8", "int4"}, "plugin"),
+    "datacenter-hopper": (90, "tensorrt", {"fp32", "fp16", "bf16", "int8", "fp8", "int4"}, "native"),
 }
 
 
@@ -26,7 +26,7 @@ def test_table_matches_the_rules(name):
     t = get_target(name)
     assert (t.sm, t.backend, set(t.precisions), t.attention) == (sm, backend, precisions, attention)
     assert t.memory_budget_bytes > 0 and t.description
-    for p in ("fp32", "fp16", "bf16", "int8", "fp8"):
+    for p in ("fp32", "fp16", "bf16", "int8", "fp8", "int4", "nvfp4"):
         if p in precisions:
             assert check_precision(t, p) is t
         else:
@@ -51,6 +51,19 @@ def test_rtx_fp8_only_on_sm89_and_sm120():
     check_precision("rtx-blackwell", "fp8")
 
 
+def test_nvfp4_only_where_tensorrt_rtx_builds_fp4():
+    for name in ("rtx-ampere", "rtx-ada", "jetson-thor", "datacenter-hopper"):
+        with pytest.raises(NtcError, match=rf"^nvfp4 needs FP4 \(built on TensorRT-RTX for sm_120/sm_121 only\): "
+                                           rf"{name} is sm_\d+ \(\w+\); it builds [^\n]*int4$"):
+            check_precision(name, "nvfp4")
+    assert check_precision("rtx-blackwell", "nvfp4").sm == 120
+
+
+def test_int4_needs_sm80():
+    with pytest.raises(NtcError, match=r"^int4 \(weight-only\) needs sm_80\+: rtx-turing is sm_75"):
+        check_precision("rtx-turing", "int4")
+
+
 def test_int8_and_bf16_need_sm80():
     with pytest.raises(NtcError, match=r"int8 \(Q/DQ\) needs sm_80\+: rtx-turing is sm_75"):
         check_precision("rtx-turing", "int8")
@@ -61,8 +74,8 @@ def test_int8_and_bf16_need_sm80():
 def test_unknown_names_list_the_choices():
     with pytest.raises(NtcError, match="unknown target 'rtx-kepler'; choose from rtx-turing, rtx-ampere"):
         get_target("rtx-kepler")
-    with pytest.raises(NtcError, match="unknown precision 'int4'"):
-        check_precision("rtx-ada", "int4")
+    with pytest.raises(NtcError, match="unknown precision 'int2'"):
+        check_precision("rtx-ada", "int2")
 
 
 def test_trt_version_ranges():

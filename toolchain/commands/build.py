@@ -10,7 +10,7 @@ import click
 
 from ..backend.trt.targets import DEFAULT_TARGETS, PRECISIONS, TARGETS
 from ..pipeline.executor import EXECUTORS
-from .options import CALIB_METHODS, batch_option, grid_option
+from .options import CALIB_METHODS, batch_option, grid_option, int4_block_option
 
 
 def _plan(targets, precisions, skip_unsupported):
@@ -24,7 +24,8 @@ def _plan(targets, precisions, skip_unsupported):
     return todo, refused
 
 
-def _calibrated(module, fp32: Path, precision: str, calib, method: str, out_dir: Path) -> Path:
+def _calibrated(module, fp32: Path, precision: str, calib, method: str, out_dir: Path,
+                int4_block: int | None = None) -> Path:
     """A checkpoint's Q/DQ graph: `fp32` calibrated on its own feeds from the calibration tokens (a token
     reducer without weights: its int8-interface graph)."""
     from ..calibration.api import calibrate
@@ -36,12 +37,13 @@ def _calibrated(module, fp32: Path, precision: str, calib, method: str, out_dir:
     if streams and precision == "int8" and not has_weight_layers(fp32):
         calibrate_interface(fp32, feeds, streams, out_dir)
         return Path(out_dir) / "model.int8.onnx"
-    result = calibrate(fp32, feeds, precision, method, out_dir, log=lambda text: click.echo(text, err=True))
+    result = calibrate(fp32, feeds, precision, method, out_dir, log=lambda text: click.echo(text, err=True),
+                       block_size=int4_block)
     return Path(result.model_path)
 
 
-def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: str = "mse"
-                  ) -> dict[tuple[str, str], Path]:
+def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: str = "mse",
+                  int4_block: int | None = None) -> dict[tuple[str, str], Path]:
     """(attention, precision) -> ONNX: exported from a checkpoint per attention lowering (INT8/FP8: then calibrated
     on `calib`), or the given ONNX as is."""
     from ..backend.onnx.inspect import load_onnx_for, onnx_precision
@@ -75,7 +77,7 @@ def _onnx_sources(model: Path, todo, out_dir: Path, module, calib=None, method: 
         paths = export_model(module, folder, precisions=exported, attention=attention, name=model.stem)
         sources.update({(attention, p): Path(path) for p, path in paths.items()})
         for p in (p for p in wanted if p in QUANTIZED):
-            sources[(attention, p)] = _calibrated(module, Path(paths["fp32"]), p, calib, method, folder)
+            sources[(attention, p)] = _calibrated(module, Path(paths["fp32"]), p, calib, method, folder, int4_block)
     return sources
 
 
@@ -109,6 +111,7 @@ def _check_sources(sources: dict, shapes: dict | None, batch, grid) -> None:
                    "split); the manifest records them.")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="mse", show_default=True,
               help="INT8/FP8 calibration method for a checkpoint.")
+@int4_block_option
 @click.option("--skip-unsupported", is_flag=True, help="Skip (and list) target/precision pairs a target cannot build.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="Where engine builds run: a local process pool, or one Ray task per build (pip install "
@@ -122,7 +125,8 @@ def _check_sources(sources: dict, shapes: dict | None, batch, grid) -> None:
                    "model that apps load with the TensorRT-RTX execution provider (engines up to 1 MiB embedded, "
                    "larger ones referenced by file name); the manifest records it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_data, calib_method, skip_unsupported,
+def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_data, calib_method, int4_block,
+            skip_unsupported,
             executor, n_jobs, ray_address, epcontext, as_json):
     """Build TensorRT-RTX engines ahead of time (RTX targets) and deploy bundles (Jetson / TensorRT targets)."""
     from ..backend.onnx.inspect import onnx_precision
@@ -157,7 +161,9 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
         calib, source = load_data(calib_data, "calib", attention=bool(getattr(module, "token_fields", ())))
         provenance = {"calibration_data": source, "calibration_sha256": token_hash(calib),
                       "calibration_method": calib_method}
-    sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method) if todo else {}
+        if any(p in ("int4", "nvfp4") for _, p in todo):
+            provenance["weight_only"] = {"method": "awq", "int4_block": int4_block or 128}
+    sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method, int4_block) if todo else {}
     _check_sources(sources, shapes, batch, grid)
     results = [{**r, "status": "refused"} for r in refused]
     # Engine builds are independent: the executor runs them (a process pool, or Ray tasks) before the bundles.

@@ -1,11 +1,12 @@
-"""`ntc-export calibrate`: INT8/FP8 calibration into an explicit Q/DQ ONNX (thin over ntc_export.calibration)."""
+"""`ntc-export calibrate`: INT8/FP8 calibration into an explicit Q/DQ ONNX, or weight-only INT4 (AWQ) / NVFP4 graphs
+(thin over ntc_export.calibration)."""
 
 from pathlib import Path
 
 import click
 
 from ..util.errors import NtcError
-from .options import CALIB_METHODS
+from .options import CALIB_METHODS, int4_block_option
 
 
 def _sources(model_path: Path, data: Path, holdout: Path | None, out_dir: Path):
@@ -64,7 +65,10 @@ def _interface(onnx_path: Path, calib, held, streams, precision: str, out_dir: P
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="Calibration tokens (.npz from `ntc-export tokens`, any grid or several, or decoded patch_tokens; "
                    "at least 16 samples).")
-@click.option("--precision", type=click.Choice(["int8", "fp8"]), default="int8", show_default=True)
+@click.option("--precision", type=click.Choice(["int8", "fp8", "int4", "nvfp4"]), default="int8",
+              show_default=True,
+              help="int8/fp8: Q/DQ on activations and weights; int4 (AWQ) / nvfp4: weight-only, fp16 activations.")
+@int4_block_option
 @click.option("--method", type=click.Choice(CALIB_METHODS), default="auto",
               show_default=True, help="Activation calibrator; auto picks per tensor by measured output error.")
 @click.option("--target-cosine", type=float, default=None,
@@ -74,7 +78,7 @@ def _interface(onnx_path: Path, calib, held, streams, precision: str, out_dir: P
 @click.option("--plugin-onnx", type=click.Path(path_type=Path), default=None,
               help="Plugin graph (ntc:: nodes) to receive the decomposed graph's scales by tensor name.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
-def command(model, data, precision, method, target_cosine, holdout, plugin_onnx, out_dir):
+def command(model, data, precision, int4_block, method, target_cosine, holdout, plugin_onnx, out_dir):
     """Calibrate MODEL (.pt or fp32 .onnx) on real tokens; writes OUT/model.<precision>.onnx and
     OUT/calibration/<precision>.json. A token reducer's checkpoint (no weights: ToMe, VisionZip) gets an int8
     graph with int8 tokens at its interface and fp32 inside, its scales from the largest magnitudes."""
@@ -85,10 +89,14 @@ def command(model, data, precision, method, target_cosine, holdout, plugin_onnx,
     if streams and not has_weight_layers(onnx_path):
         return _interface(onnx_path, calib, held, streams, precision, out_dir)
     result = calibrate(onnx_path, calib, precision, method, out_dir, target_cosine=target_cosine,
-                       holdout=held, plugin_onnx=plugin_onnx, log=lambda text: click.echo(text, err=True))
+                       holdout=held, plugin_onnx=plugin_onnx, log=lambda text: click.echo(text, err=True),
+                       block_size=int4_block)
     for name, fid in result.fidelity.items():
         click.echo(f"{name}: cosine {fid['cosine']:.6f}, SNR {fid['snr_db']:.2f} dB vs fp32 ({result.evaluated_on})")
-    methods = sorted({a["method"] for t, a in result.activations.items()})
+    if result.weight_bytes:
+        click.echo(f"fidelity by {result.fidelity_runtime}")
+        click.echo("weight bytes: " + ", ".join(f"{k} {v}" for k, v in result.weight_bytes.items()))
+    methods = sorted({a["method"] for t, a in result.activations.items()}) or [result.method]
     click.echo(f"{len(result.quantized_layers)} layers in {precision} ({', '.join(methods)}), "
                f"{len(result.kept_high_precision)} kept in high precision")
     click.echo(f"wrote {result.model_path}" + (f" and {result.plugin_model_path}" if result.plugin_model_path else ""))

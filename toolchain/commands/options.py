@@ -32,6 +32,9 @@ batch_option = click.option(
     "--batch", default="1,1,8", show_default=True, callback=lambda ctx, param, v: parse_batch(v),
     help="min,opt,max batch of the engine profile.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+int4_block_option = click.option(
+    "--int4-block", type=int, default=None,
+    help="int4: input channels per weight scale (a power of two >= 16; default 128).")
 
 
 def precision_option(default=("fp32", "fp16"), choices=("fp32", "fp16")):

@@ -7,7 +7,7 @@ import click
 from ..backend.trt.targets import PRECISIONS, TARGETS
 from ..ops.window_attention.lowering import MODES as ATTENTION_MODES
 from ..pipeline.executor import EXECUTORS
-from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_option
+from .options import CALIB_METHODS, exporter_option, int4_block_option, main_grid_option, quiet_option
 
 
 @click.command("run")
@@ -18,7 +18,8 @@ from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_opt
               help="Calibration tokens for int8/fp8; default: the photo corpus's calibration split (other "
                    "photographs than the validation split).")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
-              help="Precision(s) to produce and validate; repeat the flag. int8/fp8 add a calibration stage. "
+              help="Precision(s) to produce and validate; repeat the flag. int8/fp8 (Q/DQ) and int4/nvfp4 "
+                   "(weight-only, AWQ) add a calibration stage. "
                    "Default: fp32, fp16, int8, fp8 (int8/fp8 left out, and reported, when the default "
                    "calibration tokens cannot feed a model and --calib-data is not given).")
 @click.option("--target", "targets", multiple=True, type=click.Choice(list(TARGETS)),
@@ -33,8 +34,9 @@ from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_opt
 @exporter_option
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="mse", show_default=True,
               help="INT8/FP8 calibration method (mse: best or within 1 dB of the best on every zoo model, and fast).")
+@int4_block_option
 @click.option("--target-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
-              help="Keep the most sensitive layers of each INT8/FP8 graph in high precision until its output cosine "
+              help="Keep the most sensitive layers of each quantized graph in high precision until its output cosine "
                    "on the calibration tokens meets this (the report lists them).")
 @click.option("--min-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.99, show_default=True,
               help="Payload decision: the token cosine a compressor's decoded tokens must reach; the report names "
@@ -66,8 +68,8 @@ from .options import CALIB_METHODS, exporter_option, main_grid_option, quiet_opt
                    "engine, for apps running the TensorRT-RTX execution provider (see `ntc-export build`).")
 @quiet_option
 def command(models, data, calib_data, precisions, targets, no_build, grid, attention, exporter, calib_method,
-            target_cosine, min_cosine, decode_budget_ms, pixel_routes, max_samples, max_calib_samples, out_dir,
-            executor, n_jobs, ray_address, golden, triton_repo, epcontext, quiet):
+            int4_block, target_cosine, min_cosine, decode_budget_ms, pixel_routes, max_samples, max_calib_samples,
+            out_dir, executor, n_jobs, ray_address, golden, triton_repo, epcontext, quiet):
     """Run the whole job for MODEL(s): tokens -> export -> calibrate -> validate -> engines -> report.
 
     MODEL: our checkpoint (.pt), a torch.export program (.pt2), an ONNX file (export skipped; validated against
@@ -85,7 +87,7 @@ def command(models, data, calib_data, precisions, targets, no_build, grid, atten
                           golden=golden, exporter=exporter, grid=grid, min_cosine=min_cosine,
                           decode_budget_ms=decode_budget_ms,
                           pixel_routes=(() if pixel_routes == ("none",) else pixel_routes) or None,
-                          epcontext=epcontext)
+                          epcontext=epcontext, int4_block=int4_block)
     if triton_repo is not None:
         from ..serving.repository import write_repository
 

@@ -23,6 +23,8 @@ THRESHOLDS = {
     "bf16": ("cosine", ">=", 0.999),
     "int8": ("cosine", ">=", 0.999),
     "fp8": ("cosine", ">=", 0.998),
+    "int4": ("cosine", ">=", 0.999),  # weight-only: the same bar as int8 (layers may stay fp16 to meet it)
+    "nvfp4": ("cosine", ">=", 0.998),  # weight-only FP4: the FP8 bar
 }
 
 

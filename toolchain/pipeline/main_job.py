@@ -28,10 +28,10 @@ from ..util.errors import NtcError
 from ..util.hashing import sha256_file, sha256_json, tool_versions
 from .stages import Pipeline
 
-QUANTIZED = ("int8", "fp8")
+QUANTIZED = ("int8", "fp8", "int4", "nvfp4")  # int4/nvfp4: weight-only (AWQ), fp16 activations
 # Every report shows quantized rows: int8/fp8 come by default, calibrated on the photo corpus's calibration split.
-DEFAULT_PRECISIONS = ("fp32", "fp16", *QUANTIZED)
-ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8")  # fp32 stays the reference export; engines ship reduced precision
+DEFAULT_PRECISIONS = ("fp32", "fp16", "int8", "fp8")
+ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8", "int4", "nvfp4")  # fp32 stays the reference export
 PCA_SERIES = "pca (reference)"  # the linear reference line on the rate-distortion chart
 QUANT_SERIES = "token quantization (reference)"
 MAIN_JOB_ROUTES = ("avif:30", "avif:50", "avif:70", "jpeg:95")  # picture routes the report reads codecs against
@@ -138,16 +138,25 @@ def quantizable(onnx_paths: dict) -> bool:
 
 
 def _calibration_summary(result) -> dict:
-    """What the report keeps of a calibration: counts and the layers kept in high precision."""
+    """What the report keeps of a calibration: counts, the layers kept in high precision and, for weight-only
+    formats, the weight bytes of the fp16 and the low-bit graph."""
     return {"quantized_layers": len(result.quantized_layers),
-            "kept_high_precision": [k["layer"] for k in result.kept_high_precision]}
+            "kept_high_precision": [k["layer"] for k in result.kept_high_precision],
+            **({"weight_bytes": result.weight_bytes} if result.weight_bytes else {})}
+
+
+def validated_graph(precision: str, path: Path) -> Path:
+    """The graph ONNX Runtime validates for a precision's ONNX: nvfp4's reference form (numpy-dequantized
+    weights; ONNX Runtime has no FLOAT4E2M1 kernel), the graph itself otherwise."""
+    return path.with_name(f"model.{precision}.reference.onnx") if precision == "nvfp4" else path
 
 
 class MainJob:
     """One run of the main job over several models (see `run_main_job`)."""
 
     def __init__(self, out_dir: Path, precisions, targets, explicit_targets: bool, attention: str | None,
-                 calib_method: str, quiet: bool, target_cosine: float | None = None, exporter: str = "dynamo"):
+                 calib_method: str, quiet: bool, target_cosine: float | None = None, exporter: str = "dynamo",
+                 int4_block: int | None = None):
         self.out_dir = Path(out_dir).resolve()
         self.console = Console(stderr=True, quiet=quiet)
         self.pipe = Pipeline(self.out_dir, console=self.console, quiet=quiet)
@@ -156,6 +165,7 @@ class MainJob:
         self.exporter = exporter
         self.calib_method = calib_method
         self.target_cosine = target_cosine
+        self.int4_block = int4_block
         self.calibrated_graphs: list[dict] = []  # per calibrated graph: the layers kept in high precision
         self.not_quantized: list[dict] = []  # int8/fp8 of models without weights: reported, not built
         self.versions = tool_versions()
@@ -203,17 +213,21 @@ class MainJob:
             for lowering, paths in onnx_paths.items():
                 out_dir = self.out_dir / name / "onnx" / lowering
                 fp32 = paths["fp32"]
+                block = {"int4_block": self.int4_block} if precision == "int4" else {}
                 result = self.pipe.stage(
                     f"{name}/calibrate/{lowering}/{precision}",
                     {"onnx": sha256_file(fp32), "data": calib_hash, "method": self.calib_method,
-                     "target_cosine": self.target_cosine, "versions": self.versions},
+                     "target_cosine": self.target_cosine, "versions": self.versions, **block},
                     lambda: _calibration_summary(calibrate(fp32, feeds, precision, self.calib_method, out_dir,
-                                                           target_cosine=self.target_cosine, log=lambda text: None)),
-                    outputs=[out_dir / f"model.{precision}.onnx"])
+                                                           target_cosine=self.target_cosine, log=lambda text: None,
+                                                           block_size=self.int4_block)),
+                    outputs=[out_dir / f"model.{precision}.onnx"]
+                    + ([validated_graph(precision, out_dir / f"model.{precision}.onnx")] if precision == "nvfp4"
+                       else []))
                 paths[precision] = out_dir / f"model.{precision}.onnx"
                 self.calibrated_graphs.append({"model": name, "lowering": lowering, "precision": precision,
-                                         "method": self.calib_method, "target_cosine": self.target_cosine,
-                                         **result})
+                                         "method": "awq" if precision in ("int4", "nvfp4") else self.calib_method,
+                                         "target_cosine": self.target_cosine, **result})
 
     def calibrate_interface(self, name, module, onnx_paths, feeds, calib_hash) -> None:
         """int8 of a graph without weights (a token selection): int8 token streams at its interface, fp32 inside
@@ -225,7 +239,8 @@ class MainJob:
             if precision != "int8" or not streams:
                 self.not_quantized.append({"target": "any target", "precision": precision, "reason": (
                     f"{name}: nothing to quantize (no MatMul/Gemm/Conv with constant weights)" + (
-                        "; its int8 graph carries int8 tokens at the interface, an fp8 one is not made" if streams
+                        f"; its int8 graph carries int8 tokens at the interface, an {precision} one is not made"
+                        if streams
                         else "; its fp32 and fp16 graphs are the deployment"))})
                 continue
             for lowering, paths in onnx_paths.items():
@@ -249,7 +264,8 @@ class MainJob:
             def run():
                 if not golden:  # one golden run serves every lowering
                     golden.update(golden_outputs(module, feeds))
-                return validate_onnx(name, module, paths, tokens, tokens.labels, golden=golden, feeds=feeds)
+                return validate_onnx(name, module, {p: validated_graph(p, f) for p, f in paths.items()}, tokens,
+                                     tokens.labels, golden=golden, feeds=feeds)
 
             rows = self.pipe.stage(
                 f"{name}/validate/{lowering}",
@@ -270,7 +286,7 @@ class MainJob:
 
         def run():
             result = {"latency": {}, "drift": {}}
-            for precision, path in paths.items():
+            for precision, path in ((p, validated_graph(p, f)) for p, f in paths.items()):
                 result["latency"][precision] = {**measure_latency(path, feeds), "artifact": str(path)}
                 # no layers to compare in an ONNX file, nor in a module without submodules (the reducers); a
                 # torch.export program's layers are in its program
@@ -426,7 +442,7 @@ def default_precisions(modules: dict, calib_data: Path | None) -> tuple[tuple, l
     reason = (f"not calibrated: the default calibration tokens are {DIM}-d and {', '.join(other)} take other "
               "tokens; give --calib-data")
     return (tuple(p for p in DEFAULT_PRECISIONS if p not in QUANTIZED),
-            [{"target": "any target", "precision": p, "reason": reason} for p in QUANTIZED])
+            [{"target": "any target", "precision": p, "reason": reason} for p in DEFAULT_PRECISIONS if p in QUANTIZED])
 
 
 def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = None, calib_data: Path | None = None,
@@ -436,13 +452,13 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                  max_calib_samples: int | None = None,
                  executor: tuple | None = None, golden: Path | None = None, exporter: str = "dynamo",
                  grid=None, min_cosine: float = 0.99, decode_budget_ms: float | None = None,
-                 pixel_routes=None, epcontext: bool = False) -> dict:
+                 pixel_routes=None, epcontext: bool = False, int4_block: int | None = None) -> dict:
     """Run every stage for every model (precisions None: DEFAULT_PRECISIONS); returns the report dict (also
     written to OUT/report.json). `grid`: the engine profiles' token grid (min, opt, max (h, w)); None: the default
     widened to admit every grid of the validation data. `min_cosine`, `decode_budget_ms`: the payload decision's
     token-fidelity floor and decode-cost budget (ms on each target, read against its roofline bound);
     `pixel_routes`: the picture routes of the reference rows (None: MAIN_JOB_ROUTES, () none); `epcontext`: write
-    an ONNX Runtime EPContext model beside each RTX engine."""
+    an ONNX Runtime EPContext model beside each RTX engine; `int4_block`: int4's block size (default 128)."""
     from ..backend.trt.targets import DEFAULT_TARGETS
 
     started = time.perf_counter()
@@ -463,7 +479,7 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
         precisions, uncalibrated = default_precisions(modules, calib_data)
     explicit = targets is not None and not default  # default precisions a chosen target cannot build: reported
     job = MainJob(out_dir, precisions, DEFAULT_TARGETS if targets is None else targets, explicit, attention,
-                  calib_method, quiet, target_cosine, exporter)
+                  calib_method, quiet, target_cosine, exporter, int4_block)
     job.executor = executor  # (executor, jobs, ray address) for engine builds, or None: one by one
     job.epcontext = epcontext
     if pixel_routes is not None:

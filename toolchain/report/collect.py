@@ -82,7 +82,7 @@ def engine_rows(engines: list[dict], build_dir=".") -> list[dict]:
             "model": e.get("model"), "target": e.get("target"), "precision": e.get("precision"),
             "kind": e.get("kind"), "backend": e.get("backend"), "backend_version": e.get("backend_version"),
             "sm": e.get("sm"), "engine": e.get("engine") or e.get("bundle"), "engine_bytes": e.get("engine_bytes"),
-            "onnx": portable(e.get("onnx"), build_dir),
+            "weight_bytes": e.get("weight_bytes"), "onnx": portable(e.get("onnx"), build_dir),
             "build_seconds": e.get("build_seconds"), "sha256": e.get("sha256"),
             "layer_precisions": (e.get("layer_summary") or {}).get("by_precision"),
             "layers": (e.get("layer_summary") or {}).get("layers"),

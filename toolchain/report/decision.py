@@ -1,5 +1,7 @@
-"""The decision table: per target and model, each precision's fidelity, engine size, layer mix, build time and
-latency in one row, and the precision to ship (the smallest engine whose every validated output meets its threshold).
+"""The decision table: per target and model, each precision's fidelity, engine size, weight size, layer mix, build time
+and latency in one row, and the precision to ship (the smallest engine whose every validated output meets its
+threshold). Engines, not weights, are ranked: an engine adds kernels and fp32 islands to its weights, so a Q/DQ graph
+with half the weight bytes can still build the larger engine; weight bytes stand beside it to show why.
 """
 
 from .latency_flags import is_batch_key
@@ -51,7 +53,8 @@ def decision_row(engine: dict, acc: list[dict]) -> dict:
             "worst_snr_db": _worst(rows, "snr_db"), "task_metric": task, "task_metric_golden": golden,
             "thresholds": sorted({r["threshold"] for r in rows if r.get("threshold")}),
             "meets_thresholds": all(r["verdict"] == "pass" for r in rows) if rows else None,
-            "engine_bytes": engine.get("engine_bytes"), "layer_shares": layer_shares(engine.get("layer_precisions")),
+            "engine_bytes": engine.get("engine_bytes"), "weight_bytes": engine.get("weight_bytes"),
+            "layer_shares": layer_shares(engine.get("layer_precisions")),
             "build_seconds": engine.get("build_seconds"),
             "latency_ms": _p50(lat) if engine["executed"] else None,
             "latency_device": engine.get("device") if engine["executed"] else None,

@@ -88,7 +88,7 @@ def _shares(shares: dict | None) -> str:
 
 def _decision_rows(rows: list[dict]) -> str:
     head = ["model", "precision", "worst cosine", "worst SNR dB", "task acc (golden)", "meets threshold",
-            "engine size", "layers per precision", "build s", "latency p50 ms", "recommended"]
+            "engine size", "weight size", "layers per precision", "build s", "latency p50 ms", "recommended"]
     body = []
     for r in rows:
         meets = {True: "yes", False: "no", None: "not validated"}[r["meets_thresholds"]]
@@ -96,7 +96,8 @@ def _decision_rows(rows: list[dict]) -> str:
                    else f'<td class="muted" title="{escape(r["not_run"] or "")}">not run</td>')
         body.append(_tr([_td(r["model"]), _td(r["precision"]), _td(num(r["worst_cosine"], ".6f"), True),
                          _td(num(r["worst_snr_db"], ".1f"), True), _td(task(r), True),
-                         _td(meets, raw=False), _td(mib(r["engine_bytes"]), True), _td(_shares(r["layer_shares"])),
+                         _td(meets, raw=False), _td(mib(r["engine_bytes"]), True),
+                         _td(mib(r.get("weight_bytes")), True), _td(_shares(r["layer_shares"])),
                          _td(num(r["build_seconds"], ".2f"), True), latency, _td("◀ ship" if r["recommended"] else "")],
                         "recommended" if r["recommended"] else ("fail" if r["meets_thresholds"] is False else "")))
     return _table(head, body)

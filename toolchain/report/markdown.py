@@ -65,14 +65,14 @@ def _decision(view: dict, image_files: dict[str, str]) -> list[str]:
         rows = [r for r in d["rows"] if r["target"] == t]
         body = [_row([r["model"], r["precision"], num(r["worst_cosine"], ".6f"), num(r["worst_snr_db"], ".1f"),
                       task(r), {True: "yes", False: "no", None: "not validated"}[r["meets_thresholds"]],
-                      mib(r["engine_bytes"]),
+                      mib(r["engine_bytes"]), mib(r.get("weight_bytes")),
                       ", ".join(f"{k} {v:.0%}" for k, v in (r["layer_shares"] or {}).items()) or "—",
                       num(r["build_seconds"], ".2f"),
                       num(r["latency_ms"], ".3f") if r["latency_ms"] is not None else "not run",
                       "**◀ ship**" if r["recommended"] else ""]) for r in rows]
         lines += _fold(f"{t}: {len(rows)} rows", _table(
             ["model", "precision", "worst cosine", "worst SNR dB", "task acc (golden)", "meets threshold",
-             "engine size", "layers per precision", "build s", "latency p50 ms", "recommended"], body))
+             "engine size", "weight size", "layers per precision", "build s", "latency p50 ms", "recommended"], body))
     return lines
 
 

@@ -17,12 +17,17 @@ def model_name(onnx_path) -> str:
 
 
 def onnx_precision(model: onnx.ModelProto) -> str:
-    """The precision an ONNX is typed for: fp8/int8 when it carries Q/DQ, else the dominant float weight type."""
+    """The precision an ONNX is typed for: nvfp4/int4 when it holds FP4/INT4 weights (weight-only), fp8/int8 when it
+    carries Q/DQ, else the dominant float weight type."""
     tp = onnx.TensorProto
     graph = model.graph
     elem_types = [t.data_type for t in graph.initializer]
     elem_types += [v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]]
     elem_types += [a.i for n in graph.node for a in n.attribute if a.name in ("to", "output_dtype")]
+    if tp.FLOAT4E2M1 in elem_types:  # checked before fp8: its block scales are FP8
+        return "nvfp4"
+    if any(t in (tp.INT4, tp.UINT4) for t in elem_types):
+        return "int4"
     if any(t in (tp.FLOAT8E4M3FN, tp.FLOAT8E4M3FNUZ, tp.FLOAT8E5M2, tp.FLOAT8E5M2FNUZ) for t in elem_types):
         return "fp8"
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node):
@@ -38,6 +43,24 @@ def onnx_precision(model: onnx.ModelProto) -> str:
                 counts[t] += 1
     best = max(counts, key=counts.get)
     return {tp.FLOAT: "fp32", tp.FLOAT16: "fp16", tp.BFLOAT16: "bf16"}[best] if counts[best] else "fp32"
+
+
+def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """Storage bytes of a constant tensor (read from its dims and type; the data need not be loaded): 4-bit types
+    pack two values per byte."""
+    count = _volume(tensor.dims)
+    if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.FLOAT4E2M1):
+        return (count + 1) // 2
+    return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+
+
+def constant_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of the graph's constants (initializers and Constant nodes): what its weights cost to ship."""
+    total = sum(tensor_bytes(t) for t in model.graph.initializer)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            total += sum(tensor_bytes(a.t) for a in node.attribute if a.type == onnx.AttributeProto.TENSOR)
+    return total
 
 
 def _volume(dims) -> int:
@@ -81,7 +104,8 @@ def load_onnx_for(onnx_path, precision: str) -> onnx.ModelProto:
     typed = onnx_precision(model)
     if precision != "fp32" and typed != precision:
         raise NtcError(f"{onnx_path.name} is {typed}-typed but precision {precision} was asked: engines build "
-                       f"strongly typed, so pass the {precision} ONNX (fp16/bf16: a converted model, int8/fp8: Q/DQ)")
+                       f"strongly typed, so pass the {precision} ONNX (fp16/bf16: a converted model, int8/fp8: Q/DQ, "
+                       "int4/nvfp4: weight-only)")
     if precision == "fp32" and typed != "fp32":
         raise NtcError(f"{onnx_path.name} is {typed}-typed, not fp32: pass the fp32 ONNX or ask for {typed}")
     return model

@@ -18,7 +18,7 @@ from ...ops.window_attention.lowering import mark_fp32_attention_decomposable
 from ...util.atomic import write_bytes
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
-from ..onnx.inspect import custom_ops, load_onnx_for, model_name, onnx_inputs
+from ..onnx.inspect import constant_bytes, custom_ops, load_onnx_for, model_name, onnx_inputs
 from ..onnx.int8_io import interface_scales
 from . import build_log
 from . import env as trt_env
@@ -229,6 +229,7 @@ def build_engine(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "onnx_sha256": onnx_sha,
         "engine": str(engine_path.relative_to(Path(out_dir) / "engines")),
         "engine_bytes": len(engine_bytes),
+        "weight_bytes": constant_bytes(model),  # the ONNX's constants: the engine adds kernels and tactics to them
         "sha256": hashlib.sha256(engine_bytes).hexdigest(),
         "build_seconds": round(seconds, 3),
         "workspace_bytes": workspace,

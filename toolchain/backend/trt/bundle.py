@@ -15,7 +15,7 @@ from ...util.atomic import write_json, write_text
 from ...util.errors import NtcError
 from ...util.hashing import sha256_file
 from ...util.paths import PLUGINS_DIR
-from ..onnx.inspect import custom_ops, load_onnx_for, model_name, onnx_inputs
+from ..onnx.inspect import constant_bytes, custom_ops, load_onnx_for, model_name, onnx_inputs
 from .manifest import update_manifest
 from .profiles import DEFAULT_BATCH, DEFAULT_GRID, check_profiles, grid_triple
 from .targets import check_precision, get_target
@@ -153,6 +153,7 @@ def write_bundle(onnx_path, target, precision: str, out_dir, profiles: dict | No
         "onnx_sha256": settings["onnx_sha256"],
         "bundle": str(bundle.relative_to(Path(out_dir) / "engines")),
         "engine": None,
+        "weight_bytes": constant_bytes(model),  # no engine here: the ONNX's constants are the size known
         "executed": False,
         "reason": f"TensorRT {target.trt_range} is not installable here: build on the device with "
                   f"{target.name}/{bundle.name}/build_engine.py",

@@ -4,10 +4,12 @@ from dataclasses import asdict, dataclass, field
 
 from ...util.errors import NtcError
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8", "int4", "nvfp4")
 BACKENDS = ("tensorrt_rtx", "tensorrt")
 # TensorRT-RTX builds FP8 only for these SMs (measured with tensorrt-rtx 1.7).
 RTX_FP8_SMS = (89, 120)
+# TensorRT-RTX builds FP4 (E2M1) weights only for these SMs (measured with tensorrt-rtx 1.7: sm_89 refuses them).
+RTX_FP4_SMS = (120, 121)
 # First TensorRT release with a native attention layer; TensorRT-RTX always has one.
 NATIVE_ATTENTION_TRT = (10, 14)
 GIB = 1 << 30
@@ -30,6 +32,10 @@ def precision_problem(sm: int, backend: str, precision: str) -> str | None:
             return "fp8 needs sm_89+"
         if backend == "tensorrt_rtx" and sm not in RTX_FP8_SMS:
             return "fp8 on TensorRT-RTX builds only for sm_89/sm_120"
+    if precision == "int4" and sm < 80:
+        return "int4 (weight-only) needs sm_80+"  # TensorRT-RTX refuses blocked INT4 weights for sm_75 (measured)
+    if precision == "nvfp4" and (backend != "tensorrt_rtx" or sm not in RTX_FP4_SMS):
+        return "nvfp4 needs FP4 (built on TensorRT-RTX for sm_120/sm_121 only)"
     return None
 
 
