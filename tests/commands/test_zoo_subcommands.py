@@ -18,7 +18,7 @@ from ntc_export.util.paths import ZOO_DIR
 # `ntc-export tokens --attention`, and have no weights to calibrate: tests/reducers/test_zoo_reducers.py covers them.
 ZOO_MODELS = {p.stem: load(p) for p in sorted(ZOO_DIR.glob("*.pt"))}
 # Command path -> the model that takes it: "tokens" for the token models, else the compressor family.
-PATHS = {"tokens": "mlp2x_gelu", "bc_autoencoder": "bcae_x16", "vq": "vq_x16", "hyperprior": "hp_x128",
+PATHS = {"tokens": "mlp2x_gelu", "bc_autoencoder": "bcae_x16", "vq": "vq_x16", "hyperprior": "hp_x200",
          "ntc_grid": "ntc_bc5_x32"}
 ZOO = sorted(PATHS.values())
 

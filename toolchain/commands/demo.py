@@ -60,7 +60,7 @@ def demo_data(out_dir: Path, max_samples: int, native: int) -> Path:
 
 
 def _rate_then_name(path: Path) -> tuple:
-    """Codecs by their rate suffix (hp_x14 before hp_x128, ntc_x16 before ntc_bc5_x32), then digits as numbers."""
+    """Codecs by their rate suffix (hp_x16 before hp_x200, ntc_x16 before ntc_bc5_x32), then digits as numbers."""
     rate = re.search(r"_x(\d+)$", path.stem)
     return int(rate.group(1)) if rate else 0, [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.stem)]
 
