@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 
 from .int4 import int4_dequantize
 from .nvfp4 import nvfp4_dequantize
-from .qdq import Layer, constants
+from .qdq import Layer, constants, replace_nodes
 
 # INT4 DequantizeLinear with block_size came in opset 21 (IR 10); FLOAT4E2M1 in opset 23 (IR 11).
 MIN_OPSET = {"int4": 21, "nvfp4": 23}
@@ -116,12 +116,7 @@ def insert_weight_dq(model: onnx.ModelProto, quantized: list[QuantizedWeight], r
                 nodes.append(helper.make_node("Mul", [node.input[0], scale], [out], name=f"{node.name}_awq_scale"))
                 node.input[0] = out
         nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep + new_inits)
+    replace_nodes(graph, nodes, new_inits)
     if quantized and not reference:
         _raise_versions(model, quantized[0].precision)
     return model

@@ -169,12 +169,17 @@ def insert_qdq(model: onnx.ModelProto, layers: list[Layer], act_scales: dict[str
         for out in node.output:
             if out in needed and out not in act_qdq:
                 nodes += act_pair(out)
+    replace_nodes(graph, nodes, new_inits)
+    _set_opset(model, MIN_OPSET[precision])
+    return model
+
+
+def replace_nodes(graph: onnx.GraphProto, nodes: list, new_inits: list) -> None:
+    """The graph's nodes become `nodes`, its initializers those still read plus `new_inits` (float weights no
+    longer read by any node live on as codes)."""
     del graph.node[:]
     graph.node.extend(nodes)
-    # Drop float weights no longer read by any node (they live on as codes).
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep + new_inits)
-    _set_opset(model, MIN_OPSET[precision])
-    return model
