@@ -13,7 +13,7 @@ analysis g_a:   tokens [B, h, w, D] -> k x k token cells m [B, gh*gw, k*k*D] -> 
 hyper-analysis: |y| -> conv1x1 -> GELU -> conv3x3 stride 2 -> z [B, Nz, ceil(gh/2), ceil(gw/2)]
 hyper-synthesis h_s: z_hat -> transposed conv 4x4 (stride 2) -> GELU -> conv1x1 -> exp -> scales
                 [B, M, 2 ceil(gh/2), 2 ceil(gw/2)], cropped to y's [gh, gw] (an odd latent side leaves the last row
-                of scales unused; padding tokens to a multiple of 4 instead would code a whole row of y more)
+                of scales unused; padding tokens to a multiple of 2k instead would code a whole row of y more)
                 (1x1 convs at the M-channel ends: the checkpoint's bytes go to latent channels)
 synthesis g_s:  y_hat / gain -> T^-1 (transposed bases) + center + Linear(LayerNorm(SwinBlocks(Linear up(.))))
                 -> unmerge -> tokens_out [B, hp*wp, D] (depth 0: no residual, g_s is linear)
@@ -139,7 +139,7 @@ class HyperpriorCoder(TokenModel):
                            lam=lam, lam_step=lam_step, num_classes=num_classes, transform=transform)
         self.input_dim = self.output_dim = input_dim
         self.latent, self.hyper, self.merge = latent, hyper, merge
-        self.grid_multiple = merge  # the deployable graph's latents: one cell per 2 tokens a side
+        self.grid_multiple = merge  # the deployable graph's latents: one cell per k tokens a side
         merged = input_dim * merge * merge
         # g_a / g_s share the linear coder (PCA of cells when the recipe's init sets it): one dense basis over the
         # cell, or a spatial basis over its positions times a channel basis over the token's features.
