@@ -194,7 +194,8 @@ class GaussianConditional(nn.Module):
     def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """Index of the smallest table scale >= s (the last entry for larger s), int64: the coder's model choice."""
         table = scale_table(dtype=scales.dtype)[:-1] if scales.dtype == torch.float64 else self.scale_table[:-1]
-        return (scales.unsqueeze(-1) > table).sum(-1)
+        # the count of (ascending) table scales < s; a binary search, not a [n, table] comparison (6144-channel y)
+        return torch.searchsorted(table, scales.contiguous(), right=False)
 
     def quantize(self, y: torch.Tensor) -> torch.Tensor:
         """The coder's symbols: round(y) clamped to [-max_symbol, max_symbol] (still float)."""
