@@ -52,7 +52,8 @@ def test_init_bases_are_pca_of_tokens_then_of_positions(model, train_tokens):
     spatial = model.spatial_basis.detach().numpy()
     assert np.allclose(spatial @ spatial.T, np.eye(16), atol=1e-5)
     assert not model.channel_basis.requires_grad  # training keeps the bases (the recipe's choice)
-    assert model.lam() == pytest.approx(recipe.balanced_lambda(train_tokens, float(torch.exp(-model.log_gain[0].detach()))))
+    step = float(torch.exp(-model.log_gain[0].detach()))
+    assert model.lam() == pytest.approx(recipe.balanced_lambda(train_tokens, step))
 
 
 @pytest.mark.parametrize("grid", [(16, 16), (7, 5), (12, 20)])
