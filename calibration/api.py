@@ -175,20 +175,17 @@ def calibrate(onnx_fp32_path, calib_tokens, precision: str, method: str, out_dir
     if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
         raise NtcError(f"target cosine {target_cosine} is outside (0, 1]")
     path = Path(onnx_fp32_path)
-    if precision in WEIGHT_ONLY:
-        if plugin_onnx is not None:
-            raise NtcError(f"{precision} is weight-only: plugin graphs take int8/fp8 scales only")
-        model = _load(path)
-        kind = "feeds" if isinstance(calib_tokens, (dict, FeedGroups)) else "tokens"
-        held = load_feeds(holdout, model, "held-out") if holdout is not None else None
-        return _weight_only(path, model, load_feeds(calib_tokens, model), held, kind, precision, out_dir,
-                            target_cosine, block_size, log)
-    precision = check_precision(precision)
-    method = check_method(method, precision)
+    if precision in WEIGHT_ONLY and plugin_onnx is not None:
+        raise NtcError(f"{precision} is weight-only: plugin graphs take int8/fp8 scales only")
+    if precision not in WEIGHT_ONLY:
+        precision = check_precision(precision)
+        method = check_method(method, precision)
     model = _load(path)
     feeds = load_feeds(calib_tokens, model)
     kind = "feeds" if isinstance(calib_tokens, (dict, FeedGroups)) else "tokens"
     held = load_feeds(holdout, model, "held-out") if holdout is not None else None
+    if precision in WEIGHT_ONLY:
+        return _weight_only(path, model, feeds, held, kind, precision, out_dir, target_cosine, block_size, log)
     if plugin_onnx is not None and not Path(plugin_onnx).exists():
         raise NtcError(f"{plugin_onnx}: no such plugin ONNX file")
     plugin_model = onnx.load(str(plugin_onnx)) if plugin_onnx is not None else None

@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 
 from .int4 import int4_dequantize
 from .nvfp4 import nvfp4_dequantize
-from .qdq import Layer, constants, replace_nodes
+from .qdq import Layer, constants, raise_opset, replace_nodes
 
 # INT4 DequantizeLinear with block_size came in opset 21 (IR 10); FLOAT4E2M1 in opset 23 (IR 11).
 MIN_OPSET = {"int4": 21, "nvfp4": 23}
@@ -80,13 +80,8 @@ def _weight_nodes(q: QuantizedWeight, reference: bool) -> tuple[list, list, str]
 
 
 def _raise_versions(model: onnx.ModelProto, precision: str) -> None:
-    """Raise the default-domain opset (ops from 18 to 23 only gained types) and the IR version the types need."""
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            imp.version = max(imp.version, MIN_OPSET[precision])
-            break
-    else:
-        model.opset_import.append(helper.make_opsetid("", MIN_OPSET[precision]))
+    """Raise the default-domain opset and the IR version the weight types need."""
+    raise_opset(model, MIN_OPSET[precision])
     model.ir_version = max(model.ir_version, MIN_IR[precision])
 
 

@@ -107,8 +107,8 @@ def weight_scales(weight: np.ndarray, axis: int, precision: str) -> np.ndarray:
     return scales.astype(np.float32)
 
 
-def _set_opset(model: onnx.ModelProto, minimum: int) -> None:
-    """Raise the default-domain opset to `minimum`; ops from 18 to 19 only gained types, so nodes stay valid."""
+def raise_opset(model: onnx.ModelProto, minimum: int) -> None:
+    """Raise the default-domain opset to `minimum`; ops from 18 to 23 only gained types, so nodes stay valid."""
     for imp in model.opset_import:
         if imp.domain in STANDARD_DOMAINS:
             imp.version = max(imp.version, minimum)
@@ -170,7 +170,7 @@ def insert_qdq(model: onnx.ModelProto, layers: list[Layer], act_scales: dict[str
             if out in needed and out not in act_qdq:
                 nodes += act_pair(out)
     replace_nodes(graph, nodes, new_inits)
-    _set_opset(model, MIN_OPSET[precision])
+    raise_opset(model, MIN_OPSET[precision])
     return model
 
 

@@ -154,6 +154,7 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
     name = model.stem if module is not None else None  # an ONNX keeps its own model name
     calib, provenance = None, {}
     if module is not None and any(p in QUANTIZED for _, p in todo):
+        from ..calibration.weight_only import WEIGHT_ONLY, check_block
         from ..data.tokens import load_data
         from ..pipeline.main_job import token_hash
 
@@ -161,8 +162,8 @@ def command(model, targets, precisions, out_dir, batch, grid, plugin_lib, calib_
         calib, source = load_data(calib_data, "calib", attention=bool(getattr(module, "token_fields", ())))
         provenance = {"calibration_data": source, "calibration_sha256": token_hash(calib),
                       "calibration_method": calib_method}
-        if any(p in ("int4", "nvfp4") for _, p in todo):
-            provenance["weight_only"] = {"method": "awq", "int4_block": int4_block or 128}
+        if any(p in WEIGHT_ONLY for _, p in todo):
+            provenance["weight_only"] = {"method": "awq", "int4_block": check_block("int4", int4_block)}
     sources = _onnx_sources(model, todo, out_dir, module, calib, calib_method, int4_block) if todo else {}
     _check_sources(sources, shapes, batch, grid)
     results = [{**r, "status": "refused"} for r in refused]

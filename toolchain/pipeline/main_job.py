@@ -15,6 +15,7 @@ from ..backend.onnx.export import export_model
 from ..backend.trt.profiles import (DEFAULT_BATCH, DEFAULT_GRID, admits, check_grid_sides, covering, format_grid,
                                      grid_triple)
 from ..calibration.data import MIN_SAMPLES as MIN_CALIB_SAMPLES
+from ..calibration.weight_only import WEIGHT_ONLY
 from ..evaluate.feeds import largest_group
 from ..data.tokens import load_data, model_fields
 from ..evaluate.validate import check_tokens_fit, failures, golden_outputs, model_feeds, validate_onnx
@@ -28,7 +29,7 @@ from ..util.errors import NtcError
 from ..util.hashing import sha256_file, sha256_json, tool_versions
 from .stages import Pipeline
 
-QUANTIZED = ("int8", "fp8", "int4", "nvfp4")  # int4/nvfp4: weight-only (AWQ), fp16 activations
+QUANTIZED = ("int8", "fp8", *WEIGHT_ONLY)  # int4/nvfp4: weight-only (AWQ), fp16 activations
 # Every report shows quantized rows: int8/fp8 come by default, calibrated on the photo corpus's calibration split.
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8", "fp8")
 ENGINE_PRECISIONS = ("fp16", "bf16", "int8", "fp8", "int4", "nvfp4")  # fp32 stays the reference export
@@ -226,7 +227,7 @@ class MainJob:
                        else []))
                 paths[precision] = out_dir / f"model.{precision}.onnx"
                 self.calibrated_graphs.append({"model": name, "lowering": lowering, "precision": precision,
-                                         "method": "awq" if precision in ("int4", "nvfp4") else self.calib_method,
+                                         "method": "awq" if precision in WEIGHT_ONLY else self.calib_method,
                                          "target_cosine": self.target_cosine, **result})
 
     def calibrate_interface(self, name, module, onnx_paths, feeds, calib_hash) -> None:
