@@ -44,6 +44,9 @@ training:   amortised encoder -> straight-through 4-bit rounding (int4) or bc_si
             the shared loop of ntc_export.train.compressor.
 """
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -65,6 +68,7 @@ STORAGES = {"int4": 0, "bc4": 1, "bc5": 2}  # channels per texture plane (0: not
 WORDS = {"bc4": 2, "bc5": 4}
 LEVELS = 15  # int4 codes 0..15
 CHUNK_TOKENS = 64 * GRID * GRID  # tokens optimised at once by `compress` (64 design-grid images)
+COMPRESSED_KEPT = 4096  # images whose compressed latents `compress` keeps (a run encodes the same tokens repeatedly)
 
 
 def hgelu_clamp(x: torch.Tensor) -> torch.Tensor:
@@ -161,6 +165,7 @@ class NtcGrid(TokenModel):
         self.input_dim = self.output_dim = input_dim
         self.cf, self.cc, self.storage = fine_channels, coarse_channels, storage
         self.opt_steps, self.opt_lr = opt_steps, opt_lr
+        self._compressed = OrderedDict()  # image key -> (fine, coarse) graph inputs, see `compress`
         self.input_names = ["codes", "coarse"] if storage == "int4" else ["blocks", "coarse_blocks"]
         # padded grids come in whole coarse texels (int4) or whole coarse BC blocks (4x4 texels of 4x4 tokens)
         self.grid_multiple = COARSE_TEXEL * (1 if storage == "int4" else 4)
@@ -391,19 +396,28 @@ class NtcGrid(TokenModel):
         """tokens [N, h, w, D] (any grid; or [N, h*w, D] square) -> the graph's two INT32 inputs for the grid padded
         to `grid_multiple`: codes [N, C_f, hp/2, wp/2] and [N, C_c, hp/4, wp/4] (int4) or BC blocks
         [N, P_f, hp/8, wp/8, W] and [N, P_c, hp/16, wp/16, W] (host BC encoder, "fast": the encoder bc_sim
-        simulates). Images are optimised `chunk_tokens` padded tokens at a time."""
+        simulates). Images are optimised `chunk_tokens` padded tokens at a time. An image this model has already
+        compressed (same tokens, weights and steps) is taken from `_compressed` instead of optimised again: each
+        image's optimisation is its own (per-image loss, per-element Adam), so the batch it came in does not matter."""
         t = self._as_tensor(tokens)
         hp, wp = (padded(s, self.grid_multiple) for s in grid_of(t, self.arch))
         chunk = max(1, chunk_tokens // (hp * wp))
-        outs = []
-        for s in range(0, len(t), chunk):
-            qf, qc = self.optimise(t[s:s + chunk], steps)
+        setting = hashlib.sha256(self.fingerprint() + repr((steps or self.opt_steps, self.opt_lr)).encode())
+        keys = [_image_key(setting, image) for image in t]
+        todo = [i for i, key in enumerate(keys) if key not in self._compressed]
+        for s in range(0, len(todo), chunk):
+            part = todo[s:s + chunk]
+            qf, qc = self.optimise(t[part], steps)
             if self.storage == "int4":
-                outs.append((torch.round(qf * LEVELS).to(torch.int32).numpy(),
-                             torch.round(qc * LEVELS).to(torch.int32).numpy()))
+                fine, coarse = (torch.round(q * LEVELS).to(torch.int32).numpy() for q in (qf, qc))
             else:
-                outs.append((self._bc_blocks(qf), self._bc_blocks(qc)))
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+                fine, coarse = self._bc_blocks(qf), self._bc_blocks(qc)
+            for j, i in enumerate(part):
+                self._compressed[keys[i]] = (fine[j], coarse[j])
+        out = [self._compressed[key] for key in keys]
+        while len(self._compressed) > COMPRESSED_KEPT:
+            self._compressed.popitem(last=False)
+        return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
     def _bc_blocks(self, unit: torch.Tensor) -> np.ndarray:
         """Unit values [N, C, sh, sw] -> INT32 BC blocks [N, C/c, sh/4, sw/4, W] from the host encoder."""
@@ -494,6 +508,14 @@ class NtcGrid(TokenModel):
         for the padded grid (the graph decodes that grid; `decode` crops it)."""
         fine_in, coarse_in = self.compress(patch_tokens)
         return dict(zip(self.input_names, (fine_in, coarse_in)))
+
+
+def _image_key(setting, image: torch.Tensor) -> bytes:
+    """One image's key in `_compressed`: the model and optimisation setting, its grid and its token values."""
+    h = setting.copy()
+    h.update(repr(tuple(image.shape)).encode())
+    h.update(image.detach().contiguous().numpy().tobytes())
+    return h.digest()
 
 
 def _channels_last(unit: torch.Tensor) -> torch.Tensor:

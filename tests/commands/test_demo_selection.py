@@ -33,4 +33,7 @@ def test_demo_data_adds_native_aspect_photographs_after_the_square_crops(tmp_pat
     square = builtin_tokens("photos", 224, split="val", attention=True)
     first = data.subset([0, 1, 2])
     assert first.grid == (16, 16)
-    np.testing.assert_array_equal(first.tokens, square.tokens[:3])
+    # evenly spaced over the split's 200 crops: its first, middle and last (three photographs, not one)
+    assert len(square) == 200
+    np.testing.assert_array_equal(first.tokens, square.tokens[[0, 100, 199]])
+    assert len({square.meta["names"][i].split("#")[0] for i in (0, 100, 199)}) == 3

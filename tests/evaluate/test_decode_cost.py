@@ -89,6 +89,38 @@ def test_bc_decode_counts_one_op_per_decoded_value(layout):
     assert counts == {"flops": 2 * 192, "bytes_moved": 2 * 192, "bytes_compulsory": 2 * 192 + 4 * 24}
 
 
+def test_attention_counts_the_decomposed_ops_by_hand():
+    """ONNX Attention, Q [2, 5, 2*3] and K [2, 7, 2*3], V [2, 7, 2*4], 2 heads, additive mask: per head and image,
+    q * scale (5*3 Mul), Q K^T (5*7*3 MACs), the mask Add (5*7), Softmax (5*7 x (Exp 32 + Div 4) as onnx-tool weighs
+    them) and scores x V (5*7*4 MACs); bytes moved: the output [2, 5, 8] in float32."""
+    b, tq, tk, heads, hd, hd_v = 2, 5, 7, 2, 3, 4
+    shapes = {"q": [b, tq, heads * hd], "k": [b, tk, heads * hd], "v": [b, tk, heads * hd_v],
+              "mask": [b, heads, tq, tk]}
+    node = helper.make_node("Attention", list(shapes), ["out"], q_num_heads=heads, kv_num_heads=heads, scale=0.5)
+    graph = helper.make_graph([node], "att", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                              for n, s in shapes.items()],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal(s).astype(np.float32)[:1] for n, s in shapes.items()}
+    counts = decode_cost.graph_counts([decode_cost.DecodeGraph("att", model, feeds)])
+    per_head = tq * hd + tq * tk * hd + tq * tk + tq * tk * 36 + tq * tk * hd_v
+    assert counts["flops"] == 2 * heads * per_head  # one image: the feeds' batch
+    assert counts["bytes_moved"] == 4 * tq * heads * hd_v
+
+
+def test_native_attention_lowering_counts_as_the_decomposed_one(vq):
+    """The vq decoder's window attention exported as ONNX Attention counts the FLOPs of its MatMul-Softmax-MatMul
+    export (the ops are the same; only the fused graph writes fewer intermediate bytes)."""
+    from ntc_export.backend.onnx.export import to_onnx_fp32
+
+    module, (graph,) = vq
+    native = decode_cost.DecodeGraph("decoder", to_onnx_fp32(module, attention="native"), graph.feeds)
+    assert "Attention" in decode_cost.op_flops(native)
+    assert decode_cost.graph_counts([native])["flops"] == decode_cost.graph_counts([graph])["flops"]
+    np.testing.assert_allclose(run_ort(native), run_ort(graph), atol=1e-4)
+
+
 def test_stored_bytes_pack_four_bit_values():
     import ml_dtypes
 

@@ -182,6 +182,29 @@ def test_per_image_optimisation_lowers_the_amortised_error(storage):
     torch.testing.assert_close(qc0, qc[:1], atol=1e-5, rtol=0)
 
 
+def test_compress_reuses_an_image_already_compressed_and_nothing_else(monkeypatch):
+    m = model("int4")
+    x = synthetic_tokens(4, seed=9)
+    calls = []
+    optimise = m.optimise
+    monkeypatch.setattr(m, "optimise", lambda t, steps=None: calls.append(len(t)) or optimise(t, steps))
+    fine, coarse = m.compress(x, steps=5)
+    assert calls == [4]
+    again = m.compress(np.concatenate([x[2:3], synthetic_tokens(1, seed=10), x[:1]]), steps=5)
+    assert calls == [4, 1]  # only the new image is optimised
+    np.testing.assert_array_equal(again[0][[0, 2]], fine[[2, 0]])
+    np.testing.assert_array_equal(again[1][[0, 2]], coarse[[2, 0]])
+    # Alone it gets what it got in its batch (per-image optimisation): the kept result is the one it would get.
+    m._compressed.clear()
+    alone = m.compress(x[2:3], steps=5)
+    np.testing.assert_array_equal(alone[0][0], fine[2])
+    m.compress(x[:1], steps=6)  # other steps: optimised again
+    with torch.no_grad():
+        m.mlp_out.bias.add_(0.01)
+    m.compress(x[:1], steps=5)  # other weights: optimised again
+    assert calls == [4, 1, 1, 1, 1]
+
+
 # ---- payloads -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("storage", ["int4", "bc5"])

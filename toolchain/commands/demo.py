@@ -13,8 +13,9 @@ from .options import quiet_option
 @click.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out/demo"),
               show_default=True, help="Output (and cache) directory.")
-@click.option("--max-samples", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Held-out token maps of the photo corpus's validation split to validate on.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Held-out square crops of the photo corpus's validation split to validate on (evenly spaced, so "
+                   "every photograph contributes: 32 cover its 25 photographs; 200: every crop).")
 @click.option("--max-calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Token maps of the photo corpus's calibration split to calibrate int8/fp8 on (evenly spaced, "
                    "so every photograph contributes).")
@@ -45,13 +46,16 @@ def command(out_dir, max_samples, max_calib_samples, native, every, quiet):
 
 
 def demo_data(out_dir: Path, max_samples: int, native: int) -> Path:
-    """The demo's validation tokens as a file: the first `max_samples` square crops of the photo corpus's validation
-    split, then `native` of its photographs whole at their own aspect ratio (a mixed-grid set), with the ViT's CLS
+    """The demo's validation tokens as a file: `max_samples` square crops of the photo corpus's validation split,
+    evenly spaced (a photograph's crops are consecutive, so the first ones would come from a few photographs only),
+    then `native` of its photographs whole at their own aspect ratio (a mixed-grid set), with the ViT's CLS
     attention and keys (the reducers read them)."""
+    import numpy as np
+
     from ..data.tokens import builtin_tokens, concat_sets, native_photo_tokens
 
     square = builtin_tokens("photos", 224, split="val", attention=True)
-    square = square.subset(range(min(max_samples, len(square))))
+    square = square.subset(np.unique(np.linspace(0, len(square) - 1, min(max_samples, len(square))).round()))
     # 280x280 pixels: about 400 tokens, enough for every reducer of the zoo (ToMe's 64 keeps need 240)
     sets = [square] + ([native_photo_tokens("val", native, 280 * 280, attention=True)] if native else [])
     path = Path(out_dir) / "demo-data.npz"

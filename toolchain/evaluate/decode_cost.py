@@ -74,12 +74,43 @@ def _register_nodes() -> None:
         def profile(self, intensors, outtensors):
             return [float(np.prod(outtensors[0].get_shape())) * ot.MUL_MACS, 0]
 
+    class AttentionNode(ot.Node):
+        """ONNX Attention (opset 23; what the "native" window-attention lowering exports): Q [B, Tq, Hq*hd] with
+        `q_num_heads` (or [B, Hq, Tq, hd]), K and V likewise, optional additive attn_mask; one output. onnx-tool has
+        no entry for it; it is counted as the decomposed lowering's ops are: q * scale, the Q K^T MatMul, the mask
+        Add, Softmax (Exp + Div per score) and the scores x V MatMul."""
+
+        def _dims(self, intensors):
+            if len(self.proto.output) > 1 and any(self.proto.output[1:]):
+                raise NotImplementedError("Attention with KV-cache outputs")
+            q, v = intensors[0].get_shape(), intensors[2].get_shape()
+            if len(q) == 4:
+                return q[0], q[1], q[2], q[3], intensors[1].get_shape()[2], v[3], True
+            heads, kv_heads = self.attr["q_num_heads"], self.attr["kv_num_heads"]
+            return q[0], heads, q[1], q[2] // heads, intensors[1].get_shape()[1], v[2] // kv_heads, False
+
+        def shape_infer(self, intensors, outtensors):
+            b, heads, tq, _, _, hd_v, four_d = self._dims(intensors)
+            outtensors[0].update_shape([b, heads, tq, hd_v] if four_d else [b, tq, heads * hd_v])
+            outtensors[0].update_dtype(intensors[0].dtype)
+
+        def value_infer(self, intensors, outtensors):
+            self.shape_infer(intensors, outtensors)  # attention values never steer a shape
+
+        def profile(self, intensors, outtensors):
+            b, heads, tq, hd, tk, hd_v, _ = self._dims(intensors)
+            scores = b * heads * tq * tk
+            masked = len(intensors) > 3 and bool(self.proto.input[3])
+            return [float(b * heads * tq * hd * ot.MUL_MACS + scores * hd + scores * ot.ADD_MACS * masked
+                          + scores * (ot.EXP_MACS + ot.DIV_MACS) + scores * hd_v), 0]
+
     from onnx_tool.utils import NODE_REGISTRY
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # onnx-tool warns that ShapeNode is replaced: that is the point
         NODE_REGISTRY.register(ShapeNode)
         NODE_REGISTRY.register(BcDecodeNode)
+        NODE_REGISTRY.register(AttentionNode)
 
 
 def _check_feeds(graph: DecodeGraph) -> None:

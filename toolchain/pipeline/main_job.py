@@ -38,6 +38,7 @@ QUANT_SERIES = "token quantization (reference)"
 MAIN_JOB_ROUTES = ("avif:30", "avif:50", "avif:70", "jpeg:95")  # picture routes the report reads codecs against
 
 
+COUNTED_LOWERINGS = ("decomposed", "native")  # attention lowerings whose graphs onnx-tool counts, preferred first
 COST_BATCHES = (1,)  # the report ranks routes by their bounds; rd times batch 16 too
 
 
@@ -542,8 +543,9 @@ def run_main_job(model_paths: list[Path], out_dir: Path, data: Path | None = Non
                 refs = job.references(tokens, data_hash, source)
                 compression += refs["points"]
                 references_skipped = refs["skipped"]
-            # onnx-tool counts the decomposed lowering (no ONNX Attention op); other lowerings are exported again
-            fp32 = onnx_paths.get("decomposed", {}).get("fp32")
+            # onnx-tool counts the decomposed and native lowerings (decode_cost registers ONNX Attention); a plugin
+            # lowering alone is exported again, decomposed
+            fp32 = next((onnx_paths[lw]["fp32"] for lw in COUNTED_LOWERINGS if "fp32" in onnx_paths.get(lw, {})), None)
             compression += job.compression(name, module, tokens, data_hash, fit, token_hash(fit), fp32)
         built, engine_records = job.build(name, module, onnx_paths)
         engines += [{**e, "latency": engine_latency(job.out_dir, e, largest_group(feeds))} for e in built]
