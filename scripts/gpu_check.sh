@@ -31,18 +31,18 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/pip.log" 2
 python3 -m pip install -q pytest > /dev/null 2>&1 || true
 
 step "GPU tests"
-python3 -m pytest -q tests/gpu -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
+python3 -m pytest -q -o addopts=-ra tests/gpu -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 step "compute-sanitizer memcheck on the GPU tests"
 if command -v compute-sanitizer > /dev/null; then
   compute-sanitizer --tool memcheck --target-processes all --error-exitcode 3 \
-    python3 -m pytest -q -x tests/gpu -p no:cacheprovider -k "bc7 or bc6h or gather or window" \
+    python3 -m pytest -q -o addopts=-ra -x tests/gpu -p no:cacheprovider -k "bc7 or bc6h or gather or window" \
     > "$OUT/memcheck.log" 2>&1; rc=$?
   tail -5 "$OUT/memcheck.log"; [ "$rc" = 0 ] || status=1
   step "compute-sanitizer racecheck on the window-attention kernel (shared-memory tiles)"
   compute-sanitizer --tool racecheck --target-processes all --error-exitcode 3 \
-    python3 -m pytest -q -x tests/gpu/test_window_attention_gpu.py -p no:cacheprovider \
+    python3 -m pytest -q -o addopts=-ra -x tests/gpu/test_window_attention_gpu.py -p no:cacheprovider \
     -k "tensor_core_path or general_path or no_bias" > "$OUT/racecheck.log" 2>&1; rc=$?
   tail -5 "$OUT/racecheck.log"; [ "$rc" = 0 ] || status=1
 else

@@ -7,8 +7,21 @@ import pytest
 def _private_cache(tmp_path_factory):
     """Tests share one cache dir per run (built host library, ViT, tokens), never the user's."""
     if "NTC_EXPORT_CACHE" not in os.environ:
-        os.environ["NTC_EXPORT_CACHE"] = str(tmp_path_factory.mktemp("ntc-cache"))
+        base = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache for every worker of the run (writes are atomic)
+            base = base.parent
+        os.environ["NTC_EXPORT_CACHE"] = str(base / "ntc-cache")
     yield
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker's torch takes its share of the cores, not all of them (two workers on two
+    cores would otherwise run four compute threads)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_collection_modifyitems(config, items):
