@@ -68,7 +68,7 @@ STORAGES = {"int4": 0, "bc4": 1, "bc5": 2}  # channels per texture plane (0: not
 WORDS = {"bc4": 2, "bc5": 4}
 LEVELS = 15  # int4 codes 0..15
 CHUNK_TOKENS = 64 * GRID * GRID  # tokens optimised at once by `compress` (64 design-grid images)
-COMPRESSED_KEPT = 4096  # images whose compressed latents `compress` keeps (a run encodes the same tokens repeatedly)
+COMPRESSED_BYTES = 64 << 20  # latents `compress` keeps (a run encodes the same tokens repeatedly): ~680 16x16 images
 
 
 def hgelu_clamp(x: torch.Tensor) -> torch.Tensor:
@@ -402,7 +402,8 @@ class NtcGrid(TokenModel):
         t = self._as_tensor(tokens)
         hp, wp = (padded(s, self.grid_multiple) for s in grid_of(t, self.arch))
         chunk = max(1, chunk_tokens // (hp * wp))
-        setting = hashlib.sha256(self.fingerprint() + repr((steps or self.opt_steps, self.opt_lr)).encode())
+        setting = hashlib.sha256(self.fingerprint() + repr((self.opt_steps if steps is None else steps,
+                                                            self.opt_lr)).encode())
         keys = [_image_key(setting, image) for image in t]
         todo = [i for i, key in enumerate(keys) if key not in self._compressed]
         for s in range(0, len(todo), chunk):
@@ -413,11 +414,20 @@ class NtcGrid(TokenModel):
             else:
                 fine, coarse = self._bc_blocks(qf), self._bc_blocks(qc)
             for j, i in enumerate(part):
-                self._compressed[keys[i]] = (fine[j], coarse[j])
+                self._compressed[keys[i]] = (fine[j].copy(), coarse[j].copy())
         out = [self._compressed[key] for key in keys]
-        while len(self._compressed) > COMPRESSED_KEPT:
-            self._compressed.popitem(last=False)
+        self._keep_recent(keys)
         return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+
+    def _keep_recent(self, used: list[bytes]) -> None:
+        """Mark `used` as the most recent entries of `_compressed`, then drop the least recent beyond
+        COMPRESSED_BYTES."""
+        for key in used:
+            self._compressed.move_to_end(key)
+        kept = sum(f.nbytes + c.nbytes for f, c in self._compressed.values())
+        while kept > COMPRESSED_BYTES:
+            f, c = self._compressed.popitem(last=False)[1]
+            kept -= f.nbytes + c.nbytes
 
     def _bc_blocks(self, unit: torch.Tensor) -> np.ndarray:
         """Unit values [N, C, sh, sw] -> INT32 BC blocks [N, C/c, sh/4, sw/4, W] from the host encoder."""

@@ -203,6 +203,9 @@ def test_compress_reuses_an_image_already_compressed_and_nothing_else(monkeypatc
         m.mlp_out.bias.add_(0.01)
     m.compress(x[:1], steps=5)  # other weights: optimised again
     assert calls == [4, 1, 1, 1, 1]
+    monkeypatch.setattr(ng, "COMPRESSED_BYTES", fine[0].nbytes + coarse[0].nbytes)  # room for one image
+    m.compress(x[1:3], steps=5)  # neither kept under these weights
+    assert len(m._compressed) == 1 and calls[-1] == 2
 
 
 # ---- payloads -----------------------------------------------------------------------------------------------------
