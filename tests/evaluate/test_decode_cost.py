@@ -107,6 +107,9 @@ def test_attention_counts_the_decomposed_ops_by_hand():
     per_head = tq * hd + tq * tk * hd + tq * tk + tq * tk * 36 + tq * tk * hd_v
     assert counts["flops"] == 2 * heads * per_head  # one image: the feeds' batch
     assert counts["bytes_moved"] == 4 * tq * heads * hd_v
+    model.graph.node[0].attribute.append(helper.make_attribute("is_causal", 1))  # not the ops counted: refused
+    with pytest.raises(NtcError, match="cannot count decode graph 'att'.*causal"):
+        decode_cost.graph_counts([decode_cost.DecodeGraph("att", model, feeds)])
 
 
 def test_native_attention_lowering_counts_as_the_decomposed_one(vq):

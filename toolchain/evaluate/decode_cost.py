@@ -81,8 +81,9 @@ def _register_nodes() -> None:
         Add, Softmax (Exp + Div per score) and the scores x V MatMul."""
 
         def _dims(self, intensors):
-            if len(self.proto.output) > 1 and any(self.proto.output[1:]):
-                raise NotImplementedError("Attention with KV-cache outputs")
+            if any(self.proto.output[1:]) or len(self.proto.input) > 4 or self.attr.get("is_causal") \
+                    or self.attr.get("softcap"):
+                raise NotImplementedError("Attention with a KV cache, causal masking or softcap")
             q, v = intensors[0].get_shape(), intensors[2].get_shape()
             if len(q) == 4:
                 return q[0], q[1], q[2], q[3], intensors[1].get_shape()[2], v[3], True
