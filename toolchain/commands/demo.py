@@ -14,8 +14,9 @@ from .options import quiet_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("ntc-out/demo"),
               show_default=True, help="Output (and cache) directory.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Held-out square crops of the photo corpus's validation split to validate on (evenly spaced, so "
-                   "every photograph contributes: 32 cover its 25 photographs; 200: every crop).")
+              help="Held-out square crops of the photo corpus's validation split to validate on (evenly spaced over "
+                   "the split: a photograph's crops are consecutive, so the first ones would come from a few "
+                   "photographs).")
 @click.option("--max-calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Token maps of the photo corpus's calibration split to calibrate int8/fp8 on (evenly spaced, "
                    "so every photograph contributes).")
