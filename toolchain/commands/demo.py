@@ -17,7 +17,7 @@ from .options import quiet_option
               help="Held-out square crops of the photo corpus's validation split to validate on (evenly spaced over "
                    "the split: a photograph's crops are consecutive, so the first ones would come from a few "
                    "photographs).")
-@click.option("--max-calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--max-calib-samples", type=click.IntRange(min=1), default=32, show_default=True,
               help="Token maps of the photo corpus's calibration split to calibrate int8/fp8 on (evenly spaced, "
                    "so every photograph contributes).")
 @click.option("--native", type=click.IntRange(min=0), default=4, show_default=True,
