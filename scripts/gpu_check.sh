@@ -13,9 +13,8 @@ status=0
 step() { echo "== $*"; }
 
 step "device"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv > "$OUT/device.csv"
-SM=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee "$OUT/device.csv"
+SM=$(sed -n 2p "$OUT/device.csv" | awk -F', *' '{print $4}' | tr -d .)
 nvcc --version | tee "$OUT/nvcc.txt" | tail -1
 python3 -c "import json, torch; json.dump({'torch': torch.__version__, 'cuda': torch.version.cuda},
                                           open('$OUT/torch.json', 'w'))"

@@ -87,10 +87,10 @@ def main(argv=None) -> int:
     ap.add_argument("--commit", required=True, help="short commit of the checked tree")
     args = ap.parse_args(argv)
     d = args.dir
-    device = device_facts(d)
+    device, torch_versions = device_facts(d), read_json(d / "torch.json") or {}
     summary = {
-        "device": device, "commit": args.commit, "torch_cuda": (read_json(d / "torch.json") or {}).get("cuda"),
-        "torch": (read_json(d / "torch.json") or {}).get("torch"),
+        "device": device, "commit": args.commit, "torch_cuda": torch_versions.get("cuda"),
+        "torch": torch_versions.get("torch"),
         "gpu_tests": test_counts(d / "gpu_tests.xml"),
         "sanitizer": {"memcheck": sanitizer(d / "memcheck.log"), "racecheck": sanitizer(d / "racecheck.log")},
         "bc_decode": {p.stem.removeprefix("bench_bc_decode").strip("_") or "fp16_tokens": read_json(p)
